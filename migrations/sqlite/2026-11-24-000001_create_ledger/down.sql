@@ -1,0 +1,19 @@
+-- Drops in reverse order of creation so foreign keys never dangle.
+DROP TABLE sync_cursors;
+DROP TABLE idempotency_keys;
+DROP TABLE outbox_jobs;
+DROP TABLE disputes;
+DROP TABLE refunds;
+DROP TABLE payments;
+DROP TABLE invoice_lines;
+DROP TABLE invoices;
+DROP TABLE subscriptions;
+DROP TABLE prices;
+DROP TABLE products;
+DROP TABLE customers;
+DROP TABLE webhook_rejections;
+DROP TABLE webhook_events;
+DROP TABLE webhook_secrets;
+DROP TABLE connections;
+DROP TABLE audit_log;
+DROP TABLE api_tokens;

@@ -1,0 +1,302 @@
+//! Settings, read once at start from the environment and an optional `.env` file, typed and
+//! validated together. Every variable is read here and nowhere else, and `.env.example` lists each
+//! one with its default (a test holds the two in step).
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::domain::secret::Secret;
+use crate::storage::DatabaseTarget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database: DatabaseTarget,
+    pub database_pool_size: u32,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub admin_token: Option<Secret>,
+    pub shutdown_timeout: Duration,
+}
+
+/// Every problem found in the environment, each a sentence naming its variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Loads `.env` (when present; real environment variables win) and reads the environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                return Err(ConfigError(vec![format!(
+                    "the .env file cannot be read: {e}"
+                )]));
+            }
+        }
+        Config::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        Config::read(vars).0
+    }
+
+    /// Reads every variable (always all of them, so the set of names read is fixed) and returns
+    /// the result together with the names it read.
+    pub fn read(
+        vars: &HashMap<String, String>,
+    ) -> (Result<Config, ConfigError>, BTreeSet<&'static str>) {
+        let env = Reader {
+            vars,
+            read: RefCell::default(),
+            errors: RefCell::default(),
+        };
+
+        let bind = env.parsed("BIND", "127.0.0.1:8080".parse().ok());
+        let database = env.database_url("DATABASE_URL");
+        let database_pool_size = env
+            .ranged("DATABASE_POOL_SIZE", 8, 1..=256)
+            .map(|n| n as u32);
+        let log_format = env.with("LOG_FORMAT", "text", |v| match v {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("use `text` or `json`".to_owned()),
+        });
+        let log_level = env.with("LOG_LEVEL", "info", |v| {
+            tracing_subscriber::EnvFilter::try_new(v)
+                .map(|_| v.to_owned())
+                .map_err(|e| e.to_string())
+        });
+        let admin_token = env.optional("BILLMIRROR_ADMIN_TOKEN").map(Secret::new);
+        if admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            env.fail(
+                "BILLMIRROR_ADMIN_TOKEN",
+                "must be at least 16 characters long",
+            );
+        }
+        let shutdown_timeout = env
+            .ranged("SHUTDOWN_TIMEOUT_SECS", 30, 1..=3600)
+            .map(Duration::from_secs);
+
+        let read = env.read.take();
+        let errors = env.errors.take();
+        let config = match (
+            bind,
+            database,
+            database_pool_size,
+            log_format,
+            log_level,
+            shutdown_timeout,
+        ) {
+            (
+                Some(bind),
+                Some(database),
+                Some(database_pool_size),
+                Some(log_format),
+                Some(log_level),
+                Some(shutdown_timeout),
+            ) if errors.is_empty() => Ok(Config {
+                bind,
+                database,
+                database_pool_size,
+                log_format,
+                log_level,
+                admin_token,
+                shutdown_timeout,
+            }),
+            _ => Err(ConfigError(errors)),
+        };
+        (config, read)
+    }
+}
+
+/// Reads variables by name, remembering which it read and every error it met.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    read: RefCell<BTreeSet<&'static str>>,
+    errors: RefCell<Vec<String>>,
+}
+
+impl Reader<'_> {
+    fn optional(&self, name: &'static str) -> Option<String> {
+        self.read.borrow_mut().insert(name);
+        self.vars
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn fail(&self, name: &str, problem: impl Display) {
+        self.errors.borrow_mut().push(format!("{name} {problem}"));
+    }
+
+    fn with<T>(
+        &self,
+        name: &'static str,
+        default: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = self.optional(name);
+        match parse(raw.as_deref().unwrap_or(default)) {
+            Ok(value) => Some(value),
+            Err(problem) => {
+                self.fail(
+                    name,
+                    format!(
+                        "has an invalid value `{}`: {problem}",
+                        raw.unwrap_or_default()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn parsed<T: FromStr>(&self, name: &'static str, default: Option<T>) -> Option<T>
+    where
+        T::Err: Display,
+    {
+        match self.optional(name) {
+            None => default,
+            Some(raw) => match raw.parse() {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    self.fail(name, format!("has an invalid value `{raw}`: {e}"));
+                    None
+                }
+            },
+        }
+    }
+
+    fn ranged(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        let value = self.parsed::<u64>(name, Some(default))?;
+        if !range.contains(&value) {
+            self.fail(
+                name,
+                format!(
+                    "must be between {} and {}, not {value}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn database_url(&self, name: &'static str) -> Option<DatabaseTarget> {
+        DatabaseTarget::parse(self.optional(name).as_deref())
+            .map_err(|problem| self.fail(name, problem))
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_start_on_sqlite_at_localhost_8080() {
+        let config = Config::from_vars(&HashMap::new()).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            config.database,
+            DatabaseTarget::Sqlite("billmirror.db".into())
+        );
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_variable_name() {
+        let error = Config::from_vars(&vars(&[
+            ("BIND", "localhost"),
+            ("DATABASE_URL", "mysql://x"),
+            ("LOG_FORMAT", "xml"),
+            ("DATABASE_POOL_SIZE", "0"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        for name in ["BIND", "DATABASE_URL", "LOG_FORMAT", "DATABASE_POOL_SIZE"] {
+            assert!(
+                error.contains(&format!("- {name} ")),
+                "{name} missing from: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_without_echoing_it() {
+        let error = Config::from_vars(&vars(&[("BILLMIRROR_ADMIN_TOKEN", "abc123")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("BILLMIRROR_ADMIN_TOKEN") && !error.contains("abc123"),
+            "{error}"
+        );
+    }
+
+    /// `.env.example` is the configuration manual: it must list exactly what the code reads.
+    #[test]
+    fn env_example_lists_exactly_the_variables_the_code_reads() {
+        let (_, read) = Config::read(&HashMap::new());
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+        let documented: BTreeSet<&str> = example
+            .lines()
+            .map(|line| line.trim_start_matches('#').trim())
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+            })
+            .collect();
+        assert_eq!(
+            documented, read,
+            "documented in .env.example (left) vs read by the code (right)"
+        );
+    }
+
+    /// Reading the environment anywhere else would bypass the check above.
+    #[test]
+    fn no_module_but_config_reads_the_environment() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut stack = vec![std::path::PathBuf::from(root)];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("config.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for needle in ["env::var(", "env::vars(", "env::var_os(", "dotenv"] {
+                    assert!(!text.contains(needle), "{} calls {needle}", path.display());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP shell: actix-web routes, the token check, error answers, request metrics. Handlers
+//! parse input, call a service and shape the answer; the rules live in the modules they call.
+
+mod auth;
+pub mod error;
+mod health;
+mod metrics;
+pub mod pagination;
+pub mod routes;
+mod tokens;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::storage::Db;
+use error::{extractor_error, ApiError};
+
+/// What every handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Builds the server on an already bound listener (tests bind port 0). actix-web stops on
+/// SIGTERM/SIGINT by itself, letting in-flight requests finish within the shutdown timeout.
+pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let shutdown_timeout = state.config.shutdown_timeout.as_secs();
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .error_handler(|e, _| extractor_error("invalid_json")(e.to_string())),
+            )
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| extractor_error("invalid_query")(e.to_string())),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| extractor_error("invalid_path")(e.to_string())),
+            )
+            .wrap(from_fn(metrics::record))
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(shutdown_timeout)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn not_found() -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no such route.",
+    )
+    .error_response()
+}

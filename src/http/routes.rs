@@ -1,0 +1,61 @@
+//! The whole HTTP surface in one table. Every `/api` route is registered from [`api_routes`] with
+//! the role it needs, so no `/api` route can exist without a token check (a test walks the table).
+
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
+use actix_web::{web, Route};
+
+use super::{health, tokens};
+use crate::domain::Role;
+
+pub struct ApiRoute {
+    pub method: Method,
+    pub path: &'static str,
+    pub role: Role,
+    handler: fn() -> Route,
+}
+
+const fn api(method: Method, path: &'static str, role: Role, handler: fn() -> Route) -> ApiRoute {
+    ApiRoute {
+        method,
+        path,
+        role,
+        handler,
+    }
+}
+
+pub fn api_routes() -> Vec<ApiRoute> {
+    use Role::*;
+    vec![
+        api(Method::GET, "/api/tokens", Admin, || {
+            web::get().to(tokens::list)
+        }),
+        api(Method::POST, "/api/tokens", Admin, || {
+            web::post().to(tokens::create)
+        }),
+        api(Method::DELETE, "/api/tokens/{id}", Admin, || {
+            web::delete().to(tokens::revoke)
+        }),
+    ]
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics));
+
+    // One resource per path, holding each method's route with its own role check.
+    let routes = api_routes();
+    let mut paths: Vec<&'static str> = routes.iter().map(|r| r.path).collect();
+    paths.dedup();
+    for path in paths {
+        let mut resource = web::resource(path);
+        for route in routes.iter().filter(|r| r.path == path) {
+            let role = route.role;
+            resource = resource.route((route.handler)().wrap(from_fn(move |req, next| {
+                super::auth::require_role(role, req, next)
+            })));
+        }
+        cfg.service(resource);
+    }
+}

@@ -1,0 +1,107 @@
+//! One connection type for both backends, the pool that hands them out, and the few places where
+//! SQLite and PostgreSQL must be told apart.
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+
+use super::DatabaseTarget;
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl DbConnection {
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, DbConnection::Sqlite(_))
+    }
+
+    /// Runs `body` in a transaction that holds the write lock from its first statement.
+    ///
+    /// SQLite's default `BEGIN DEFERRED` takes the write lock at the first write; when another
+    /// connection committed after this one's first read, SQLite answers `SQLITE_BUSY` at once,
+    /// without waiting for `busy_timeout`. `BEGIN IMMEDIATE` waits instead. PostgreSQL needs no such
+    /// care: row locks and `ON CONFLICT` do that job there.
+    pub fn write_transaction<T, E>(
+        &mut self,
+        body: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        if let DbConnection::Sqlite(inner) = self {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+            let outcome = body(self);
+            let DbConnection::Sqlite(inner) = self else {
+                unreachable!("the variant cannot change inside a transaction")
+            };
+            match outcome {
+                Ok(value) => {
+                    AnsiTransactionManager::commit_transaction(inner)?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    AnsiTransactionManager::rollback_transaction(inner)?;
+                    Err(error)
+                }
+            }
+        } else {
+            self.transaction(body)
+        }
+    }
+}
+
+/// Opens connections for the pool, choosing the backend from the configured target (never by
+/// trial: SQLite would accept any string as a file name).
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    target: DatabaseTarget,
+}
+
+impl ConnectionManager {
+    pub fn new(target: DatabaseTarget) -> Self {
+        ConnectionManager { target }
+    }
+
+    pub fn establish(&self) -> Result<DbConnection, diesel::ConnectionError> {
+        match &self.target {
+            DatabaseTarget::Postgres(url) => {
+                PgConnection::establish(url).map(DbConnection::Postgres)
+            }
+            DatabaseTarget::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL lets readers run beside the writer; FULL makes each commit survive power loss,
+                // which a ledger that acknowledged a webhook owes its sender; the busy timeout makes
+                // writers queue instead of failing; SQLite leaves foreign keys off unless asked.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.establish().map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}

@@ -1,0 +1,348 @@
+// The portable schema for both backends, kept in step with `migrations/{sqlite,postgres}` by hand;
+// `tests/api/storage.rs` fails when a migration and this file disagree.
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        name -> Text,
+        role -> Text,
+        token_hash -> Text,
+        token_hint -> Text,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        subject -> Text,
+        details -> Text,
+    }
+}
+
+diesel::table! {
+    connections (id) {
+        id -> Text,
+        name -> Text,
+        mode -> Text,
+        origin -> Text,
+        status -> Text,
+        stripe_account_id -> Nullable<Text>,
+        publishable_key -> Nullable<Text>,
+        secret_key_enc -> Nullable<Text>,
+        secret_key_hint -> Nullable<Text>,
+        can_push -> Bool,
+        last_report -> Nullable<Text>,
+        last_report_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        disconnected_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_secrets (id) {
+        id -> Text,
+        connection_id -> Text,
+        secret_enc -> Text,
+        secret_hint -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+        last_matched_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_event_id -> Text,
+        event_type -> Text,
+        api_version -> Nullable<Text>,
+        livemode -> Bool,
+        stripe_created -> Timestamp,
+        object_id -> Nullable<Text>,
+        payload -> Text,
+        source -> Text,
+        signed_with -> Nullable<Text>,
+        status -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamp,
+        received_at -> Timestamp,
+        applied_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_rejections (id) {
+        id -> Text,
+        connection_id -> Text,
+        reason -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        email -> Nullable<Text>,
+        email_normalized -> Nullable<Text>,
+        name -> Nullable<Text>,
+        deleted -> Bool,
+        stripe_created -> Nullable<Timestamp>,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        name -> Nullable<Text>,
+        active -> Bool,
+        deleted -> Bool,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    prices (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        stripe_product_id -> Nullable<Text>,
+        nickname -> Nullable<Text>,
+        unit_amount -> Nullable<BigInt>,
+        currency -> Nullable<Text>,
+        billing_interval -> Nullable<Text>,
+        interval_count -> Nullable<Integer>,
+        active -> Bool,
+        deleted -> Bool,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        stripe_customer_id -> Nullable<Text>,
+        status -> Text,
+        stripe_price_id -> Nullable<Text>,
+        stripe_product_id -> Nullable<Text>,
+        plan_name -> Nullable<Text>,
+        billing_interval -> Nullable<Text>,
+        interval_count -> Nullable<Integer>,
+        quantity -> Nullable<BigInt>,
+        amount -> Nullable<BigInt>,
+        currency -> Nullable<Text>,
+        current_period_start -> Nullable<Timestamp>,
+        current_period_end -> Nullable<Timestamp>,
+        cancel_at_period_end -> Bool,
+        cancel_at -> Nullable<Timestamp>,
+        canceled_at -> Nullable<Timestamp>,
+        ended_at -> Nullable<Timestamp>,
+        trial_end -> Nullable<Timestamp>,
+        stripe_created -> Nullable<Timestamp>,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    invoices (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Nullable<Text>,
+        origin -> Text,
+        number -> Nullable<Text>,
+        stripe_customer_id -> Nullable<Text>,
+        customer_email -> Nullable<Text>,
+        customer_email_normalized -> Nullable<Text>,
+        customer_name -> Nullable<Text>,
+        stripe_subscription_id -> Nullable<Text>,
+        currency -> Text,
+        total -> BigInt,
+        amount_due -> BigInt,
+        amount_paid -> BigInt,
+        amount_remaining -> BigInt,
+        status -> Text,
+        due_date -> Nullable<Timestamp>,
+        memo -> Nullable<Text>,
+        hosted_invoice_url -> Nullable<Text>,
+        pay_token -> Nullable<Text>,
+        attempt_count -> Integer,
+        next_payment_attempt -> Nullable<Timestamp>,
+        last_payment_error -> Nullable<Text>,
+        sync_state -> Text,
+        sync_error -> Nullable<Text>,
+        finalized_at -> Nullable<Timestamp>,
+        paid_at -> Nullable<Timestamp>,
+        voided_at -> Nullable<Timestamp>,
+        stripe_created -> Nullable<Timestamp>,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    invoice_lines (id) {
+        id -> Text,
+        invoice_id -> Text,
+        stripe_id -> Nullable<Text>,
+        line_no -> Integer,
+        description -> Text,
+        quantity -> BigInt,
+        unit_amount -> Nullable<BigInt>,
+        amount -> BigInt,
+        currency -> Text,
+        stripe_price_id -> Nullable<Text>,
+        period_start -> Nullable<Timestamp>,
+        period_end -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        payment_intent_id -> Nullable<Text>,
+        charge_id -> Nullable<Text>,
+        stripe_customer_id -> Nullable<Text>,
+        stripe_invoice_id -> Nullable<Text>,
+        amount -> BigInt,
+        currency -> Text,
+        status -> Text,
+        failure_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        method_type -> Nullable<Text>,
+        card_brand -> Nullable<Text>,
+        card_last4 -> Nullable<Text>,
+        amount_refunded -> BigInt,
+        disputed -> Bool,
+        description -> Nullable<Text>,
+        stripe_created -> Nullable<Timestamp>,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        charge_id -> Nullable<Text>,
+        payment_intent_id -> Nullable<Text>,
+        amount -> BigInt,
+        currency -> Text,
+        reason -> Nullable<Text>,
+        status -> Text,
+        failure_reason -> Nullable<Text>,
+        stripe_created -> Nullable<Timestamp>,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    disputes (id) {
+        id -> Text,
+        connection_id -> Text,
+        stripe_id -> Text,
+        charge_id -> Nullable<Text>,
+        payment_intent_id -> Nullable<Text>,
+        amount -> BigInt,
+        currency -> Text,
+        reason -> Nullable<Text>,
+        status -> Text,
+        evidence_due_by -> Nullable<Timestamp>,
+        stripe_created -> Nullable<Timestamp>,
+        observed_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox_jobs (id) {
+        id -> Text,
+        kind -> Text,
+        subject_id -> Text,
+        connection_id -> Text,
+        status -> Text,
+        attempts -> Integer,
+        run_after -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, idem_key) {
+        scope -> Text,
+        idem_key -> Text,
+        request_hash -> Text,
+        resource_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_cursors (connection_id, resource) {
+        connection_id -> Text,
+        resource -> Text,
+        cursor -> Nullable<Text>,
+        completed -> Bool,
+        objects_seen -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(invoice_lines -> invoices (invoice_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    audit_log,
+    connections,
+    webhook_secrets,
+    webhook_events,
+    webhook_rejections,
+    customers,
+    products,
+    prices,
+    subscriptions,
+    invoices,
+    invoice_lines,
+    payments,
+    refunds,
+    disputes,
+    outbox_jobs,
+    idempotency_keys,
+    sync_cursors,
+);
