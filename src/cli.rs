@@ -146,8 +146,8 @@ fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
         }
         TokenAction::List => {
             println!(
-                "{:<38} {:<24} {:<8} {:<12} {}",
-                "ID", "NAME", "ROLE", "HINT", "STATE"
+                "{:<38} {:<24} {:<8} {:<12} STATE",
+                "ID", "NAME", "ROLE", "HINT"
             );
             for row in tokens::list(&mut conn)? {
                 let state = if row.revoked_at.is_some() {

@@ -9,6 +9,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // The OS random source failing means the machine cannot make secrets at all; stopping is the
     // only safe answer.
+    #[allow(clippy::expect_used)]
     getrandom::fill(&mut buf).expect("the operating system's random source is unavailable");
     buf
 }

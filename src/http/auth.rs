@@ -21,7 +21,7 @@ pub async fn require_role(
     let token = bearer_token(&req).ok_or_else(ApiError::unauthorized)?;
     let state = req
         .app_data::<web::Data<AppState>>()
-        .expect("AppState is registered")
+        .ok_or_else(|| ApiError::internal("AppState is not registered"))?
         .clone();
     let principal = state
         .db

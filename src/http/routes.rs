@@ -46,8 +46,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
     // One resource per path, holding each method's route with its own role check.
     let routes = api_routes();
-    let mut paths: Vec<&'static str> = routes.iter().map(|r| r.path).collect();
-    paths.dedup();
+    // Registration order is kept, so a literal path (`/api/x/check`) precedes `/api/x/{id}`.
+    let mut paths: Vec<&'static str> = Vec::new();
+    for route in &routes {
+        if !paths.contains(&route.path) {
+            paths.push(route.path);
+        }
+    }
     for path in paths {
         let mut resource = web::resource(path);
         for route in routes.iter().filter(|r| r.path == path) {

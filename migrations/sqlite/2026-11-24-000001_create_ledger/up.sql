@@ -2,7 +2,7 @@
 -- SQLite and PostgreSQL alike: TEXT ids, BIGINT minor units, TIMESTAMP (naive UTC), BOOLEAN.
 
 CREATE TABLE api_tokens (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE,
@@ -14,7 +14,7 @@ CREATE TABLE api_tokens (
 );
 
 CREATE TABLE audit_log (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     at TIMESTAMP NOT NULL,
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
@@ -24,7 +24,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 
 CREATE TABLE connections (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     name TEXT NOT NULL,
     mode TEXT NOT NULL,
     origin TEXT NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE connections (
 );
 
 CREATE TABLE webhook_secrets (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     secret_enc TEXT NOT NULL,
     secret_hint TEXT NOT NULL,
@@ -54,7 +54,7 @@ CREATE TABLE webhook_secrets (
 CREATE INDEX webhook_secrets_connection ON webhook_secrets (connection_id);
 
 CREATE TABLE webhook_events (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_event_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
@@ -78,7 +78,7 @@ CREATE INDEX webhook_events_object ON webhook_events (object_id);
 CREATE INDEX webhook_events_type ON webhook_events (event_type, received_at);
 
 CREATE TABLE webhook_rejections (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     at TIMESTAMP NOT NULL
@@ -86,7 +86,7 @@ CREATE TABLE webhook_rejections (
 CREATE INDEX webhook_rejections_connection ON webhook_rejections (connection_id, at);
 
 CREATE TABLE customers (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     email TEXT,
@@ -102,7 +102,7 @@ CREATE TABLE customers (
 CREATE INDEX customers_email ON customers (email_normalized);
 
 CREATE TABLE products (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     name TEXT,
@@ -115,7 +115,7 @@ CREATE TABLE products (
 );
 
 CREATE TABLE prices (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     stripe_product_id TEXT,
@@ -133,7 +133,7 @@ CREATE TABLE prices (
 );
 
 CREATE TABLE subscriptions (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     stripe_customer_id TEXT,
@@ -162,7 +162,7 @@ CREATE TABLE subscriptions (
 CREATE INDEX subscriptions_customer ON subscriptions (stripe_customer_id);
 
 CREATE TABLE invoices (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT,
     origin TEXT NOT NULL,
@@ -201,7 +201,7 @@ CREATE INDEX invoices_email ON invoices (customer_email_normalized);
 CREATE INDEX invoices_status ON invoices (status, created_at);
 
 CREATE TABLE invoice_lines (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     invoice_id TEXT NOT NULL REFERENCES invoices (id) ON DELETE CASCADE,
     stripe_id TEXT,
     line_no INTEGER NOT NULL,
@@ -217,7 +217,7 @@ CREATE TABLE invoice_lines (
 CREATE INDEX invoice_lines_invoice ON invoice_lines (invoice_id, line_no);
 
 CREATE TABLE payments (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     payment_intent_id TEXT,
@@ -247,7 +247,7 @@ CREATE INDEX payments_intent ON payments (payment_intent_id);
 CREATE INDEX payments_invoice ON payments (stripe_invoice_id);
 
 CREATE TABLE refunds (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     charge_id TEXT,
@@ -266,7 +266,7 @@ CREATE TABLE refunds (
 CREATE INDEX refunds_charge ON refunds (charge_id);
 
 CREATE TABLE disputes (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_id TEXT NOT NULL,
     charge_id TEXT,
@@ -285,7 +285,7 @@ CREATE TABLE disputes (
 CREATE INDEX disputes_charge ON disputes (charge_id);
 
 CREATE TABLE outbox_jobs (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY NOT NULL,
     kind TEXT NOT NULL,
     subject_id TEXT NOT NULL,
     connection_id TEXT NOT NULL,

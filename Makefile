@@ -1,0 +1,20 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for us.
+CARGO ?= cargo
+
+.PHONY: run test lint fmt bench
+
+## Start billmirror on SQLite (./billmirror.db), migrating it first. Prints the first admin token.
+run:
+	$(CARGO) run --locked -- serve
+
+## Every test: unit tests, then the integration tests on SQLite and PostgreSQL
+## (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres).
+test:
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt

@@ -1,0 +1,9 @@
+//! The integration tests: the real app over real HTTP, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod auth;
+mod cli;
+mod health;
+mod storage;

@@ -1,0 +1,136 @@
+//! What every integration test shares: a throwaway database on either backend, the real app on
+//! port 0, and a macro that runs one test body against SQLite and PostgreSQL.
+
+pub mod db;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use billmirror::auth;
+use billmirror::config::Config;
+use billmirror::domain::Role;
+use billmirror::http::{self, AppState};
+use billmirror::storage::Db;
+pub use db::{Backend, TestDb};
+
+/// Declares each test once and runs it on both backends, as `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::support::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::support::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::support::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// The real app serving real HTTP on 127.0.0.1, over its own database.
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub admin_token: String,
+    pub test_db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, extra_vars: &[(&str, &str)]) -> TestApp {
+        let test_db = TestDb::create(backend);
+        let mut vars: HashMap<String, String> = extra_vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.insert("DATABASE_URL".into(), test_db.url());
+        vars.insert("DATABASE_POOL_SIZE".into(), "4".into());
+        let config = Config::from_vars(&vars).expect("test configuration is valid");
+        let db = test_db.open_migrated();
+        let admin_token = {
+            let mut conn = db.blocking().unwrap();
+            auth::ensure_initial_admin(&mut conn, None)
+                .unwrap()
+                .expect("a fresh database has no token")
+                .token
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState {
+            db: db.clone(),
+            config: Arc::new(config),
+            metrics: billmirror::telemetry::metrics(),
+        };
+        let server = http::server(state, listener).unwrap();
+        tokio::spawn(server);
+        TestApp {
+            base_url,
+            client: reqwest::Client::new(),
+            db,
+            admin_token: admin_token.expose().to_owned(),
+            test_db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A new token with `role`, created the way the CLI does.
+    pub fn token(&self, role: Role) -> String {
+        let mut conn = self.db.blocking().unwrap();
+        let name = format!("test-{role}-{}", uuid::Uuid::new_v4().simple());
+        auth::create_token(&mut conn, &name[..40], role, "test", None)
+            .unwrap()
+            .token
+            .expose()
+            .to_owned()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Reads an error answer and returns its stable code.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("error answers are JSON");
+    body["error"]["code"]
+        .as_str()
+        .expect("error answers carry a code")
+        .to_owned()
+}
