@@ -2,16 +2,15 @@
 
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::auth;
 use crate::config::Config;
 use crate::domain::Role;
-use crate::http::{self, AppState};
+use crate::http;
 use crate::storage::{tokens, Db};
 use crate::telemetry;
+use crate::{app, auth};
 
 #[derive(Parser)]
 #[command(
@@ -120,13 +119,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (BIND): {e}", config.bind))?;
     tracing::info!(bind = %config.bind, database = %config.database, "billmirror is serving");
-    let state = AppState {
-        db,
-        config: Arc::new(config),
-        metrics: telemetry::metrics(),
-    };
+    let state = app::state(config, db)?;
     actix_web::rt::System::new().block_on(async move {
-        http::server(state, listener)?.await?;
+        let workers = app::Workers::start(&state);
+        // Returns once SIGTERM/SIGINT arrived and in-flight requests finished.
+        let served = http::server(state, listener)?.await;
+        workers.stop().await;
+        served?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -27,6 +27,28 @@ pub struct Config {
     pub log_level: String,
     pub admin_token: Option<Secret>,
     pub shutdown_timeout: Duration,
+    pub webhooks: WebhookSettings,
+    /// The Stripe account configured from `STRIPE_*` variables, if any.
+    pub env_connection: Option<EnvConnection>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// How far a signature's timestamp may lie from our clock, either way.
+    pub tolerance: Duration,
+    pub max_body_bytes: usize,
+    /// Attempts before an event that cannot be applied is parked as `dead`.
+    pub max_event_attempts: u32,
+}
+
+/// The connection configured from the environment. Keys are checked for their kind here; the full
+/// key report (permissions, account status) is the connections API's job.
+#[derive(Debug, Clone)]
+pub struct EnvConnection {
+    pub secret_key: Option<Secret>,
+    pub publishable_key: Option<String>,
+    /// Every secret that may sign a webhook (several during a rotation), none empty.
+    pub webhook_secrets: Vec<Secret>,
 }
 
 /// Every problem found in the environment, each a sentence naming its variable.
@@ -90,36 +112,146 @@ impl Config {
         let shutdown_timeout = env
             .ranged("SHUTDOWN_TIMEOUT_SECS", 30, 1..=3600)
             .map(Duration::from_secs);
+        let webhooks = (|| {
+            Some(WebhookSettings {
+                tolerance: Duration::from_secs(env.ranged(
+                    "WEBHOOK_TOLERANCE_SECS",
+                    300,
+                    1..=86_400,
+                )?),
+                max_body_bytes: env.ranged("WEBHOOK_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?
+                    as usize,
+                max_event_attempts: env.ranged("MAX_EVENT_ATTEMPTS", 8, 1..=100)? as u32,
+            })
+        })();
+        let env_connection = env_connection(&env);
 
         let read = env.read.take();
         let errors = env.errors.take();
-        let config = match (
-            bind,
-            database,
-            database_pool_size,
-            log_format,
-            log_level,
-            shutdown_timeout,
-        ) {
-            (
-                Some(bind),
-                Some(database),
-                Some(database_pool_size),
-                Some(log_format),
-                Some(log_level),
-                Some(shutdown_timeout),
-            ) if errors.is_empty() => Ok(Config {
-                bind,
-                database,
-                database_pool_size,
-                log_format,
-                log_level,
+        let config = (|| {
+            Some(Config {
+                bind: bind?,
+                database: database?,
+                database_pool_size: database_pool_size?,
+                log_format: log_format?,
+                log_level: log_level?,
                 admin_token,
-                shutdown_timeout,
-            }),
+                shutdown_timeout: shutdown_timeout?,
+                webhooks: webhooks?,
+                env_connection: env_connection?,
+            })
+        })();
+        let config = match config {
+            Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigError(errors)),
         };
         (config, read)
+    }
+}
+
+/// Reads `STRIPE_SECRET_KEY`, `STRIPE_PUBLISHABLE_KEY` and `STRIPE_WEBHOOK_SECRET`. `Some(None)`
+/// means none is set; `None` means a value was refused (the reader holds the reason).
+fn env_connection(env: &Reader<'_>) -> Option<Option<EnvConnection>> {
+    let secret_key = env.optional("STRIPE_SECRET_KEY");
+    let publishable_key = env.optional("STRIPE_PUBLISHABLE_KEY");
+    let webhook_secrets = env.optional("STRIPE_WEBHOOK_SECRET");
+    let mut ok = true;
+    let mut mode_of = Vec::new();
+    if let Some(key) = &secret_key {
+        match key_mode(key, &["sk_", "rk_"]) {
+            Some(mode) => mode_of.push(("STRIPE_SECRET_KEY", mode)),
+            None => {
+                ok = false;
+                env.fail(
+                    "STRIPE_SECRET_KEY",
+                    "must start with sk_live_, sk_test_, rk_live_ or rk_test_",
+                );
+            }
+        }
+    }
+    if let Some(key) = &publishable_key {
+        match key_mode(key, &["pk_"]) {
+            Some(mode) => mode_of.push(("STRIPE_PUBLISHABLE_KEY", mode)),
+            None => {
+                ok = false;
+                env.fail(
+                    "STRIPE_PUBLISHABLE_KEY",
+                    "must start with pk_live_ or pk_test_",
+                );
+            }
+        }
+    }
+    if let [(first, a), (second, b)] = mode_of[..] {
+        if a != b {
+            ok = false;
+            env.fail(
+                first,
+                format!("is a {a} key but {second} is a {b} key: use keys of one mode"),
+            );
+        }
+    }
+    let mut secrets = Vec::new();
+    if let Some(list) = &webhook_secrets {
+        for (n, secret) in list.split(',').map(str::trim).enumerate() {
+            if secret.is_empty() {
+                ok = false;
+                env.fail(
+                    "STRIPE_WEBHOOK_SECRET",
+                    format!(
+                        "has an empty secret at position {}: remove the extra comma",
+                        n + 1
+                    ),
+                );
+            } else if !secret.starts_with("whsec_") || secret.len() < 12 {
+                ok = false;
+                env.fail(
+                    "STRIPE_WEBHOOK_SECRET",
+                    format!(
+                        "secret {} does not look like a webhook signing secret (whsec_…)",
+                        n + 1
+                    ),
+                );
+            } else {
+                secrets.push(Secret::new(secret.to_owned()));
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    if secret_key.is_none() && publishable_key.is_none() && secrets.is_empty() {
+        return Some(None);
+    }
+    Some(Some(EnvConnection {
+        secret_key: secret_key.map(Secret::new),
+        publishable_key,
+        webhook_secrets: secrets,
+    }))
+}
+
+impl EnvConnection {
+    /// `live` or `test`, from whichever key is set (they were checked to agree).
+    pub fn mode(&self) -> Option<&'static str> {
+        self.secret_key
+            .as_ref()
+            .and_then(|k| key_mode(k.expose(), &["sk_", "rk_"]))
+            .or_else(|| {
+                self.publishable_key
+                    .as_deref()
+                    .and_then(|k| key_mode(k, &["pk_"]))
+            })
+    }
+}
+
+/// `live` or `test` for a key of one of the given kinds (`sk_`, …), else `None`.
+fn key_mode(key: &str, kinds: &[&str]) -> Option<&'static str> {
+    let rest = kinds.iter().find_map(|kind| key.strip_prefix(kind))?;
+    if rest.starts_with("live_") {
+        Some("live")
+    } else if rest.starts_with("test_") {
+        Some("test")
+    } else {
+        None
     }
 }
 

@@ -1,10 +1,13 @@
 //! billmirror keeps a local billing ledger in step with Stripe. See the README's "Architecture"
 //! section for a map of these modules and how a request travels through them.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ledger;
 pub mod storage;
 pub mod telemetry;
+pub mod webhook;

@@ -1,7 +1,8 @@
-/// A new random id with a prefix saying what it names (`inv_…`, `tok_…`), so an id pasted into
-/// the wrong place is recognisable at a glance.
+/// A new id with a prefix saying what it names (`inv_…`, `tok_…`), so an id pasted into the wrong
+/// place is recognisable at a glance. UUIDv7: ids sort by creation time, which lists and cursors
+/// rely on, and the rest is random.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Fills `buf` from the operating system's random source.

@@ -7,3 +7,4 @@ pub mod secret;
 pub mod time;
 
 pub use role::Role;
+pub use secret::Secret;

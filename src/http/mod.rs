@@ -3,11 +3,13 @@
 
 mod auth;
 pub mod error;
+mod events;
 mod health;
 mod metrics;
 pub mod pagination;
 pub mod routes;
 mod tokens;
+mod webhooks;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::storage::Db;
+use crate::webhook::inbox::Inbox;
+use crate::webhook::Endpoints;
 use error::{extractor_error, ApiError};
 
 /// What every handler may reach. Cheap to clone.
@@ -27,6 +31,9 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    /// The connections that accept webhooks, with their secrets.
+    pub endpoints: Endpoints,
+    pub inbox: Inbox,
 }
 
 /// Builds the server on an already bound listener (tests bind port 0). actix-web stops on

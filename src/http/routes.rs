@@ -5,7 +5,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
-use super::{health, tokens};
+use super::{events, health, tokens, webhooks};
 use crate::domain::Role;
 
 pub struct ApiRoute {
@@ -36,13 +36,28 @@ pub fn api_routes() -> Vec<ApiRoute> {
         api(Method::DELETE, "/api/tokens/{id}", Admin, || {
             web::delete().to(tokens::revoke)
         }),
+        api(Method::GET, "/api/events", Ops, || {
+            web::get().to(events::list)
+        }),
+        api(Method::GET, "/api/events/{id}", Ops, || {
+            web::get().to(events::get)
+        }),
+        api(Method::POST, "/api/events/{id}/replay", Ops, || {
+            web::post().to(events::replay)
+        }),
     ]
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics));
+        .route("/metrics", web::get().to(health::metrics))
+        // Authenticated by Stripe's signature, not by a token.
+        .route("/webhooks/stripe", web::post().to(webhooks::receive_env))
+        .route(
+            "/webhooks/stripe/{connection_id}",
+            web::post().to(webhooks::receive_for),
+        );
 
     // One resource per path, holding each method's route with its own role check.
     let routes = api_routes();

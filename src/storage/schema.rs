@@ -324,9 +324,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ledger_event_keys (ledger_key, event_id) {
+        ledger_key -> Text,
+        event_id -> Text,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
+diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    ledger_event_keys,
     api_tokens,
     audit_log,
     connections,

@@ -7,3 +7,4 @@ mod auth;
 mod cli;
 mod health;
 mod storage;
+mod webhooks;

@@ -5,13 +5,14 @@ pub mod db;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Arc;
 
+use billmirror::app;
 use billmirror::auth;
 use billmirror::config::Config;
 use billmirror::domain::Role;
-use billmirror::http::{self, AppState};
+use billmirror::http;
 use billmirror::storage::Db;
+use billmirror::webhook::signature::sign;
 pub use db::{Backend, TestDb};
 
 /// Declares each test once and runs it on both backends, as `name::sqlite` and `name::postgres`.
@@ -37,13 +38,17 @@ macro_rules! on_both_backends {
     )*};
 }
 
-/// The real app serving real HTTP on 127.0.0.1, over its own database.
+/// The webhook secret of the connection configured from the environment in every test app.
+pub const WEBHOOK_SECRET: &str = "whsec_billmirror_test_secret_0001";
+
+/// The real app serving real HTTP on 127.0.0.1, over its own database, with its workers running.
 pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     pub db: Db,
     pub admin_token: String,
     pub test_db: TestDb,
+    _workers: app::Workers,
 }
 
 impl TestApp {
@@ -51,12 +56,17 @@ impl TestApp {
         TestApp::spawn_with(backend, &[]).await
     }
 
+    /// Starts the app with a test-mode environment connection plus `extra_vars`.
     pub async fn spawn_with(backend: Backend, extra_vars: &[(&str, &str)]) -> TestApp {
         let test_db = TestDb::create(backend);
-        let mut vars: HashMap<String, String> = extra_vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut vars: HashMap<String, String> = [
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("STRIPE_SECRET_KEY", "sk_test_billmirror0000000000000000"),
+        ]
+        .iter()
+        .chain(extra_vars)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         vars.insert("DATABASE_URL".into(), test_db.url());
         vars.insert("DATABASE_POOL_SIZE".into(), "4".into());
         let config = Config::from_vars(&vars).expect("test configuration is valid");
@@ -70,11 +80,8 @@ impl TestApp {
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState {
-            db: db.clone(),
-            config: Arc::new(config),
-            metrics: billmirror::telemetry::metrics(),
-        };
+        let state = app::state(config, db.clone()).unwrap();
+        let workers = app::Workers::start(&state);
         let server = http::server(state, listener).unwrap();
         tokio::spawn(server);
         TestApp {
@@ -83,6 +90,7 @@ impl TestApp {
             db,
             admin_token: admin_token.expose().to_owned(),
             test_db,
+            _workers: workers,
         }
     }
 
@@ -121,6 +129,58 @@ impl TestApp {
             .bearer_auth(token)
             .json(body)
             .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts `body` to `/webhooks/stripe` signed now with the environment connection's secret.
+    pub async fn deliver(&self, body: &str) -> reqwest::Response {
+        let header = sign(
+            WEBHOOK_SECRET,
+            chrono::Utc::now().timestamp(),
+            body.as_bytes(),
+        );
+        self.client
+            .post(self.url("/webhooks/stripe"))
+            .header("Stripe-Signature", header)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the apply worker has no due event left (at most 20 s).
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let due = self
+                .db
+                .run(|conn| {
+                    use billmirror::storage::schema::webhook_events::dsl::*;
+                    use diesel::prelude::*;
+                    Ok(webhook_events
+                        .filter(status.eq("pending"))
+                        .count()
+                        .get_result::<i64>(conn)?)
+                })
+                .await
+                .unwrap();
+            if due == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{due} events still pending"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The mirrored ledger of the environment connection.
+    pub async fn ledger(&self) -> serde_json::Value {
+        self.db
+            .run(|conn| billmirror::ledger::snapshot::snapshot(conn, "env"))
             .await
             .unwrap()
     }

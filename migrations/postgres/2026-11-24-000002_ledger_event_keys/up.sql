@@ -1,0 +1,9 @@
+-- Which ledger objects each applied event describes. A ledger row is rebuilt from every event
+-- listed for it, sorted by Stripe's `created` and a fixed tie-break, so the order in which Stripe
+-- delivered the events cannot change the result (DESIGN.md, invariant 4).
+CREATE TABLE ledger_event_keys (
+    ledger_key TEXT NOT NULL,
+    event_id TEXT NOT NULL REFERENCES webhook_events (id) ON DELETE CASCADE,
+    PRIMARY KEY (ledger_key, event_id)
+);
+CREATE INDEX ledger_event_keys_event ON ledger_event_keys (event_id);

@@ -1,0 +1,161 @@
+//! `/api/events`: the webhook inbox for ops: list, inspect, replay.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::pagination::{Page, PageQuery};
+use super::AppState;
+use crate::auth::Principal;
+use crate::domain::time;
+use crate::storage::events::{self, status, EventFilter, EventRow};
+use crate::storage::tokens::audit;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    object_id: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// An event as listed: what happened to it, not its payload.
+#[derive(Serialize)]
+struct Summary {
+    id: String,
+    stripe_event_id: String,
+    connection_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    api_version: Option<String>,
+    object_id: Option<String>,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    signed_with: Option<String>,
+    created: String,
+    received_at: String,
+    next_attempt_at: Option<String>,
+    applied_at: Option<String>,
+}
+
+impl From<&EventRow> for Summary {
+    fn from(row: &EventRow) -> Self {
+        let retrying = row.status == status::FAILED || row.status == status::PENDING;
+        Summary {
+            id: row.id.clone(),
+            stripe_event_id: row.stripe_event_id.clone(),
+            connection_id: row.connection_id.clone(),
+            event_type: row.event_type.clone(),
+            api_version: row.api_version.clone(),
+            object_id: row.object_id.clone(),
+            status: row.status.clone(),
+            attempts: row.attempts,
+            last_error: row.last_error.clone(),
+            signed_with: row.signed_with.clone(),
+            created: time::rfc3339(row.stripe_created),
+            received_at: time::rfc3339(row.received_at),
+            next_attempt_at: retrying.then(|| time::rfc3339(row.next_attempt_at)),
+            applied_at: row.applied_at.map(time::rfc3339),
+        }
+    }
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = PageQuery {
+        limit: query.limit,
+        after: None,
+    }
+    .limit()?;
+    if let Some(s) = &query.status {
+        if !status::ALL.contains(&s.as_str()) {
+            return Err(ApiError::unprocessable(
+                "invalid_status",
+                format!(
+                    "status must be one of {}, not `{s}`.",
+                    status::ALL.join(", ")
+                ),
+            ));
+        }
+    }
+    let filter = EventFilter {
+        status: query.status,
+        event_type: query.event_type,
+        object_id: query.object_id,
+        after: query.after,
+    };
+    let rows = state
+        .db
+        .run(move |conn| events::list(conn, &filter, limit + 1))
+        .await?;
+    let page = Page::from_rows(rows.iter().map(Summary::from).collect(), limit, |s| {
+        s.id.clone()
+    });
+    Ok(HttpResponse::Ok().json(page))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let row = state
+        .db
+        .run(move |conn| events::find(conn, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let mut answer = serde_json::to_value(Summary::from(&row)).map_err(ApiError::internal)?;
+    // The payload as Stripe sent it; stored verbatim, so it always parses.
+    answer["payload"] = serde_json::from_str(&row.payload).unwrap_or(Value::String(row.payload));
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+pub async fn replay(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let actor = principal.name.clone();
+    let row = state
+        .db
+        .run(move |conn| {
+            conn.write_transaction(|conn| {
+                let Some(row) = events::find(conn, &id)? else {
+                    return Ok(None);
+                };
+                if !crate::ledger::maps(&row.event_type) {
+                    return Ok(Some(Err(row.event_type)));
+                }
+                events::schedule_replay(conn, &row.id)?;
+                audit(
+                    conn,
+                    &actor,
+                    "event.replay",
+                    &row.id,
+                    serde_json::json!({"stripe_event_id": row.stripe_event_id}),
+                )?;
+                Ok(events::find(conn, &row.id)?.map(Ok))
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?
+        .map_err(|event_type| {
+            ApiError::conflict(
+                "not_mapped",
+                format!(
+                    "billmirror does not map `{event_type}` events, so there is nothing to replay."
+                ),
+            )
+        })?;
+    state.inbox.stored.notify_one();
+    Ok(HttpResponse::Accepted().json(Summary::from(&row)))
+}

@@ -1,0 +1,134 @@
+//! `POST /webhooks/stripe[/{connection_id}]`: verify, store, then answer. The answer codes are the
+//! table in docs/API.md; nothing is stored for a 4xx.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::ledger;
+use crate::webhook::{self, Rejection, ENV_CONNECTION_ID};
+
+pub async fn receive_env(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    receive(&state, ENV_CONNECTION_ID, &req, payload).await
+}
+
+pub async fn receive_for(
+    state: web::Data<AppState>,
+    connection_id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    receive(&state, &connection_id, &req, payload).await
+}
+
+async fn receive(
+    state: &AppState,
+    connection_id: &str,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let Some(endpoint) = state.endpoints.get(connection_id) else {
+        count_rejection("unknown", "unknown_connection");
+        let hint = if connection_id == ENV_CONNECTION_ID {
+            " No connection is configured from the environment: set STRIPE_WEBHOOK_SECRET."
+        } else {
+            ""
+        };
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+            format!("There is no connection with this id.{hint}"),
+        ));
+    };
+    let limit = state.config.webhooks.max_body_bytes;
+    let body = match read_body(payload, limit).await {
+        Ok(body) => body,
+        Err(error) => {
+            reject(state, connection_id, "payload_too_large");
+            return Err(error);
+        }
+    };
+    let signature = req
+        .headers()
+        .get("stripe-signature")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let verified = webhook::verify_delivery(
+        &endpoint,
+        signature,
+        &body,
+        chrono::Utc::now().timestamp(),
+        state.config.webhooks.tolerance,
+    );
+    let (envelope, signed_with) = match verified {
+        Ok(verified) => verified,
+        Err(rejection) => {
+            reject(state, connection_id, rejection.code());
+            tracing::warn!(
+                connection.id = connection_id,
+                reason = rejection.code(),
+                "webhook refused"
+            );
+            return Err(ApiError::bad_request(rejection.code(), rejection.message()));
+        }
+    };
+    let Ok(body) = String::from_utf8(body.to_vec()) else {
+        let rejection = Rejection::InvalidPayload("the body is not UTF-8".into());
+        reject(state, connection_id, rejection.code());
+        return Err(ApiError::bad_request(rejection.code(), rejection.message()));
+    };
+    let maps = ledger::maps(&envelope.event_type);
+    let stripe_event_id = envelope.id.clone();
+    let row = webhook::inbox_row(
+        connection_id,
+        envelope,
+        body,
+        "webhook",
+        Some(signed_with),
+        maps,
+    );
+    let new = state.inbox.store(row).await?;
+    metrics::counter!(
+        "webhook_events_received_total",
+        "connection" => connection_id.to_owned(),
+        "outcome" => if !new { "duplicate" } else if maps { "stored" } else { "ignored" },
+    )
+    .increment(1);
+    tracing::debug!(connection.id = connection_id, stripe.event_id = %stripe_event_id, duplicate = !new, "webhook stored");
+    Ok(HttpResponse::Ok().json(json!({"received": true, "duplicate": !new})))
+}
+
+/// Reads the body up to `limit` bytes; a larger one is refused without reading it all.
+async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(ApiError::bad_request(
+            "unreadable_body",
+            format!("The body could not be read: {e}."),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)."),
+        )),
+    }
+}
+
+fn reject(state: &AppState, connection_id: &str, reason: &'static str) {
+    count_rejection(connection_id, reason);
+    state.inbox.record_rejection(connection_id, reason);
+}
+
+fn count_rejection(connection_id: &str, reason: &'static str) {
+    metrics::counter!(
+        "webhook_rejections_total",
+        "connection" => connection_id.to_owned(),
+        "reason" => reason,
+    )
+    .increment(1);
+}

@@ -1,0 +1,308 @@
+//! Invoices and their lines, from `invoice.*` and `invoice_payment.paid`, plus the payments that
+//! point at them. Status only moves forward: `draft` → `open` → `past_due` → `uncollectible` →
+//! `paid`, and `void`/`deleted` end it, so a late `invoice.updated` cannot reopen a paid invoice.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::Value;
+
+use super::json::{self, as_id, as_string, as_time, take};
+use super::keys::{listed, sort_for_fold, Key};
+use super::Event;
+use crate::domain::{ids, time};
+use crate::storage::schema::{invoice_lines, invoices, payments};
+use crate::storage::DbConnection;
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = invoices, treat_none_as_null = true)]
+struct Fields {
+    stripe_id: Option<String>,
+    number: Option<String>,
+    stripe_customer_id: Option<String>,
+    customer_email: Option<String>,
+    customer_email_normalized: Option<String>,
+    customer_name: Option<String>,
+    stripe_subscription_id: Option<String>,
+    currency: String,
+    total: i64,
+    amount_due: i64,
+    amount_paid: i64,
+    amount_remaining: i64,
+    status: String,
+    due_date: Option<NaiveDateTime>,
+    hosted_invoice_url: Option<String>,
+    attempt_count: i32,
+    next_payment_attempt: Option<NaiveDateTime>,
+    last_payment_error: Option<String>,
+    finalized_at: Option<NaiveDateTime>,
+    paid_at: Option<NaiveDateTime>,
+    voided_at: Option<NaiveDateTime>,
+    stripe_created: Option<NaiveDateTime>,
+    observed_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+fn status_rank(status: &str) -> u8 {
+    match status {
+        "draft" => 0,
+        "open" => 1,
+        "past_due" => 2,
+        "uncollectible" => 3,
+        "paid" => 4,
+        "void" | "deleted" => 5,
+        _ => 0,
+    }
+}
+
+/// The status an event says the invoice has reached.
+fn status_of(event: &Event) -> Option<&str> {
+    let stated = event.object["status"].as_str();
+    Some(match event.event_type.as_str() {
+        "invoice.deleted" => "deleted",
+        "invoice.voided" => "void",
+        "invoice.marked_uncollectible" => "uncollectible",
+        "invoice.paid" | "invoice.payment_succeeded" => "paid",
+        "invoice_payment.paid" => "paid",
+        "invoice.payment_failed" if stated != Some("paid") => "past_due",
+        _ => stated?,
+    })
+}
+
+pub fn rebuild(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    stripe_id: &str,
+    mut events: Vec<Event>,
+) -> Result<Vec<Key>, diesel::result::Error> {
+    sort_for_fold(&mut events, |e| status_of(e).map_or(0, status_rank));
+    let now = time::now();
+    let mut f = Fields {
+        stripe_id: Some(stripe_id.to_owned()),
+        status: "draft".to_owned(),
+        observed_at: now,
+        updated_at: now,
+        ..Fields::default()
+    };
+    let mut local_id = None;
+    let mut lines: Option<&[Value]> = None;
+    let mut seen_invoice = false;
+    for event in &events {
+        let o = &event.object;
+        if let Some(status) = status_of(event) {
+            if status_rank(status) >= status_rank(&f.status) {
+                f.status = status.to_owned();
+            }
+        }
+        if event.event_type.starts_with("invoice_payment.") {
+            f.amount_paid = f
+                .amount_paid
+                .max(json::i64(o, &["amount_paid"]).unwrap_or(0));
+            f.paid_at = f
+                .paid_at
+                .or(json::time(o, &["status_transitions", "paid_at"]));
+            continue;
+        }
+        seen_invoice = true;
+        take(&mut f.number, o, "number", as_string);
+        take(&mut f.stripe_customer_id, o, "customer", as_id);
+        take(&mut f.customer_email, o, "customer_email", as_string);
+        take(&mut f.customer_name, o, "customer_name", as_string);
+        take(&mut f.stripe_subscription_id, o, "subscription", as_id);
+        if let Some(sub) = json::id(o, &["parent", "subscription_details", "subscription"]) {
+            f.stripe_subscription_id = Some(sub);
+        }
+        take(&mut f.due_date, o, "due_date", as_time);
+        take(
+            &mut f.hosted_invoice_url,
+            o,
+            "hosted_invoice_url",
+            as_string,
+        );
+        take(
+            &mut f.next_payment_attempt,
+            o,
+            "next_payment_attempt",
+            as_time,
+        );
+        take(&mut f.stripe_created, o, "created", as_time);
+        if let Some(currency) = json::str(o, &["currency"]) {
+            f.currency = currency;
+        }
+        f.total = json::i64(o, &["total"]).unwrap_or(f.total);
+        f.amount_due = json::i64(o, &["amount_due"]).unwrap_or(f.amount_due);
+        f.amount_remaining = json::i64(o, &["amount_remaining"]).unwrap_or(f.amount_remaining);
+        // Counters and transition times only ever grow or get filled in.
+        f.amount_paid = f
+            .amount_paid
+            .max(json::i64(o, &["amount_paid"]).unwrap_or(0));
+        let attempts = json::i64(o, &["attempt_count"]).and_then(|n| i32::try_from(n).ok());
+        f.attempt_count = f.attempt_count.max(attempts.unwrap_or(0));
+        let transitions = |name: &str| json::time(o, &["status_transitions", name]);
+        f.finalized_at = f.finalized_at.or(transitions("finalized_at"));
+        f.paid_at = f.paid_at.or(transitions("paid_at"));
+        f.voided_at = f.voided_at.or(transitions("voided_at"));
+        if o.get("lines").is_some() {
+            lines = Some(listed(o, "lines"));
+        }
+        if let Some(id) = json::str(o, &["metadata", "billmirror_invoice_id"]) {
+            local_id = Some(id);
+        }
+    }
+    if !seen_invoice {
+        // Only an invoice payment so far: the invoice itself will come, and fold this in then.
+        return Ok(Vec::new());
+    }
+    apply_payments(conn, connection_id, stripe_id, &mut f)?;
+    if f.status == "paid" {
+        f.amount_remaining = 0;
+        f.next_payment_attempt = None;
+        f.last_payment_error = None;
+    }
+    f.customer_email_normalized = f
+        .customer_email
+        .as_deref()
+        .map(super::customers::normalize_email);
+
+    let id = write(conn, connection_id, stripe_id, local_id.as_deref(), &f)?;
+    if let Some(lines) = lines {
+        write_lines(conn, &id, &f.currency, lines)?;
+    }
+    Ok(Vec::new())
+}
+
+/// Folds in what the payments pointing at this invoice say: a succeeded one means it is paid, the
+/// latest failed one gives the reason shown while it is past due.
+fn apply_payments(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    stripe_id: &str,
+    f: &mut Fields,
+) -> Result<(), diesel::result::Error> {
+    let linked: Vec<(String, Option<String>, i64, Option<NaiveDateTime>)> = payments::table
+        .filter(payments::connection_id.eq(connection_id))
+        .filter(payments::stripe_invoice_id.eq(stripe_id))
+        .select((
+            payments::status,
+            payments::failure_message,
+            payments::amount,
+            payments::stripe_created,
+        ))
+        .order((payments::stripe_created.asc(), payments::stripe_id.asc()))
+        .load(conn)?;
+    for (status, failure, amount, created) in linked {
+        match status.as_str() {
+            "succeeded" | "refunded" | "partially_refunded" => {
+                if status_rank(&f.status) < status_rank("paid") {
+                    f.status = "paid".to_owned();
+                }
+                f.amount_paid = f.amount_paid.max(amount);
+                f.paid_at = f.paid_at.or(created);
+            }
+            "failed" => f.last_payment_error = failure.or(f.last_payment_error.take()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes the invoice row: ours when our metadata names it (an invoice billmirror pushed), else
+/// the mirrored row for this Stripe id. Returns the row's id.
+fn write(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    stripe_id: &str,
+    local_id: Option<&str>,
+    f: &Fields,
+) -> Result<String, diesel::result::Error> {
+    let mut existing: Option<String> = None;
+    if let Some(local) = local_id {
+        existing = invoices::table
+            .find(local)
+            .select(invoices::id)
+            .first(conn)
+            .optional()?;
+    }
+    if existing.is_none() {
+        existing = invoices::table
+            .filter(invoices::connection_id.eq(connection_id))
+            .filter(invoices::stripe_id.eq(stripe_id))
+            .select(invoices::id)
+            .first(conn)
+            .optional()?;
+    }
+    match existing {
+        Some(id) => {
+            diesel::update(invoices::table.find(&id))
+                .set(f)
+                .execute(conn)?;
+            Ok(id)
+        }
+        None => {
+            let id = ids::new_id("inv");
+            diesel::insert_into(invoices::table)
+                .values((
+                    invoices::id.eq(&id),
+                    invoices::connection_id.eq(connection_id),
+                    invoices::origin.eq("stripe"),
+                    invoices::sync_state.eq("mirrored"),
+                    invoices::created_at.eq(time::now()),
+                    invoices::currency.eq(&f.currency),
+                    invoices::total.eq(f.total),
+                    invoices::amount_due.eq(f.amount_due),
+                    invoices::amount_remaining.eq(f.amount_remaining),
+                    invoices::status.eq(&f.status),
+                    invoices::observed_at.eq(f.observed_at),
+                    invoices::updated_at.eq(f.updated_at),
+                ))
+                .execute(conn)?;
+            diesel::update(invoices::table.find(&id))
+                .set(f)
+                .execute(conn)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Replaces the invoice's lines with the latest list Stripe sent. Webhook payloads carry the
+/// first page of lines (up to ten); longer invoices are completed by the backfill.
+fn write_lines(
+    conn: &mut DbConnection,
+    invoice_id: &str,
+    currency: &str,
+    lines: &[Value],
+) -> Result<(), diesel::result::Error> {
+    diesel::delete(invoice_lines::table.filter(invoice_lines::invoice_id.eq(invoice_id)))
+        .execute(conn)?;
+    for (n, line) in lines.iter().enumerate() {
+        let quantity = json::i64(line, &["quantity"]).unwrap_or(1);
+        let amount = json::i64(line, &["amount"]).unwrap_or(0);
+        let unit_amount = json::i64(line, &["price", "unit_amount"])
+            // Since basil the unit amount is a decimal string under `pricing`.
+            .or_else(|| {
+                json::str(line, &["pricing", "unit_amount_decimal"]).and_then(|d| d.parse().ok())
+            })
+            .or_else(|| json::i64(line, &["plan", "amount"]));
+        let price = json::id(line, &["price"])
+            .or_else(|| json::str(line, &["pricing", "price_details", "price"]))
+            .or_else(|| json::id(line, &["plan"]));
+        diesel::insert_into(invoice_lines::table)
+            .values((
+                invoice_lines::id.eq(ids::new_id("line")),
+                invoice_lines::invoice_id.eq(invoice_id),
+                invoice_lines::stripe_id.eq(json::str(line, &["id"])),
+                invoice_lines::line_no.eq(i32::try_from(n + 1).unwrap_or(i32::MAX)),
+                invoice_lines::description
+                    .eq(json::str(line, &["description"]).unwrap_or_default()),
+                invoice_lines::quantity.eq(quantity),
+                invoice_lines::unit_amount.eq(unit_amount),
+                invoice_lines::amount.eq(amount),
+                invoice_lines::currency
+                    .eq(json::str(line, &["currency"]).unwrap_or_else(|| currency.to_owned())),
+                invoice_lines::stripe_price_id.eq(price),
+                invoice_lines::period_start.eq(json::time(line, &["period", "start"])),
+                invoice_lines::period_end.eq(json::time(line, &["period", "end"])),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The ledger: customers, invoices, payments, refunds, disputes, subscriptions, prices and
+//! products, mirrored from Stripe events.
+//!
+//! Stripe delivers events at least once and in no particular order, and `created` has one-second
+//! resolution. So an event is never applied as a delta. Each event names the ledger objects it
+//! describes (its *keys*); applying it records those keys and rebuilds each object from **every**
+//! event recorded for it, sorted by `created`, then a per-kind tie-break, then event id. The
+//! result depends only on the set of events, never on their arrival order (DESIGN.md, invariant
+//! 4). Facts that only move one way (a paid invoice stays paid, `amount_refunded` only grows) are
+//! folded as such, so a stale snapshot cannot undo them.
+
+pub mod apply;
+mod catalog;
+mod customers;
+mod disputes;
+mod invoices;
+pub mod json;
+mod keys;
+mod payments;
+mod refunds;
+pub mod snapshot;
+mod subscriptions;
+pub mod worker;
+
+use serde_json::Value;
+
+pub use keys::{Key, Kind};
+
+/// A stored event, parsed for folding.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub event_type: String,
+    pub created: i64,
+    /// `data.object`.
+    pub object: Value,
+}
+
+impl Event {
+    pub fn parse(payload: &str) -> Result<Event, String> {
+        let mut value: Value =
+            serde_json::from_str(payload).map_err(|e| format!("the payload is not JSON: {e}"))?;
+        let id = json::str(&value, &["id"]).ok_or("the event has no id")?;
+        let event_type = json::str(&value, &["type"]).ok_or("the event has no type")?;
+        let created = json::i64(&value, &["created"]).ok_or("the event has no `created`")?;
+        let object = value
+            .get_mut("data")
+            .and_then(|d| d.get_mut("object"))
+            .map(Value::take)
+            .filter(Value::is_object)
+            .ok_or("the event has no `data.object`")?;
+        Ok(Event {
+            id,
+            event_type,
+            created,
+            object,
+        })
+    }
+
+    /// The part of the type after the object's name: `created`, `payment_failed`, …
+    pub fn action(&self) -> &str {
+        self.event_type.rsplit('.').next().unwrap_or("")
+    }
+}
+
+/// Every event type billmirror maps onto the ledger; a webhook endpoint should subscribe to these.
+pub const MAPPED_TYPES: &[&str] = &[
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.updated",
+    "invoice.sent",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+    "invoice.deleted",
+    "invoice_payment.paid",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "charge.succeeded",
+    "charge.failed",
+    "charge.refunded",
+    "charge.updated",
+    "charge.captured",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "price.created",
+    "price.updated",
+    "price.deleted",
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "plan.created",
+    "plan.updated",
+    "plan.deleted",
+];
+
+/// Whether billmirror maps `event_type`; other types are stored as `ignored`. Any `price.*`,
+/// `product.*` or `plan.*` event carries a whole catalog object, so new ones map too.
+pub fn maps(event_type: &str) -> bool {
+    MAPPED_TYPES.contains(&event_type)
+        || ["price.", "product.", "plan."]
+            .iter()
+            .any(|family| event_type.starts_with(family))
+}
+
+/// Writes a mirrored object's fields into its row, found by (connection, Stripe id), creating the
+/// row on first sight.
+macro_rules! upsert {
+    ($conn:expr, $table:ident, $connection_id:expr, $stripe_id:expr, $fields:expr) => {{
+        let existing: Option<String> = $table::table
+            .filter($table::connection_id.eq($connection_id))
+            .filter($table::stripe_id.eq($stripe_id))
+            .select($table::id)
+            .first($conn)
+            .optional()?;
+        match existing {
+            Some(id) => {
+                diesel::update($table::table.find(id))
+                    .set($fields)
+                    .execute($conn)?;
+            }
+            None => {
+                diesel::insert_into($table::table)
+                    .values((
+                        $table::id.eq(crate::domain::ids::new_id(stringify!($table))),
+                        $table::connection_id.eq($connection_id),
+                        $table::stripe_id.eq($stripe_id),
+                        $table::created_at.eq(crate::domain::time::now()),
+                        $fields,
+                    ))
+                    .execute($conn)?;
+            }
+        }
+    }};
+}
+pub(crate) use upsert;

@@ -1,0 +1,204 @@
+//! Payments, one per PaymentIntent (or per charge without one), folded from PaymentIntent, charge
+//! and invoice events. A payment that succeeded stays succeeded; `amount_refunded` only grows.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::Value;
+
+use super::json;
+use super::keys::{listed, sort_for_fold, Key, Kind};
+use super::{upsert, Event};
+use crate::storage::schema::payments;
+use crate::storage::DbConnection;
+
+#[derive(Debug, Default, AsChangeset, Insertable)]
+#[diesel(table_name = payments, treat_none_as_null = true)]
+struct Fields {
+    payment_intent_id: Option<String>,
+    charge_id: Option<String>,
+    stripe_customer_id: Option<String>,
+    stripe_invoice_id: Option<String>,
+    amount: i64,
+    currency: String,
+    status: String,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
+    method_type: Option<String>,
+    card_brand: Option<String>,
+    card_last4: Option<String>,
+    amount_refunded: i64,
+    disputed: bool,
+    description: Option<String>,
+    stripe_created: Option<NaiveDateTime>,
+    observed_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+fn status_rank(status: &str) -> u8 {
+    match status {
+        "pending" => 0,
+        "canceled" => 1,
+        "failed" => 2,
+        "succeeded" => 3,
+        _ => 0,
+    }
+}
+
+/// The payment status an event reports.
+fn status_of(event: &Event) -> Option<&'static str> {
+    let o = &event.object;
+    let t = event.event_type.as_str();
+    if t.starts_with("invoice") {
+        return matches!(event.action(), "paid" | "payment_succeeded").then_some("succeeded");
+    }
+    if t == "payment_intent.payment_failed" || t == "charge.failed" {
+        return Some("failed");
+    }
+    Some(match o["status"].as_str()? {
+        "succeeded" => "succeeded",
+        "failed" => "failed",
+        "canceled" => "canceled",
+        _ => "pending",
+    })
+}
+
+pub fn rebuild(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    stripe_id: &str,
+    mut events: Vec<Event>,
+) -> Result<Vec<Key>, diesel::result::Error> {
+    sort_for_fold(&mut events, |e| status_of(e).map_or(0, status_rank));
+    let now = crate::domain::time::now();
+    let mut f = Fields {
+        status: "pending".to_owned(),
+        observed_at: now,
+        updated_at: now,
+        ..Fields::default()
+    };
+    let mut amount_from_invoice = None;
+    for event in &events {
+        if let Some(status) = status_of(event) {
+            if status_rank(status) >= status_rank(&f.status) {
+                f.status = status.to_owned();
+            }
+        }
+        let o = &event.object;
+        let t = event.event_type.as_str();
+        if t.starts_with("payment_intent.") {
+            read_payment_intent(&mut f, o);
+        } else if t.starts_with("charge.") {
+            read_charge(&mut f, o);
+        } else if t.starts_with("invoice_payment.") {
+            f.stripe_invoice_id = json::id(o, &["invoice"]).or(f.stripe_invoice_id.take());
+            f.payment_intent_id = f
+                .payment_intent_id
+                .take()
+                .or(json::id(o, &["payment", "payment_intent"]));
+            f.charge_id = f.charge_id.take().or(json::id(o, &["payment", "charge"]));
+            amount_from_invoice = json::i64(o, &["amount_paid"]).or(amount_from_invoice);
+            f.currency = json::str(o, &["currency"]).unwrap_or(std::mem::take(&mut f.currency));
+        } else if t.starts_with("invoice.") {
+            f.stripe_invoice_id = json::str(o, &["id"]).or(f.stripe_invoice_id.take());
+            f.payment_intent_id = f
+                .payment_intent_id
+                .take()
+                .or(json::id(o, &["payment_intent"]));
+            f.charge_id = f.charge_id.take().or(json::id(o, &["charge"]));
+            f.stripe_customer_id = f.stripe_customer_id.take().or(json::id(o, &["customer"]));
+            amount_from_invoice = json::i64(o, &["amount_paid"]).or(amount_from_invoice);
+            if f.currency.is_empty() {
+                f.currency = json::str(o, &["currency"]).unwrap_or_default();
+            }
+        }
+    }
+    if f.amount == 0 {
+        f.amount = amount_from_invoice.unwrap_or(0);
+    }
+    if f.status == "succeeded" && f.amount_refunded > 0 {
+        f.status = if f.amount_refunded >= f.amount {
+            "refunded"
+        } else {
+            "partially_refunded"
+        }
+        .to_owned();
+    }
+    if f.status == "succeeded" || f.status.ends_with("refunded") {
+        // A failure before the successful attempt is history, not the payment's state.
+        f.failure_code = None;
+        f.failure_message = None;
+    }
+    let follow_up = f
+        .stripe_invoice_id
+        .clone()
+        .map(|invoice| Key::new(Kind::Invoice, invoice));
+    upsert!(conn, payments, connection_id, stripe_id, &f);
+    Ok(follow_up.into_iter().collect())
+}
+
+fn read_payment_intent(f: &mut Fields, o: &Value) {
+    f.payment_intent_id = json::str(o, &["id"]);
+    f.amount = json::i64(o, &["amount"]).unwrap_or(f.amount);
+    f.currency = json::str(o, &["currency"]).unwrap_or(std::mem::take(&mut f.currency));
+    f.stripe_customer_id = json::id(o, &["customer"]).or(f.stripe_customer_id.take());
+    // Until basil a PaymentIntent names its invoice.
+    f.stripe_invoice_id = json::id(o, &["invoice"]).or(f.stripe_invoice_id.take());
+    f.description = json::str(o, &["description"]).or(f.description.take());
+    f.stripe_created = json::time(o, &["created"]).or(f.stripe_created);
+    f.charge_id = json::id(o, &["latest_charge"]).or(f.charge_id.take());
+    if let Some(error) = o.get("last_payment_error").filter(|e| e.is_object()) {
+        f.failure_code =
+            json::str(error, &["decline_code"]).or_else(|| json::str(error, &["code"]));
+        f.failure_message = json::str(error, &["message"]);
+        if let Some(method) = error.get("payment_method").filter(|m| m.is_object()) {
+            read_method(f, method);
+        }
+    }
+    // Older versions embed the PaymentIntent's charges.
+    if let Some(charge) = listed(o, "charges").last() {
+        f.charge_id = json::str(charge, &["id"]).or(f.charge_id.take());
+        read_charge_details(f, charge);
+    }
+}
+
+fn read_charge(f: &mut Fields, o: &Value) {
+    f.charge_id = json::str(o, &["id"]);
+    f.payment_intent_id = json::id(o, &["payment_intent"]).or(f.payment_intent_id.take());
+    f.amount = json::i64(o, &["amount"]).unwrap_or(f.amount);
+    f.currency = json::str(o, &["currency"]).unwrap_or(std::mem::take(&mut f.currency));
+    f.stripe_customer_id = json::id(o, &["customer"]).or(f.stripe_customer_id.take());
+    f.stripe_invoice_id = json::id(o, &["invoice"]).or(f.stripe_invoice_id.take());
+    f.description = json::str(o, &["description"]).or(f.description.take());
+    if f.stripe_created.is_none() {
+        f.stripe_created = json::time(o, &["created"]);
+    }
+    if let Some(code) = json::str(o, &["failure_code"]) {
+        f.failure_code = Some(code);
+        f.failure_message = json::str(o, &["failure_message"]);
+    }
+    read_charge_details(f, o);
+}
+
+/// What every charge shape carries: method details, refunds so far, dispute flag.
+fn read_charge_details(f: &mut Fields, charge: &Value) {
+    if let Some(details) = charge
+        .get("payment_method_details")
+        .filter(|d| d.is_object())
+    {
+        read_method(f, details);
+    }
+    f.amount_refunded = f
+        .amount_refunded
+        .max(json::i64(charge, &["amount_refunded"]).unwrap_or(0));
+    f.disputed |= json::bool(charge, &["disputed"]).unwrap_or(false);
+}
+
+/// A payment method or a charge's `payment_method_details`: `{type, card: {brand, last4}}`.
+fn read_method(f: &mut Fields, method: &Value) {
+    let Some(kind) = json::str(method, &["type"]) else {
+        return;
+    };
+    f.card_brand = json::str(method, &[kind.as_str(), "brand"]).or(f.card_brand.take());
+    f.card_last4 = json::str(method, &[kind.as_str(), "last4"]).or(f.card_last4.take());
+    f.method_type = Some(kind);
+}

@@ -1,0 +1,147 @@
+//! Subscriptions: plan, interval, status, period and cancellation, from `customer.subscription.*`.
+//! Before `2025-03-31.basil` the period sits on the subscription; since then on its items.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::Value;
+
+use super::json::{self, as_id, as_time, take};
+use super::keys::{listed, sort_for_fold, Key};
+use super::{upsert, Event};
+use crate::storage::schema::subscriptions;
+use crate::storage::DbConnection;
+
+#[derive(Debug, Default, AsChangeset, Insertable)]
+#[diesel(table_name = subscriptions, treat_none_as_null = true)]
+struct Fields {
+    stripe_customer_id: Option<String>,
+    status: String,
+    stripe_price_id: Option<String>,
+    stripe_product_id: Option<String>,
+    plan_name: Option<String>,
+    billing_interval: Option<String>,
+    interval_count: Option<i32>,
+    quantity: Option<i64>,
+    amount: Option<i64>,
+    currency: Option<String>,
+    current_period_start: Option<NaiveDateTime>,
+    current_period_end: Option<NaiveDateTime>,
+    cancel_at_period_end: bool,
+    cancel_at: Option<NaiveDateTime>,
+    canceled_at: Option<NaiveDateTime>,
+    ended_at: Option<NaiveDateTime>,
+    trial_end: Option<NaiveDateTime>,
+    stripe_created: Option<NaiveDateTime>,
+    observed_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+/// How far along a subscription's life a status is; breaks ties within one second.
+fn status_rank(status: Option<&str>) -> u8 {
+    match status {
+        Some("incomplete") => 0,
+        Some("trialing") => 1,
+        Some("active") => 2,
+        Some("past_due") => 3,
+        Some("unpaid") => 4,
+        Some("paused") => 5,
+        Some("canceled" | "incomplete_expired") => 6,
+        _ => 0,
+    }
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "canceled" | "incomplete_expired")
+}
+
+pub fn rebuild(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    stripe_id: &str,
+    mut events: Vec<Event>,
+) -> Result<Vec<Key>, diesel::result::Error> {
+    sort_for_fold(&mut events, |e| status_rank(e.object["status"].as_str()));
+    let now = crate::domain::time::now();
+    let mut f = Fields {
+        status: "incomplete".to_owned(),
+        observed_at: now,
+        updated_at: now,
+        ..Fields::default()
+    };
+    let mut ended = false;
+    for event in &events {
+        let o = &event.object;
+        take(&mut f.stripe_customer_id, o, "customer", as_id);
+        if let Some(status) = o["status"].as_str() {
+            // An ended subscription stays ended, whatever a late snapshot says.
+            if !ended {
+                f.status = status.to_owned();
+                ended = is_final(status);
+            }
+        }
+        if event.event_type == "customer.subscription.deleted" && !ended {
+            f.status = "canceled".to_owned();
+            ended = true;
+        }
+        if let Some(v) = json::bool(o, &["cancel_at_period_end"]) {
+            f.cancel_at_period_end = v;
+        }
+        take(&mut f.cancel_at, o, "cancel_at", as_time);
+        take(&mut f.canceled_at, o, "canceled_at", as_time);
+        take(&mut f.ended_at, o, "ended_at", as_time);
+        take(&mut f.trial_end, o, "trial_end", as_time);
+        take(&mut f.stripe_created, o, "created", as_time);
+        take(
+            &mut f.current_period_start,
+            o,
+            "current_period_start",
+            as_time,
+        );
+        take(&mut f.current_period_end, o, "current_period_end", as_time);
+        if let Some(item) = listed(o, "items").first() {
+            read_item(&mut f, item);
+        } else if let Some(plan) = o.get("plan").filter(|p| p.is_object()) {
+            read_price(&mut f, plan);
+        }
+        take(&mut f.quantity, o, "quantity", Value::as_i64);
+    }
+    upsert!(conn, subscriptions, connection_id, stripe_id, &f);
+    Ok(Vec::new())
+}
+
+fn read_item(f: &mut Fields, item: &Value) {
+    if let Some(price) = item.get("price").filter(|p| p.is_object()) {
+        read_price(f, price);
+    } else if let Some(plan) = item.get("plan").filter(|p| p.is_object()) {
+        read_price(f, plan);
+    }
+    take(&mut f.quantity, item, "quantity", Value::as_i64);
+    // Since 2025-03-31.basil the billing period lives on each item.
+    take(
+        &mut f.current_period_start,
+        item,
+        "current_period_start",
+        as_time,
+    );
+    take(
+        &mut f.current_period_end,
+        item,
+        "current_period_end",
+        as_time,
+    );
+}
+
+/// Reads a price, or a legacy plan (`amount`, `interval` at the top level).
+fn read_price(f: &mut Fields, price: &Value) {
+    f.stripe_price_id = json::str(price, &["id"]);
+    f.stripe_product_id = json::id(price, &["product"]);
+    f.plan_name =
+        json::str(price, &["nickname"]).or_else(|| json::str(price, &["product", "name"]));
+    f.amount = json::i64(price, &["unit_amount"]).or_else(|| json::i64(price, &["amount"]));
+    f.currency = json::str(price, &["currency"]);
+    f.billing_interval =
+        json::str(price, &["recurring", "interval"]).or_else(|| json::str(price, &["interval"]));
+    f.interval_count = json::i64(price, &["recurring", "interval_count"])
+        .or_else(|| json::i64(price, &["interval_count"]))
+        .and_then(|n| i32::try_from(n).ok());
+}

@@ -1,0 +1,113 @@
+//! The apply worker: takes due events from the inbox and applies each in the same transaction that
+//! marks it applied. A failure is retried with exponential backoff; after `max_attempts` the event
+//! is `dead`, visible in `/api/events` and replayable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use diesel::Connection;
+use tokio::sync::{watch, Notify};
+
+use super::apply::{self, ApplyError};
+use crate::domain::time;
+use crate::storage::events::{self, EventRow};
+use crate::storage::{Db, DbConnection, StorageError};
+
+/// Events applied per transaction.
+const BATCH: i64 = 200;
+/// How often the worker looks for due retries when nothing new arrives.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub applied: usize,
+    pub failed: usize,
+}
+
+/// Runs until `shutdown` turns true, finishing the batch in hand first.
+pub async fn run(
+    db: Db,
+    stored: Arc<Notify>,
+    max_attempts: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tracing::info!("apply worker started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let pass = db.run(move |conn| apply_due(conn, max_attempts)).await;
+        match pass {
+            Ok(pass) if pass.applied + pass.failed > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!("the apply worker cannot reach the database: {e}"),
+        }
+        tokio::select! {
+            _ = stored.notified() => {}
+            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("apply worker stopped");
+}
+
+/// Applies one batch of due events in one transaction, each inside its own savepoint so that one
+/// bad event rolls back alone.
+pub fn apply_due(conn: &mut DbConnection, max_attempts: u32) -> Result<Pass, StorageError> {
+    conn.write_transaction(|conn| {
+        let due = events::claim_due(conn, time::now(), BATCH)?;
+        let mut pass = Pass::default();
+        for row in due {
+            match conn.transaction(|conn| apply::apply(conn, &row)) {
+                Ok(()) => {
+                    events::mark_applied(conn, &row.id, time::now())?;
+                    pass.applied += 1;
+                }
+                Err(error) => {
+                    record_failure(conn, &row, &error, max_attempts)?;
+                    pass.failed += 1;
+                }
+            }
+        }
+        Ok(pass)
+    })
+}
+
+fn record_failure(
+    conn: &mut DbConnection,
+    row: &EventRow,
+    error: &ApplyError,
+    max_attempts: u32,
+) -> Result<(), StorageError> {
+    let attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
+    let next = (attempt < max_attempts).then(|| time::now() + backoff(attempt));
+    tracing::warn!(
+        stripe.event_id = %row.stripe_event_id,
+        event.type = %row.event_type,
+        attempt,
+        dead = next.is_none(),
+        "cannot apply event: {error}"
+    );
+    events::mark_failed(conn, &row.id, &error.to_string(), next)
+}
+
+/// 10 s, 20 s, 40 s, … capped at one hour.
+pub fn backoff(attempt: u32) -> TimeDelta {
+    let seconds = 10i64.saturating_mul(1 << attempt.saturating_sub(1).min(12));
+    TimeDelta::seconds(seconds.min(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        assert_eq!(backoff(1).num_seconds(), 10);
+        assert_eq!(backoff(2).num_seconds(), 20);
+        assert_eq!(backoff(4).num_seconds(), 80);
+        assert_eq!(backoff(30).num_seconds(), 3600);
+    }
+}

@@ -1,0 +1,253 @@
+//! Queries on the webhook inbox (`webhook_events`), its rejections, and the environment's
+//! connection row.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{connections, webhook_events, webhook_rejections};
+use super::{DbConnection, StorageError};
+use crate::domain::{ids, time};
+
+/// Statuses of a stored event. `pending` and `failed` are due for the apply worker.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const APPLIED: &str = "applied";
+    pub const IGNORED: &str = "ignored";
+    pub const FAILED: &str = "failed";
+    pub const DEAD: &str = "dead";
+    pub const ALL: [&str; 5] = [PENDING, APPLIED, IGNORED, FAILED, DEAD];
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct EventRow {
+    pub id: String,
+    pub connection_id: String,
+    pub stripe_event_id: String,
+    pub event_type: String,
+    pub api_version: Option<String>,
+    pub livemode: bool,
+    pub stripe_created: NaiveDateTime,
+    pub object_id: Option<String>,
+    pub payload: String,
+    pub source: String,
+    pub signed_with: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: NaiveDateTime,
+    pub received_at: NaiveDateTime,
+    pub applied_at: Option<NaiveDateTime>,
+}
+
+/// Inserts each row unless its (connection, Stripe event id) is already stored. Returns, per row,
+/// whether it was new. The unique key decides, so two deliveries racing on two instances still
+/// store one row.
+pub fn insert_new<'r>(
+    conn: &mut DbConnection,
+    rows: impl IntoIterator<Item = &'r EventRow>,
+) -> Result<Vec<bool>, StorageError> {
+    let mut inserted = Vec::new();
+    for row in rows {
+        let count = match conn {
+            DbConnection::Postgres(c) => diesel::insert_into(webhook_events::table)
+                .values(row)
+                .on_conflict((
+                    webhook_events::connection_id,
+                    webhook_events::stripe_event_id,
+                ))
+                .do_nothing()
+                .execute(c)?,
+            DbConnection::Sqlite(c) => diesel::insert_into(webhook_events::table)
+                .values(row)
+                .on_conflict((
+                    webhook_events::connection_id,
+                    webhook_events::stripe_event_id,
+                ))
+                .do_nothing()
+                .execute(c)?,
+        };
+        inserted.push(count == 1);
+    }
+    Ok(inserted)
+}
+
+/// Events due for the apply worker, oldest first. On PostgreSQL the rows stay locked until the
+/// caller's transaction ends and other instances skip them.
+pub fn claim_due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<EventRow>, StorageError> {
+    // A macro, not a closure: `as_select` is typed by backend, so each arm builds its own query.
+    macro_rules! due {
+        () => {
+            webhook_events::table
+                .filter(webhook_events::status.eq_any([status::PENDING, status::FAILED]))
+                .filter(webhook_events::next_attempt_at.le(now))
+                .order((
+                    webhook_events::next_attempt_at.asc(),
+                    webhook_events::id.asc(),
+                ))
+                .limit(limit)
+                .select(EventRow::as_select())
+        };
+    }
+    Ok(match conn {
+        DbConnection::Postgres(c) => due!().for_update().skip_locked().load(c)?,
+        // One SQLite writer at a time: the caller's `BEGIN IMMEDIATE` already excludes others.
+        DbConnection::Sqlite(c) => due!().load(c)?,
+    })
+}
+
+pub fn mark_applied(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+) -> Result<(), StorageError> {
+    diesel::update(webhook_events::table.find(id))
+        .set((
+            webhook_events::status.eq(status::APPLIED),
+            webhook_events::attempts.eq(webhook_events::attempts + 1),
+            webhook_events::applied_at.eq(at),
+            webhook_events::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records a failed attempt: `failed` with the next attempt time, or `dead` when out of attempts.
+pub fn mark_failed(
+    conn: &mut DbConnection,
+    id: &str,
+    error: &str,
+    next_attempt_at: Option<NaiveDateTime>,
+) -> Result<(), StorageError> {
+    let (new_status, next) = match next_attempt_at {
+        Some(at) => (status::FAILED, at),
+        None => (status::DEAD, time::now()),
+    };
+    diesel::update(webhook_events::table.find(id))
+        .set((
+            webhook_events::status.eq(new_status),
+            webhook_events::attempts.eq(webhook_events::attempts + 1),
+            webhook_events::last_error.eq(error),
+            webhook_events::next_attempt_at.eq(next),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Finds an event by our id or by Stripe's event id.
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<EventRow>, StorageError> {
+    Ok(webhook_events::table
+        .filter(
+            webhook_events::id
+                .eq(id)
+                .or(webhook_events::stripe_event_id.eq(id)),
+        )
+        .order(webhook_events::received_at.asc())
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Makes an event due again with a fresh set of attempts.
+pub fn schedule_replay(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
+    diesel::update(webhook_events::table.find(id))
+        .set((
+            webhook_events::status.eq(status::PENDING),
+            webhook_events::attempts.eq(0),
+            webhook_events::next_attempt_at.eq(time::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+    pub object_id: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A page of events, newest first by our id (ids are time-ordered: see `ids::new_id`).
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &EventFilter,
+    limit: i64,
+) -> Result<Vec<EventRow>, StorageError> {
+    let mut query = webhook_events::table
+        .select(EventRow::as_select())
+        .order(webhook_events::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(webhook_events::status.eq(status.clone()));
+    }
+    if let Some(event_type) = &filter.event_type {
+        query = query.filter(webhook_events::event_type.eq(event_type.clone()));
+    }
+    if let Some(object_id) = &filter.object_id {
+        query = query.filter(webhook_events::object_id.eq(object_id.clone()));
+    }
+    if let Some(after) = &filter.after {
+        query = query.filter(webhook_events::id.lt(after.clone()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Counts of events by status, for the metrics gauges.
+pub fn count_by_status(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StorageError> {
+    Ok(webhook_events::table
+        .group_by(webhook_events::status)
+        .select((webhook_events::status, diesel::dsl::count_star()))
+        .load(conn)?)
+}
+
+pub fn insert_rejection(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    reason: &str,
+) -> Result<(), StorageError> {
+    diesel::insert_into(webhook_rejections::table)
+        .values((
+            webhook_rejections::id.eq(ids::new_id("rej")),
+            webhook_rejections::connection_id.eq(connection_id),
+            webhook_rejections::reason.eq(reason),
+            webhook_rejections::at.eq(time::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Creates or refreshes the row of the connection configured from the environment.
+pub fn ensure_connection(
+    conn: &mut DbConnection,
+    id: &str,
+    name: &str,
+    mode: &str,
+    origin: &str,
+) -> Result<(), StorageError> {
+    let now = time::now();
+    conn.write_transaction(|conn| {
+        let updated = diesel::update(connections::table.find(id))
+            .set((connections::mode.eq(mode), connections::updated_at.eq(now)))
+            .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(connections::table)
+                .values((
+                    connections::id.eq(id),
+                    connections::name.eq(name),
+                    connections::mode.eq(mode),
+                    connections::origin.eq(origin),
+                    connections::status.eq("active"),
+                    connections::created_at.eq(now),
+                    connections::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,157 @@
+//! The inbox writer: stores verified events durably before the webhook is answered.
+//!
+//! Committing each request on its own would cap ingest at the disk's commit rate. Instead, writer
+//! threads take every event that is waiting, insert them in one transaction and answer each
+//! request after that commit (group commit). An answer still never precedes its event's commit.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::storage::events::{self, EventRow};
+use crate::storage::{Backend, Db, StorageError};
+
+/// Most events one commit carries.
+const MAX_BATCH: usize = 256;
+
+enum Job {
+    Store {
+        row: Box<EventRow>,
+        reply: oneshot::Sender<Result<bool, StorageError>>,
+    },
+    Reject {
+        connection_id: String,
+        reason: &'static str,
+    },
+}
+
+/// A handle to the writer threads; cheap to clone. The threads end when the last handle is gone,
+/// after writing what they hold.
+#[derive(Clone)]
+pub struct Inbox {
+    jobs: mpsc::Sender<Job>,
+    /// Woken after each commit that stored a new event, so the apply worker need not poll.
+    pub stored: Arc<Notify>,
+}
+
+impl Inbox {
+    pub fn start(db: Db) -> Inbox {
+        let (jobs, receiver) = mpsc::channel(8 * MAX_BATCH);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let stored = Arc::new(Notify::new());
+        // SQLite has one writer at a time anyway; PostgreSQL commits several batches in parallel.
+        let writers = match db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        for n in 0..writers {
+            let (db, receiver, stored) = (db.clone(), receiver.clone(), stored.clone());
+            let spawned = thread::Builder::new()
+                .name(format!("inbox-writer-{n}"))
+                .spawn(move || write_batches(&db, &receiver, &stored));
+            if let Err(e) = spawned {
+                tracing::error!("cannot start an inbox writer thread: {e}");
+            }
+        }
+        Inbox { jobs, stored }
+    }
+
+    /// Stores `row` unless an event with its Stripe id is already stored for its connection.
+    /// Returns `true` when the event is new. Returns only after the commit.
+    pub async fn store(&self, row: EventRow) -> Result<bool, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Store {
+            row: Box::new(row),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StorageError::Unavailable("the inbox writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StorageError::Unavailable("the inbox writer has stopped".into()))?
+    }
+
+    /// Records a refused delivery for the connection's health report; best effort, never waits.
+    pub fn record_rejection(&self, connection_id: &str, reason: &'static str) {
+        let job = Job::Reject {
+            connection_id: connection_id.to_owned(),
+            reason,
+        };
+        // A full queue means we are flooded; dropping a rejection record is the right trade.
+        let _ = self.jobs.try_send(job);
+    }
+}
+
+fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, stored: &Notify) {
+    loop {
+        let batch = {
+            let Ok(mut receiver) = receiver.lock() else {
+                return;
+            };
+            let Some(first) = receiver.blocking_recv() else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let outcome = write(db, &batch);
+        let mut any_new = false;
+        let mut results = match outcome {
+            Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>().into_iter(),
+            Err(error) => {
+                tracing::error!(events = batch.len(), "cannot store webhook events: {error}");
+                let cause = error.to_string();
+                (0..batch.len())
+                    .map(|_| Err(StorageError::Unavailable(cause.clone())))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+            }
+        };
+        for job in batch {
+            if let Job::Store { reply, .. } = job {
+                let result = results.next().unwrap_or_else(|| {
+                    Err(StorageError::Unavailable(
+                        "the inbox lost track of a result".into(),
+                    ))
+                });
+                any_new |= matches!(result, Ok(true));
+                // The request may have gone away; its event is stored all the same.
+                let _ = reply.send(result);
+            }
+        }
+        if any_new {
+            stored.notify_one();
+        }
+    }
+}
+
+/// Writes one batch in one transaction; returns one result per `Store` job, in order.
+fn write(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
+    let mut conn = db.blocking()?;
+    conn.write_transaction(|conn| {
+        let rows = batch.iter().filter_map(|job| match job {
+            Job::Store { row, .. } => Some(&**row),
+            Job::Reject { .. } => None,
+        });
+        let inserted = events::insert_new(conn, rows)?;
+        for job in batch {
+            if let Job::Reject {
+                connection_id,
+                reason,
+            } = job
+            {
+                events::insert_rejection(conn, connection_id, reason)?;
+            }
+        }
+        Ok(inserted)
+    })
+}

@@ -1,0 +1,142 @@
+//! Webhook ingest: which connections accept events and with which secrets, the signature check,
+//! the envelope, and the inbox that stores events before they are acknowledged. Applying stored
+//! events to the ledger is the `ledger` module's job.
+
+pub mod envelope;
+pub mod inbox;
+pub mod signature;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::domain::{ids, time, Secret};
+use crate::storage::events::{status, EventRow};
+pub use envelope::Envelope;
+pub use signature::SignatureError;
+
+/// The id of the connection configured from `STRIPE_*` variables, served at `/webhooks/stripe`.
+pub const ENV_CONNECTION_ID: &str = "env";
+
+/// What a connection needs to accept a webhook.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub connection_id: String,
+    /// `live` or `test` when known from the connection's keys; events of the other mode are refused.
+    pub mode: Option<&'static str>,
+    /// The active signing secrets, newest first.
+    pub secrets: Vec<Secret>,
+}
+
+/// The connections that accept webhooks, shared by every request. Changed when connections are
+/// added or their secrets rotated.
+#[derive(Clone, Default)]
+pub struct Endpoints(Arc<RwLock<HashMap<String, Arc<Endpoint>>>>);
+
+impl Endpoints {
+    pub fn get(&self, connection_id: &str) -> Option<Arc<Endpoint>> {
+        self.0.read().ok()?.get(connection_id).cloned()
+    }
+
+    pub fn set(&self, endpoint: Endpoint) {
+        if let Ok(mut map) = self.0.write() {
+            map.insert(endpoint.connection_id.clone(), Arc::new(endpoint));
+        }
+    }
+}
+
+/// Why a delivery is refused. Nothing is stored for any of these.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    MissingSignature,
+    Signature(SignatureError),
+    InvalidPayload(String),
+    LivemodeMismatch { connection_mode: &'static str },
+}
+
+impl Rejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::MissingSignature => "missing_signature",
+            Rejection::Signature(e) => e.code(),
+            Rejection::InvalidPayload(_) => "invalid_payload",
+            Rejection::LivemodeMismatch { .. } => "livemode_mismatch",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Rejection::MissingSignature => "The request has no Stripe-Signature header.".to_owned(),
+            Rejection::Signature(e) => format!("{e}."),
+            Rejection::InvalidPayload(problem) => format!("{problem}."),
+            Rejection::LivemodeMismatch { connection_mode } => format!(
+                "The event's livemode does not match this {connection_mode}-mode connection."
+            ),
+        }
+    }
+}
+
+/// Checks a delivery: signature first (nothing unauthenticated is even parsed), then the
+/// envelope, then the mode. Returns the envelope and the label of the secret that signed it.
+pub fn verify_delivery(
+    endpoint: &Endpoint,
+    signature_header: Option<&str>,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<(Envelope, String), Rejection> {
+    let header = signature_header.ok_or(Rejection::MissingSignature)?;
+    let matched = signature::verify(header, body, &endpoint.secrets, now, tolerance)
+        .map_err(Rejection::Signature)?;
+    let envelope = Envelope::parse(body).map_err(Rejection::InvalidPayload)?;
+    if let Some(mode) = endpoint.mode {
+        if envelope.livemode != (mode == "live") {
+            return Err(Rejection::LivemodeMismatch {
+                connection_mode: mode,
+            });
+        }
+    }
+    let signed_with = endpoint
+        .secrets
+        .get(matched)
+        .map(Secret::masked)
+        .unwrap_or_default();
+    Ok((envelope, signed_with))
+}
+
+/// The inbox row for a verified event: `pending` when billmirror maps its type, else `ignored`
+/// (stored all the same, and answered 2xx so that Stripe does not retry it for days).
+pub fn inbox_row(
+    connection_id: &str,
+    envelope: Envelope,
+    body: String,
+    source: &str,
+    signed_with: Option<String>,
+    maps_type: bool,
+) -> EventRow {
+    let now = time::now();
+    EventRow {
+        id: ids::new_id("ev"),
+        connection_id: connection_id.to_owned(),
+        stripe_event_id: envelope.id,
+        event_type: envelope.event_type,
+        api_version: envelope.api_version,
+        livemode: envelope.livemode,
+        stripe_created: time::from_unix(envelope.created).unwrap_or(now),
+        object_id: envelope.object_id,
+        payload: body,
+        source: source.to_owned(),
+        signed_with,
+        status: if maps_type {
+            status::PENDING
+        } else {
+            status::IGNORED
+        }
+        .to_owned(),
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: now,
+        received_at: now,
+        applied_at: None,
+    }
+}
