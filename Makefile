@@ -12,6 +12,10 @@ run:
 test:
 	$(CARGO) test --locked
 
+## Webhook ingest and apply throughput on SQLite and PostgreSQL (release build; see BENCHMARKS.md).
+bench:
+	$(CARGO) bench --locked --bench ingest
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings

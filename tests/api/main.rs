@@ -6,5 +6,7 @@ mod support;
 mod auth;
 mod cli;
 mod health;
+mod mapping;
+mod ordering;
 mod storage;
 mod webhooks;

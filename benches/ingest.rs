@@ -1,0 +1,274 @@
+//! `make bench`: webhook ingest and apply throughput, measured over real HTTP against the release
+//! binary on SQLite and PostgreSQL.
+//!
+//! For each backend and concurrency (1, 8, 32, 64) it starts `billmirror serve` on a fresh
+//! database, posts distinct signed events built from the real payloads in `fixtures/stripe/events`
+//! (3-7 KB, pretty-printed as Stripe sends them) over keep-alive connections, and reports accepted
+//! events/s, p50/p99 acknowledgement latency, apply throughput, the apply lag after the last
+//! acknowledgement, and the server's peak RSS. Set `BENCH_EVENTS` to change the event count.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use billmirror::storage::{DatabaseTarget, Db};
+use billmirror::webhook::signature::sign;
+use diesel::prelude::*;
+use diesel::{Connection, PgConnection};
+use serde_json::Value;
+
+const SECRET: &str = "whsec_benchmark_secret_0000000000";
+const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn main() {
+    let events_per_run: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let templates = templates();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("| backend | concurrency | events | accepted/s | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for backend in ["sqlite", "postgres"] {
+        for concurrency in [1usize, 8, 32, 64] {
+            let n = if concurrency == 1 {
+                events_per_run / 10
+            } else {
+                events_per_run
+            };
+            let result = runtime.block_on(run(backend, concurrency, n, &templates));
+            println!(
+                "| {backend} | {concurrency} | {n} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} |",
+                result.accepted_per_s, result.p50_ms, result.p99_ms, result.applied_per_s, result.lag_s, result.peak_rss_mb
+            );
+        }
+    }
+}
+
+struct RunResult {
+    accepted_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    applied_per_s: f64,
+    lag_s: f64,
+    peak_rss_mb: f64,
+}
+
+/// The real payloads, parsed; each run rewrites their ids so every event is new.
+fn templates() -> Vec<Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/stripe/events");
+    let mut templates: Vec<Value> = std::fs::read_dir(dir)
+        .expect("fixtures/stripe/events exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
+        .filter(|v: &Value| v["data"]["object"]["id"].is_string())
+        .collect();
+    templates.sort_by_key(|v| v["id"].as_str().unwrap_or_default().to_owned());
+    assert!(!templates.is_empty(), "no event fixtures found in {dir}");
+    templates
+}
+
+fn body(templates: &[Value], run: &str, n: usize) -> String {
+    let mut event = templates[n % templates.len()].clone();
+    event["id"] = Value::String(format!("evt_{run}_{n}"));
+    event["livemode"] = Value::Bool(false);
+    let object_id = event["data"]["object"]["id"]
+        .as_str()
+        .unwrap_or("obj")
+        .to_owned();
+    let prefix = object_id.split('_').next().unwrap_or("obj").to_owned();
+    event["data"]["object"]["id"] = Value::String(format!("{prefix}_{run}{n}"));
+    serde_json::to_string_pretty(&event).unwrap()
+}
+
+async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -> RunResult {
+    let run_id = format!(
+        "b{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..8)
+            .unwrap_or("run")
+    );
+    let (database_url, _guard) = database(backend, &run_id);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = start_server(&database_url, port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    wait_healthy(&client, &base).await;
+
+    let now = chrono::Utc::now().timestamp();
+    let bodies: Arc<Vec<(String, String)>> = Arc::new(
+        (0..n)
+            .map(|i| {
+                let body = body(templates, &run_id, i);
+                let header = sign(SECRET, now, body.as_bytes());
+                (body, header)
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, bodies, next, url) = (
+            client.clone(),
+            bodies.clone(),
+            next.clone(),
+            format!("{base}/webhooks/stripe"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((body, header)) = bodies.get(i) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("Stripe-Signature", header)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    response.status(),
+                    200,
+                    "{}",
+                    response.text().await.unwrap_or_default()
+                );
+                response.bytes().await.unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let acked = started.elapsed();
+    let db = Db::connect(&DatabaseTarget::parse(Some(&database_url)).unwrap(), 1).unwrap();
+    loop {
+        let left = db
+            .run(|conn| {
+                use billmirror::storage::schema::webhook_events::dsl::*;
+                Ok(webhook_events
+                    .filter(status.eq("pending"))
+                    .count()
+                    .get_result::<i64>(conn)?)
+            })
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let applied = started.elapsed();
+    let peak_rss_mb = peak_rss_kb(server.id()) as f64 / 1024.0;
+    stop(&mut server);
+
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64()
+            * 1000.0
+    };
+    RunResult {
+        accepted_per_s: n as f64 / acked.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        applied_per_s: n as f64 / applied.as_secs_f64(),
+        lag_s: (applied - acked).as_secs_f64(),
+        peak_rss_mb,
+    }
+}
+
+/// A fresh database; the guard drops the PostgreSQL one (or the SQLite directory) afterwards.
+fn database(backend: &str, run_id: &str) -> (String, Box<dyn std::any::Any>) {
+    if backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        return (url, Box::new(dir));
+    }
+    let name = format!("billmirror_bench_{run_id}");
+    let mut admin = PgConnection::establish(PG_SERVER).expect("PostgreSQL at 127.0.0.1:5432");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .unwrap();
+    struct DropDb(String);
+    impl Drop for DropDb {
+        fn drop(&mut self) {
+            if let Ok(mut admin) = PgConnection::establish(PG_SERVER) {
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+                        .execute(&mut admin);
+            }
+        }
+    }
+    (
+        format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        Box::new(DropDb(name)),
+    )
+}
+
+fn start_server(database_url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_billmirror"))
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        .env("DATABASE_POOL_SIZE", "16")
+        .env("LOG_LEVEL", "warn")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..600 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("billmirror did not start");
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn stop(server: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

@@ -1,0 +1,126 @@
+//! Invariant 4: the order Stripe delivers events in does not matter. For each story in
+//! `fixtures/stripe/stories`, hundreds of random delivery orders, with random duplicates and the
+//! apply worker running at random moments, must end in exactly the ledger of in-order delivery.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use billmirror::ledger::{self, snapshot::snapshot};
+use billmirror::storage::{events, DbConnection};
+use billmirror::webhook::{self, Envelope};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::Value;
+
+use crate::on_both_backends;
+use crate::support::TestDb;
+
+const CASES_PER_STORY: u32 = 100;
+
+struct Story {
+    name: String,
+    events: Vec<String>,
+}
+
+fn stories() -> Vec<Story> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/stripe/stories");
+    let mut stories: Vec<Story> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|path| {
+            let story: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            Story {
+                name: path.file_name().unwrap().to_string_lossy().into_owned(),
+                events: story["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| serde_json::to_string_pretty(e).unwrap())
+                    .collect(),
+            }
+        })
+        .collect();
+    stories.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(stories.len() >= 3, "expected the stories in {dir}");
+    stories
+}
+
+/// Stores one delivery the way ingest does (a duplicate is recognised and changes nothing).
+fn deliver(conn: &mut DbConnection, connection_id: &str, body: &str) {
+    let envelope = Envelope::parse(body.as_bytes()).unwrap();
+    let maps = ledger::maps(&envelope.event_type);
+    let row = webhook::inbox_row(connection_id, envelope, body.to_owned(), "test", None, maps);
+    events::insert_new(conn, [&row]).unwrap();
+}
+
+fn apply_all(conn: &mut DbConnection) {
+    loop {
+        let pass = ledger::worker::apply_due(conn, 8).unwrap();
+        assert_eq!(pass.failed, 0, "an event of a story failed to apply");
+        if pass.applied == 0 {
+            return;
+        }
+    }
+}
+
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+fn new_connection(conn: &mut DbConnection) -> String {
+    let id = format!("conn_{}", CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+    events::ensure_connection(conn, &id, "test", "test", "test").unwrap();
+    id
+}
+
+/// A delivery plan: the order of deliveries (indices into the story, each event at least once)
+/// and, after each delivery, whether the apply worker runs.
+fn plan(events: usize) -> impl Strategy<Value = (Vec<usize>, Vec<bool>)> {
+    let deliveries = proptest::collection::vec(0..events, 0..events).prop_flat_map(move |extra| {
+        let mut all: Vec<usize> = (0..events).collect();
+        all.extend(extra);
+        Just(all).prop_shuffle()
+    });
+    deliveries.prop_flat_map(|order| {
+        let n = order.len();
+        (Just(order), proptest::collection::vec(any::<bool>(), n))
+    })
+}
+
+on_both_backends! {
+    async fn any_delivery_order_gives_the_in_order_ledger(backend: Backend) {
+        let db = TestDb::create(backend);
+        let pool = db.open_migrated();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.blocking().unwrap();
+            for story in stories() {
+                let in_order = new_connection(&mut conn);
+                for body in &story.events {
+                    deliver(&mut conn, &in_order, body);
+                    apply_all(&mut conn);
+                }
+                let expected = snapshot(&mut conn, &in_order).unwrap();
+                assert!(!expected["invoices"].as_array().unwrap().is_empty(), "{}: the story reaches the ledger", story.name);
+
+                let mut runner = TestRunner::new(Config { cases: CASES_PER_STORY, failure_persistence: None, ..Config::default() });
+                runner
+                    .run(&plan(story.events.len()), |(order, apply_after)| {
+                        let mut conn = pool.blocking().unwrap();
+                        let connection = new_connection(&mut conn);
+                        for (index, apply) in order.iter().zip(apply_after) {
+                            deliver(&mut conn, &connection, &story.events[*index]);
+                            if apply {
+                                apply_all(&mut conn);
+                            }
+                        }
+                        apply_all(&mut conn);
+                        let got = snapshot(&mut conn, &connection).unwrap();
+                        prop_assert_eq!(&got, &expected, "story {}, delivery order {:?}", story.name, order);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    }
+}
