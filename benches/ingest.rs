@@ -34,8 +34,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("| backend | concurrency | events | accepted/s | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| backend | concurrency | events | accepted/s | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB | server CPU s |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for backend in ["sqlite", "postgres"] {
         for concurrency in [1usize, 8, 32, 64] {
             let n = if concurrency == 1 {
@@ -45,8 +45,8 @@ fn main() {
             };
             let result = runtime.block_on(run(backend, concurrency, n, &templates));
             println!(
-                "| {backend} | {concurrency} | {n} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} |",
-                result.accepted_per_s, result.p50_ms, result.p99_ms, result.applied_per_s, result.lag_s, result.peak_rss_mb
+                "| {backend} | {concurrency} | {n} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} | {:.1} |",
+                result.accepted_per_s, result.p50_ms, result.p99_ms, result.applied_per_s, result.lag_s, result.peak_rss_mb, result.server_cpu_s
             );
         }
     }
@@ -59,6 +59,7 @@ struct RunResult {
     applied_per_s: f64,
     lag_s: f64,
     peak_rss_mb: f64,
+    server_cpu_s: f64,
 }
 
 /// The real payloads, parsed; each run rewrites their ids so every event is new.
@@ -183,6 +184,7 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
     }
     let applied = started.elapsed();
     let peak_rss_mb = peak_rss_kb(server.id()) as f64 / 1024.0;
+    let server_cpu_s = cpu_seconds(server.id());
     stop(&mut server);
 
     latencies.sort();
@@ -197,6 +199,7 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
         applied_per_s: n as f64 / applied.as_secs_f64(),
         lag_s: (applied - acked).as_secs_f64(),
         peak_rss_mb,
+        server_cpu_s,
     }
 }
 
@@ -264,6 +267,18 @@ fn peak_rss_kb(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// User plus system CPU time the process has used, in seconds (Linux clock ticks are 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 fn stop(server: &mut Child) {

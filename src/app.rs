@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::http::AppState;
-use crate::storage::{events, Db, StorageError};
+use crate::storage::{events, Backend, Db, StorageError};
 use crate::webhook::inbox::Inbox;
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
 use crate::{ledger, telemetry};
@@ -53,16 +53,23 @@ impl Workers {
     /// Starts the workers on the current tokio runtime.
     pub fn start(state: &AppState) -> Workers {
         let (shutdown, receiver) = watch::channel(false);
-        let apply = tokio::spawn(ledger::worker::run(
-            state.db.clone(),
-            state.inbox.stored.clone(),
-            state.config.webhooks.max_event_attempts,
-            receiver,
-        ));
-        Workers {
-            shutdown,
-            tasks: vec![apply],
-        }
+        // PostgreSQL spreads the work over several workers (SKIP LOCKED claims, one advisory lock
+        // per ledger object); SQLite has one writer, so one worker.
+        let apply_workers = match state.db.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        let tasks = (0..apply_workers)
+            .map(|_| {
+                tokio::spawn(ledger::worker::run(
+                    state.db.clone(),
+                    state.inbox.stored.clone(),
+                    state.config.webhooks.max_event_attempts,
+                    receiver.clone(),
+                ))
+            })
+            .collect();
+        Workers { shutdown, tasks }
     }
 
     /// Asks every worker to stop at its next clean point and waits for them.

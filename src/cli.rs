@@ -82,13 +82,14 @@ pub fn main() -> ExitCode {
 }
 
 fn open_database(config: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(&config.database, config.database_pool_size).map_err(|e| {
+    let cannot_open = |e| {
         anyhow::anyhow!(
             "cannot open the database at {} (DATABASE_URL): {e}",
             config.database
         )
-    })?;
-    for name in db.migrate()? {
+    };
+    let db = Db::connect(&config.database, config.database_pool_size).map_err(cannot_open)?;
+    for name in db.migrate().map_err(cannot_open)? {
         tracing::info!(migration = %name, "applied migration");
     }
     Ok(db)

@@ -392,6 +392,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn stripe_settings_are_checked_for_kind_mode_and_empty_secrets() {
+        let error = Config::from_vars(&vars(&[
+            ("STRIPE_SECRET_KEY", "sk_live_abcdefabcdefabcdef"),
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_abcdefabcdefabcdef"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abcdefabcdef,,whsec_x"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains(
+                "STRIPE_SECRET_KEY is a live key but STRIPE_PUBLISHABLE_KEY is a test key"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("empty secret at position 2"), "{error}");
+        assert!(error.contains("secret 3 does not look like"), "{error}");
+        assert!(!error.contains("abcdef"), "values are not echoed: {error}");
+
+        let config = Config::from_vars(&vars(&[
+            ("STRIPE_SECRET_KEY", "rk_test_abcdefabcdefabcdef"),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                " whsec_new_0000000000 , whsec_old_0000000000 ",
+            ),
+        ]))
+        .unwrap();
+        let env = config.env_connection.unwrap();
+        assert_eq!(env.mode(), Some("test"));
+        assert_eq!(env.webhook_secrets.len(), 2);
+
+        let wrong_field =
+            Config::from_vars(&vars(&[("STRIPE_SECRET_KEY", "pk_test_abcdef")])).unwrap_err();
+        assert!(wrong_field
+            .to_string()
+            .contains("STRIPE_SECRET_KEY must start with"));
+    }
+
     /// `.env.example` is the configuration manual: it must list exactly what the code reads.
     #[test]
     fn env_example_lists_exactly_the_variables_the_code_reads() {

@@ -46,19 +46,22 @@ pub fn apply(conn: &mut DbConnection, row: &EventRow) -> Result<(), ApplyError> 
     Ok(())
 }
 
+/// Records that `event_id` describes `key`; already recorded (a replay) is fine.
 fn record_key(conn: &mut DbConnection, key: &str, event_id: &str) -> Result<(), ApplyError> {
-    let exists = ledger_event_keys::table
-        .find((key, event_id))
-        .count()
-        .get_result::<i64>(conn)?;
-    if exists == 0 {
-        diesel::insert_into(ledger_event_keys::table)
-            .values((
-                ledger_event_keys::ledger_key.eq(key),
-                ledger_event_keys::event_id.eq(event_id),
-            ))
-            .execute(conn)?;
-    }
+    let row = (
+        ledger_event_keys::ledger_key.eq(key),
+        ledger_event_keys::event_id.eq(event_id),
+    );
+    match conn {
+        DbConnection::Postgres(c) => diesel::insert_into(ledger_event_keys::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+        DbConnection::Sqlite(c) => diesel::insert_into(ledger_event_keys::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+    };
     Ok(())
 }
 

@@ -154,8 +154,14 @@ fn read_payment_intent(f: &mut Fields, o: &Value) {
             read_method(f, method);
         }
     }
-    // Older versions embed the PaymentIntent's charges.
-    if let Some(charge) = listed(o, "charges").last() {
+    // Older versions embed the PaymentIntent's charges, newest first: the succeeded one, if any,
+    // is the payment's charge.
+    let charges = listed(o, "charges");
+    let charge = charges
+        .iter()
+        .find(|c| c["status"] == "succeeded")
+        .or(charges.first());
+    if let Some(charge) = charge {
         f.charge_id = json::str(charge, &["id"]).or(f.charge_id.take());
         read_charge_details(f, charge);
     }

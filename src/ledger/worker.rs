@@ -3,7 +3,7 @@
 //! is `dead`, visible in `/api/events` and replayable.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use diesel::Connection;
@@ -14,8 +14,11 @@ use crate::domain::time;
 use crate::storage::events::{self, EventRow};
 use crate::storage::{Db, DbConnection, StorageError};
 
-/// Events applied per transaction.
-const BATCH: i64 = 200;
+/// Most events claimed per transaction.
+const BATCH: i64 = 100;
+/// A transaction stops taking new events after this long. On SQLite it holds the only write lock,
+/// and webhook acknowledgements wait for that lock: short transactions keep their latency low.
+const BATCH_TIME: Duration = Duration::from_millis(20);
 /// How often the worker looks for due retries when nothing new arrives.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -24,6 +27,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 pub struct Pass {
     pub applied: usize,
     pub failed: usize,
+    /// Put back because another worker held an object it touches.
+    pub retried: usize,
 }
 
 /// Runs until `shutdown` turns true, finishing the batch in hand first.
@@ -40,7 +45,7 @@ pub async fn run(
         }
         let pass = db.run(move |conn| apply_due(conn, max_attempts)).await;
         match pass {
-            Ok(pass) if pass.applied + pass.failed > 0 => continue,
+            Ok(pass) if pass.applied + pass.failed + pass.retried > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::error!("the apply worker cannot reach the database: {e}"),
         }
@@ -53,26 +58,62 @@ pub async fn run(
     tracing::info!("apply worker stopped");
 }
 
-/// Applies one batch of due events in one transaction, each inside its own savepoint so that one
-/// bad event rolls back alone.
+/// Applies due events for up to [`BATCH_TIME`]. On SQLite one transaction carries a batch (one
+/// commit for many events); on PostgreSQL each event gets its own transaction, so the per-object
+/// locks it takes are held briefly and several workers run side by side. Inside a transaction each
+/// event is applied in a savepoint, so one bad event rolls back alone.
 pub fn apply_due(conn: &mut DbConnection, max_attempts: u32) -> Result<Pass, StorageError> {
-    conn.write_transaction(|conn| {
-        let due = events::claim_due(conn, time::now(), BATCH)?;
-        let mut pass = Pass::default();
-        for row in due {
-            match conn.transaction(|conn| apply::apply(conn, &row)) {
-                Ok(()) => {
-                    events::mark_applied(conn, &row.id, time::now())?;
-                    pass.applied += 1;
+    let per_transaction = if conn.is_sqlite() { BATCH } else { 1 };
+    let started = Instant::now();
+    let mut pass = Pass::default();
+    loop {
+        let claimed = conn.write_transaction(|conn| {
+            let due = events::claim_due(conn, time::now(), per_transaction)?;
+            let claimed = due.len();
+            for row in due {
+                if started.elapsed() > BATCH_TIME {
+                    // The rest stay due and come first in the next pass.
+                    break;
                 }
-                Err(error) => {
-                    record_failure(conn, &row, &error, max_attempts)?;
-                    pass.failed += 1;
+                match conn.transaction(|conn| apply::apply(conn, &row)) {
+                    Ok(()) => {
+                        events::mark_applied(conn, &row.id, time::now())?;
+                        pass.applied += 1;
+                    }
+                    Err(error) if is_contention(&error) => {
+                        // Another worker holds an object this event touches: try again shortly,
+                        // without spending one of the event's attempts.
+                        events::retry_soon(
+                            conn,
+                            &row.id,
+                            time::now() + TimeDelta::milliseconds(20),
+                        )?;
+                        pass.retried += 1;
+                    }
+                    Err(error) => {
+                        record_failure(conn, &row, &error, max_attempts)?;
+                        pass.failed += 1;
+                    }
                 }
             }
+            Ok::<_, StorageError>(claimed)
+        })?;
+        if claimed < per_transaction as usize || started.elapsed() > BATCH_TIME {
+            return Ok(pass);
         }
-        Ok(pass)
-    })
+    }
+}
+
+/// A deadlock or serialisation failure between workers, not a fault of the event.
+fn is_contention(error: &ApplyError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        ApplyError::Storage(StorageError::Query(Error::DatabaseError(kind, info))) => {
+            matches!(kind, DatabaseErrorKind::SerializationFailure)
+                || info.message().contains("deadlock detected")
+        }
+        _ => false,
+    }
 }
 
 fn record_failure(

@@ -34,6 +34,7 @@ impl DbConnection {
         E: From<diesel::result::Error>,
     {
         if let DbConnection::Sqlite(inner) = self {
+            let _writer = SqliteWriter::acquire();
             AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
             let outcome = body(self);
             let DbConnection::Sqlite(inner) = self else {
@@ -51,6 +52,43 @@ impl DbConnection {
             }
         } else {
             self.transaction(body)
+        }
+    }
+}
+
+/// Queues this process's SQLite write transactions on a mutex before they ask SQLite for its lock.
+///
+/// SQLite's busy handler polls with sleeps of up to 100 ms, so two connections of one process that
+/// meet at the write lock wait far longer than the transaction in their way takes. A mutex hands
+/// the lock over at once. It is process-wide (one per process rather than per file, which only
+/// matters to tests running several SQLite files side by side) and re-entrant per thread, so a
+/// write transaction opened inside another on the same thread does not wait for itself.
+struct SqliteWriter(Option<std::sync::MutexGuard<'static, ()>>);
+
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    static HOLDS_SQLITE_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl SqliteWriter {
+    fn acquire() -> SqliteWriter {
+        if HOLDS_SQLITE_WRITER.get() {
+            return SqliteWriter(None);
+        }
+        // A panic while holding it poisons nothing we rely on: the guarded data is `()`.
+        let guard = SQLITE_WRITER
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        HOLDS_SQLITE_WRITER.set(true);
+        SqliteWriter(Some(guard))
+    }
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            HOLDS_SQLITE_WRITER.set(false);
         }
     }
 }

@@ -138,6 +138,18 @@ pub fn mark_failed(
     Ok(())
 }
 
+/// Puts an event back to be tried again at `at`, without counting an attempt.
+pub fn retry_soon(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+) -> Result<(), StorageError> {
+    diesel::update(webhook_events::table.find(id))
+        .set(webhook_events::next_attempt_at.eq(at))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Finds an event by our id or by Stripe's event id.
 pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<EventRow>, StorageError> {
     Ok(webhook_events::table

@@ -135,7 +135,9 @@ impl Db {
     pub fn connect(target: &DatabaseTarget, pool_size: u32) -> Result<Db, StorageError> {
         let pool = Pool::builder()
             .max_size(pool_size)
-            .min_idle(Some(1))
+            // No idle minimum: topping it up runs on a pool thread, and a short command (`migrate`,
+            // `token list`) that exits while that thread is inside libpq can die of a signal.
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
             .build(ConnectionManager::new(target.clone()))?;
         Ok(Db {

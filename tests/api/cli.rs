@@ -63,7 +63,7 @@ on_both_backends! {
         assert!(migrated.status.success(), "{}", text(&migrated.stderr));
 
         let created = billmirror(&url, &["token", "create", "--name", "nightly-export", "--role", "support"]);
-        assert!(created.status.success(), "{}", text(&created.stderr));
+        assert!(created.status.success(), "{:?}: {}", created.status, text(&created.stderr));
         let token = text(&created.stdout).trim().to_owned();
         assert!(token.starts_with("bm_"), "{token}");
 
