@@ -16,6 +16,9 @@ pub enum ApplyError {
     /// the event is kept and can be replayed.
     #[error("{0}")]
     Payload(String),
+    /// Another worker is rebuilding an object this event touches; try again shortly.
+    #[error("another worker holds ledger object {0}")]
+    Contended(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -33,13 +36,15 @@ pub fn apply(conn: &mut DbConnection, row: &EventRow) -> Result<(), ApplyError> 
     for key in &keys {
         record_key(conn, &key.stored(&row.connection_id), &row.id)?;
     }
-    let mut queue = keys;
+    let mut queue = keys.clone();
     let mut done = Vec::new();
     while let Some(key) = queue.pop() {
         if done.contains(&key) {
             continue;
         }
-        let dependents = rebuild(conn, &row.connection_id, &key)?;
+        // The event being applied is already parsed: it is not read back for its own keys.
+        let applying = keys.contains(&key).then_some((row.id.as_str(), &event));
+        let dependents = rebuild(conn, &row.connection_id, &key, applying)?;
         done.push(key);
         queue.extend(dependents);
     }
@@ -66,23 +71,30 @@ fn record_key(conn: &mut DbConnection, key: &str, event_id: &str) -> Result<(), 
 }
 
 /// Rebuilds one object from its events; returns the objects whose state depends on it.
+/// `applying` is the event being applied (our id and its parsed form) when it describes `key`.
 fn rebuild(
     conn: &mut DbConnection,
     connection_id: &str,
     key: &Key,
+    applying: Option<(&str, &Event)>,
 ) -> Result<Vec<Key>, ApplyError> {
     let stored = key.stored(connection_id);
     lock(conn, &stored)?;
-    let payloads: Vec<String> = ledger_event_keys::table
+    let mut query = ledger_event_keys::table
         .inner_join(webhook_events::table)
         .filter(ledger_event_keys::ledger_key.eq(&stored))
         .select(webhook_events::payload)
-        .load(conn)?;
-    let events = payloads
+        .into_boxed();
+    if let Some((id, _)) = applying {
+        query = query.filter(ledger_event_keys::event_id.ne(id));
+    }
+    let payloads: Vec<String> = query.load(conn)?;
+    let mut events = payloads
         .iter()
         // Every recorded event parsed once already, when its own keys were recorded.
         .filter_map(|p| Event::parse(p).ok())
         .collect::<Vec<_>>();
+    events.extend(applying.map(|(_, event)| event.clone()));
     let id = key.stripe_id.as_str();
     Ok(match key.kind {
         Kind::Customer => customers::rebuild(conn, connection_id, id, events)?,
@@ -96,14 +108,27 @@ fn rebuild(
     })
 }
 
-/// Serialises rebuilds of one object across instances sharing PostgreSQL until the transaction
-/// ends, so that two workers cannot each write a fold that misses the other's event. SQLite
-/// transactions here already hold the database's single write lock.
+/// Serialises rebuilds of one object across workers sharing PostgreSQL until the transaction
+/// ends, so that two workers cannot each write a fold that misses the other's event. It never
+/// waits: a worker that finds the object taken puts the event back (`Contended`), so workers that
+/// each hold several objects cannot deadlock. SQLite transactions here already hold the database's
+/// single write lock.
 fn lock(conn: &mut DbConnection, key: &str) -> Result<(), ApplyError> {
     if let DbConnection::Postgres(pg) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind::<Text, _>(key)
-            .execute(pg)?;
+        let taken: Vec<Locked> = diesel::sql_query(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked",
+        )
+        .bind::<Text, _>(key)
+        .load(pg)?;
+        if !taken.first().is_some_and(|t| t.locked) {
+            return Err(ApplyError::Contended(key.to_owned()));
+        }
     }
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
 }

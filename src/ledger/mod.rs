@@ -121,22 +121,11 @@ pub fn maps(event_type: &str) -> bool {
 }
 
 /// Writes a mirrored object's fields into its row, found by (connection, Stripe id), creating the
-/// row on first sight.
+/// row on first sight. One statement (`INSERT … ON CONFLICT DO UPDATE`) on either backend.
 macro_rules! upsert {
     ($conn:expr, $table:ident, $connection_id:expr, $stripe_id:expr, $fields:expr) => {{
-        let existing: Option<String> = $table::table
-            .filter($table::connection_id.eq($connection_id))
-            .filter($table::stripe_id.eq($stripe_id))
-            .select($table::id)
-            .first($conn)
-            .optional()?;
-        match existing {
-            Some(id) => {
-                diesel::update($table::table.find(id))
-                    .set($fields)
-                    .execute($conn)?;
-            }
-            None => {
+        macro_rules! statement {
+            () => {
                 diesel::insert_into($table::table)
                     .values((
                         $table::id.eq(crate::domain::ids::new_id(stringify!($table))),
@@ -145,9 +134,15 @@ macro_rules! upsert {
                         $table::created_at.eq(crate::domain::time::now()),
                         $fields,
                     ))
-                    .execute($conn)?;
-            }
+                    .on_conflict(($table::connection_id, $table::stripe_id))
+                    .do_update()
+                    .set($fields)
+            };
         }
+        match $conn {
+            crate::storage::DbConnection::Postgres(c) => statement!().execute(c)?,
+            crate::storage::DbConnection::Sqlite(c) => statement!().execute(c)?,
+        };
     }};
 }
 pub(crate) use upsert;

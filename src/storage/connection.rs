@@ -56,6 +56,33 @@ impl DbConnection {
     }
 }
 
+impl DbConnection {
+    /// A write transaction whose commit need not reach the disk before it returns: for work that is
+    /// recomputed from durably stored rows if a power cut loses it (the ledger is rebuilt from the
+    /// inbox). Both backends still commit atomically and in order; only the last commits may be
+    /// lost, together with the marks saying they were done, so the work is simply done again.
+    pub fn relaxed_write_transaction<T, E>(
+        &mut self,
+        body: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        if self.is_sqlite() {
+            // In WAL mode NORMAL syncs at checkpoints instead of at every commit.
+            self.batch_execute("PRAGMA synchronous = NORMAL")?;
+            let outcome = self.write_transaction(body);
+            self.batch_execute("PRAGMA synchronous = FULL")?;
+            outcome
+        } else {
+            self.write_transaction(|conn| {
+                conn.batch_execute("SET LOCAL synchronous_commit = off")?;
+                body(conn)
+            })
+        }
+    }
+}
+
 /// Queues this process's SQLite write transactions on a mutex before they ask SQLite for its lock.
 ///
 /// SQLite's busy handler polls with sleeps of up to 100 ms, so two connections of one process that

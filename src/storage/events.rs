@@ -79,25 +79,37 @@ pub fn claim_due(
     now: NaiveDateTime,
     limit: i64,
 ) -> Result<Vec<EventRow>, StorageError> {
-    // A macro, not a closure: `as_select` is typed by backend, so each arm builds its own query.
-    macro_rules! due {
+    // Ids first, from the partial index `webhook_events_queue` (same predicate, literally), so no
+    // payload is read or sorted for events that are not taken.
+    macro_rules! due_ids {
         () => {
             webhook_events::table
-                .filter(webhook_events::status.eq_any([status::PENDING, status::FAILED]))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "status IN ('pending', 'failed')",
+                ))
                 .filter(webhook_events::next_attempt_at.le(now))
                 .order((
                     webhook_events::next_attempt_at.asc(),
                     webhook_events::id.asc(),
                 ))
                 .limit(limit)
-                .select(EventRow::as_select())
+                .select(webhook_events::id)
         };
     }
-    Ok(match conn {
-        DbConnection::Postgres(c) => due!().for_update().skip_locked().load(c)?,
+    let ids: Vec<String> = match conn {
+        DbConnection::Postgres(c) => due_ids!().for_update().skip_locked().load(c)?,
         // One SQLite writer at a time: the caller's `BEGIN IMMEDIATE` already excludes others.
-        DbConnection::Sqlite(c) => due!().load(c)?,
-    })
+        DbConnection::Sqlite(c) => due_ids!().load(c)?,
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows: Vec<EventRow> = webhook_events::table
+        .filter(webhook_events::id.eq_any(&ids))
+        .select(EventRow::as_select())
+        .load(conn)?;
+    rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
+    Ok(rows)
 }
 
 pub fn mark_applied(

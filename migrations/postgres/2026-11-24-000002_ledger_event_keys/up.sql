@@ -7,3 +7,8 @@ CREATE TABLE ledger_event_keys (
     PRIMARY KEY (ledger_key, event_id)
 );
 CREATE INDEX ledger_event_keys_event ON ledger_event_keys (event_id);
+
+-- The apply workers' queue: only events still to apply, in the order they are due. The claim
+-- query repeats this predicate literally so that both planners use the index.
+CREATE INDEX webhook_events_queue ON webhook_events (next_attempt_at, id)
+    WHERE status IN ('pending', 'failed');
