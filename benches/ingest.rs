@@ -96,6 +96,8 @@ fn templates() -> Vec<Value> {
 fn body(templates: &[Value], run: &str, n: usize) -> String {
     let mut event = templates[n % templates.len()].clone();
     suffix_ids(&mut event, &format!("{run}{n}"));
+    // Some sample files carry made-up event ids that do not look like Stripe's.
+    event["id"] = Value::String(format!("evt_{run}_{n}"));
     event["livemode"] = Value::Bool(false);
     serde_json::to_string_pretty(&event).unwrap()
 }

@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 use super::apply::{self, ApplyError};
 use crate::domain::time;
 use crate::storage::events::{self, EventRow};
-use crate::storage::{Db, DbConnection, StorageError};
+use crate::storage::{Backend, Db, DbConnection, StorageError};
 
 /// Most events claimed per transaction.
 const BATCH: i64 = 100;
@@ -45,7 +45,13 @@ pub async fn run(
         if *shutdown.borrow() {
             break;
         }
-        let pass = db.run(move |conn| apply_due(conn, max_attempts)).await;
+        let batch_time = match db.backend() {
+            Backend::Sqlite => SQLITE_BATCH_TIME,
+            Backend::Postgres => POSTGRES_BATCH_TIME,
+        };
+        let pass = db
+            .run(move |conn| apply_due(conn, max_attempts, batch_time))
+            .await;
         match pass {
             Ok(pass) if pass.applied + pass.failed + pass.retried > 0 => continue,
             Ok(_) => {}
@@ -62,13 +68,12 @@ pub async fn run(
 
 /// Applies due events for up to a batch time, a batch per transaction (one commit for many
 /// events). Inside it each event is applied in a savepoint, so one bad event rolls back alone.
-pub fn apply_due(conn: &mut DbConnection, max_attempts: u32) -> Result<Pass, StorageError> {
+pub fn apply_due(
+    conn: &mut DbConnection,
+    max_attempts: u32,
+    batch_time: Duration,
+) -> Result<Pass, StorageError> {
     let per_transaction = BATCH;
-    let batch_time = if conn.is_sqlite() {
-        SQLITE_BATCH_TIME
-    } else {
-        POSTGRES_BATCH_TIME
-    };
     let started = Instant::now();
     let mut pass = Pass::default();
     loop {
@@ -76,8 +81,10 @@ pub fn apply_due(conn: &mut DbConnection, max_attempts: u32) -> Result<Pass, Sto
         let claimed = conn.relaxed_write_transaction(|conn| {
             let due = events::claim_due(conn, time::now(), per_transaction)?;
             let claimed = due.len();
-            for row in due {
-                if started.elapsed() > batch_time {
+            for (n, row) in due.into_iter().enumerate() {
+                // Every transaction applies at least one event, however long the claim took: a
+                // pass that could end without progress would stall a large backlog forever.
+                if n > 0 && started.elapsed() > batch_time {
                     // The rest stay due and come first in the next pass.
                     break;
                 }

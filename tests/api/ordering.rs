@@ -3,6 +3,7 @@
 //! apply worker running at random moments, must end in exactly the ledger of in-order delivery.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use billmirror::ledger::{self, snapshot::snapshot};
 use billmirror::storage::{events, DbConnection};
@@ -56,7 +57,7 @@ fn deliver(conn: &mut DbConnection, connection_id: &str, body: &str) {
 
 fn apply_all(conn: &mut DbConnection) {
     loop {
-        let pass = ledger::worker::apply_due(conn, 8).unwrap();
+        let pass = ledger::worker::apply_due(conn, 8, Duration::from_millis(10)).unwrap();
         assert_eq!(pass.failed, 0, "an event of a story failed to apply");
         if pass.applied == 0 {
             return;
@@ -87,6 +88,25 @@ fn plan(events: usize) -> impl Strategy<Value = (Vec<usize>, Vec<bool>)> {
 }
 
 on_both_backends! {
+    /// A claim slower than the batch time (a large backlog) must still make progress.
+    async fn a_pass_without_time_left_still_applies_an_event(backend: Backend) {
+        let db = TestDb::create(backend);
+        let pool = db.open_migrated();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.blocking().unwrap();
+            let connection = new_connection(&mut conn);
+            for body in &stories()[0].events[..3] {
+                deliver(&mut conn, &connection, body);
+            }
+            for _ in 0..3 {
+                let pass = ledger::worker::apply_due(&mut conn, 8, Duration::ZERO).unwrap();
+                assert_eq!(pass.applied, 1, "{pass:?}");
+            }
+        })
+        .await
+        .unwrap();
+    }
+
     async fn any_delivery_order_gives_the_in_order_ledger(backend: Backend) {
         let db = TestDb::create(backend);
         let pool = db.open_migrated();

@@ -18,7 +18,8 @@ pub use db::{Backend, TestDb};
 /// Declares each test once and runs it on both backends, as `name::sqlite` and `name::postgres`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {$(
+    ($($(#[$doc:meta])* async fn $name:ident($backend:ident: Backend) $body:block)*) => {$(
+        $(#[$doc])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
