@@ -30,6 +30,24 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// The Stripe account configured from `STRIPE_*` variables, if any.
     pub env_connection: Option<EnvConnection>,
+    pub stripe: StripeSettings,
+    /// The address Stripe reaches billmirror at; webhook URLs are built from it.
+    pub public_url: String,
+    /// The key that encrypts Stripe secrets at rest; see `vault`.
+    pub master_key: Option<Secret>,
+    /// How often every connection's key report is run again; `None` turns it off.
+    pub key_recheck_interval: Option<Duration>,
+}
+
+/// How billmirror calls Stripe's API.
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    pub api_base: String,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    /// Requests per second per connection; `None` picks the mode's default, `Some(0)` means none.
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +143,44 @@ impl Config {
             })
         })();
         let env_connection = env_connection(&env);
+        let stripe = (|| {
+            Some(StripeSettings {
+                api_base: env.with("STRIPE_API_BASE", "https://api.stripe.com", http_url)?,
+                timeout: Duration::from_secs(env.ranged("STRIPE_TIMEOUT_SECS", 30, 1..=600)?),
+                max_attempts: env.ranged("STRIPE_MAX_ATTEMPTS", 5, 1..=20)? as u32,
+                retry_backoff: Duration::from_millis(env.ranged(
+                    "STRIPE_RETRY_BACKOFF_MS",
+                    500,
+                    1..=60_000,
+                )?),
+                rate_limit: match env.optional("STRIPE_RATE_LIMIT") {
+                    None => Some(None),
+                    Some(_) => env
+                        .ranged("STRIPE_RATE_LIMIT", 0, 0..=10_000)
+                        .map(|n| Some(n as u32)),
+                }?,
+            })
+        })();
+        let public_url = match env.optional("PUBLIC_URL") {
+            Some(url) => http_url(&url).map_err(|p| env.fail("PUBLIC_URL", p)).ok(),
+            None => bind.map(|b| format!("http://{b}")),
+        };
+        let master_key = env.optional("BILLMIRROR_MASTER_KEY").map(Secret::new);
+        if master_key
+            .as_ref()
+            .is_some_and(|k| crate::vault::parse_master_key(k.expose()).is_err())
+        {
+            env.fail(
+                "BILLMIRROR_MASTER_KEY",
+                "must be 64 hexadecimal characters (32 bytes); `openssl rand -hex 32` makes one",
+            );
+        }
+        let key_recheck_interval = env.with("KEY_RECHECK_INTERVAL", "1h", |v| {
+            if v == "off" || v == "0" {
+                return Ok(None);
+            }
+            crate::domain::time::parse_duration(v).map(Some)
+        });
 
         let read = env.read.take();
         let errors = env.errors.take();
@@ -139,6 +195,10 @@ impl Config {
                 shutdown_timeout: shutdown_timeout?,
                 webhooks: webhooks?,
                 env_connection: env_connection?,
+                stripe: stripe?,
+                public_url: public_url?,
+                master_key,
+                key_recheck_interval: key_recheck_interval?,
             })
         })();
         let config = match config {
@@ -241,6 +301,18 @@ impl EnvConnection {
                     .and_then(|k| key_mode(k, &["pk_"]))
             })
     }
+}
+
+/// An `http://` or `https://` base URL, kept without its trailing slash.
+fn http_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or("it must start with https:// or http://")?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err("it names no host".into());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 /// `live` or `test` for a key of one of the given kinds (`sk_`, …), else `None`.

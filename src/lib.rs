@@ -9,5 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod ledger;
 pub mod storage;
+pub mod stripe;
 pub mod telemetry;
+pub mod vault;
 pub mod webhook;

@@ -17,6 +17,30 @@ pub fn from_unix(seconds: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp(seconds, 0).map(|t| t.naive_utc())
 }
 
+/// Reads a duration written as a number and a unit (`90s`, `30m`, `1h`, `3d`), or bare seconds.
+pub fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration: write it as 90s, 30m, 1h or 3d"))?;
+    let unit_seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit `{unit}`: use s, m, h or d")),
+    };
+    number
+        .checked_mul(unit_seconds)
+        .filter(|s| *s > 0)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{value}` is out of range"))
+}
+
 /// Serialises `NaiveDateTime` fields as RFC 3339 UTC strings in API answers.
 pub mod serde_rfc3339 {
     use chrono::NaiveDateTime;
@@ -45,6 +69,17 @@ pub mod serde_rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_with_their_units() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("3d").unwrap().as_secs(), 259_200);
+        assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
 
     #[test]
     fn times_are_kept_to_the_microsecond_and_shown_as_rfc3339_utc() {
