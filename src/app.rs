@@ -7,15 +7,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::http::AppState;
-use crate::storage::{events, Backend, Db, StorageError};
+use crate::storage::{events, Backend, Db};
+use crate::vault::{KeySource, Vault};
 use crate::webhook::inbox::Inbox;
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
 use crate::{ledger, telemetry};
 
 /// Builds the state every request shares. Registers the connection configured from the
-/// environment, so that its events have a connection row to belong to.
-pub fn state(config: Config, db: Db) -> Result<AppState, StorageError> {
+/// environment, so that its events have a connection row to belong to, opens the vault (creating
+/// the SQLite key file on first use) and loads every saved connection's webhook secrets.
+pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
     let endpoints = Endpoints::default();
     if let Some(env) = &config.env_connection {
         let mode = env.mode();
@@ -34,12 +37,29 @@ pub fn state(config: Config, db: Db) -> Result<AppState, StorageError> {
             });
         }
     }
+    let (vault, source) = Vault::load(config.master_key.as_ref(), &config.database)?;
+    if let KeySource::CreatedFile(path) = &source {
+        tracing::warn!(
+            path = %path.display(),
+            "created a master key file for the Stripe secrets stored in the database; back it \
+             up with the database, or set BILLMIRROR_MASTER_KEY"
+        );
+    }
+    let connections = Connections::new(
+        db.clone(),
+        vault,
+        endpoints.clone(),
+        config.stripe.clone(),
+        config.public_url.clone(),
+    );
+    connections.load_endpoints().await?;
     Ok(AppState {
         inbox: Inbox::start(db.clone()),
         db,
         config: Arc::new(config),
         metrics: telemetry::metrics(),
         endpoints,
+        connections,
     })
 }
 
@@ -59,7 +79,7 @@ impl Workers {
             Backend::Sqlite => 1,
             Backend::Postgres => 4,
         };
-        let tasks = (0..apply_workers)
+        let mut tasks: Vec<JoinHandle<()>> = (0..apply_workers)
             .map(|_| {
                 tokio::spawn(ledger::worker::run(
                     state.db.clone(),
@@ -69,6 +89,11 @@ impl Workers {
                 ))
             })
             .collect();
+        tasks.push(tokio::spawn(keep_connections_current(
+            state.connections.clone(),
+            state.config.key_recheck_interval,
+            receiver,
+        )));
         Workers { shutdown, tasks }
     }
 
@@ -78,6 +103,34 @@ impl Workers {
         for task in self.tasks {
             if let Err(e) = task.await {
                 tracing::error!("a worker ended abnormally: {e}");
+            }
+        }
+    }
+}
+
+const RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reloads the connections' webhook secrets every half minute (another instance may have rotated
+/// them) and re-runs every key report each `recheck` interval, so health stays current.
+async fn keep_connections_current(
+    connections: Connections,
+    recheck: Option<std::time::Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let tick = recheck.map_or(RELOAD, |every| every.min(RELOAD));
+    let mut next_recheck = recheck.map(|every| tokio::time::Instant::now() + every);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if let Err(e) = connections.load_endpoints().await {
+            tracing::warn!(error = %e, "cannot reload the connections' webhook secrets");
+        }
+        if let (Some(due), Some(every)) = (next_recheck, recheck) {
+            if tokio::time::Instant::now() >= due {
+                connections.recheck_all().await;
+                next_recheck = Some(tokio::time::Instant::now() + every);
             }
         }
     }

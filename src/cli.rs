@@ -29,6 +29,21 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check Stripe keys, check by check, without saving them. Keys not given as options come
+    /// from STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET. `-` reads a value
+    /// from standard input (keeps it out of the shell history). Exits 1 when a check fails.
+    CheckKeys {
+        #[arg(long)]
+        secret_key: Option<String>,
+        #[arg(long)]
+        publishable_key: Option<String>,
+        /// May be given several times (a rotation).
+        #[arg(long)]
+        webhook_secret: Vec<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create, list or revoke API tokens.
     Token {
         #[command(subcommand)]
@@ -70,6 +85,12 @@ pub fn main() -> ExitCode {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
         Command::Token { action } => token(&config, action),
+        Command::CheckKeys {
+            secret_key,
+            publishable_key,
+            webhook_secret,
+            json,
+        } => check_keys(&config, secret_key, publishable_key, webhook_secret, json),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,8 +141,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (BIND): {e}", config.bind))?;
     tracing::info!(bind = %config.bind, database = %config.database, "billmirror is serving");
-    let state = app::state(config, db)?;
     actix_web::rt::System::new().block_on(async move {
+        let state = app::state(config, db).await?;
         let workers = app::Workers::start(&state);
         // Returns once SIGTERM/SIGINT arrived and in-flight requests finished.
         let served = http::server(state, listener)?.await;
@@ -167,6 +188,85 @@ fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
                 None => anyhow::bail!("no token has the id or name `{id_or_name}`"),
             }
         }
+    }
+    Ok(())
+}
+
+/// A value given as `-` is read from standard input, one line, without its line break.
+fn from_stdin_if_dash(value: String) -> anyhow::Result<String> {
+    if value != "-" {
+        return Ok(value);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+fn check_keys(
+    config: &Config,
+    secret_key: Option<String>,
+    publishable_key: Option<String>,
+    webhook_secrets: Vec<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::domain::Secret;
+    use crate::stripe::report::{KeyInput, Status};
+    let env = config.env_connection.as_ref();
+    let keys = KeyInput {
+        secret_key: match secret_key {
+            Some(key) => Some(Secret::new(from_stdin_if_dash(key)?)),
+            None => env.and_then(|e| e.secret_key.clone()),
+        },
+        publishable_key: match publishable_key {
+            Some(key) => Some(from_stdin_if_dash(key)?),
+            None => env.and_then(|e| e.publishable_key.clone()),
+        },
+        webhook_secrets: if webhook_secrets.is_empty() {
+            env.map(|e| e.webhook_secrets.clone()).unwrap_or_default()
+        } else {
+            webhook_secrets
+                .into_iter()
+                .map(|s| from_stdin_if_dash(s).map(Secret::new))
+                .collect::<anyhow::Result<_>>()?
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(crate::connections::check_keys(
+        &config.stripe,
+        &config.public_url,
+        &keys,
+    ));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for check in &report.checks {
+            let status = match check.status {
+                Status::Pass => "pass",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+                Status::Skipped => "skip",
+            };
+            let name = serde_json::to_value(check.name)?;
+            println!(
+                "{status:<5} {:<24} {}",
+                name.as_str().unwrap_or_default(),
+                check.message
+            );
+        }
+        println!(
+            "\n{}",
+            if report.ok {
+                "The keys are usable."
+            } else {
+                "The keys are not usable: fix the failing checks above."
+            }
+        );
+    }
+    if !report.ok {
+        anyhow::bail!("the key report has failing checks");
     }
     Ok(())
 }

@@ -168,7 +168,7 @@ impl Config {
         let master_key = env.optional("BILLMIRROR_MASTER_KEY").map(Secret::new);
         if master_key
             .as_ref()
-            .is_some_and(|k| crate::vault::parse_master_key(k.expose()).is_err())
+            .is_some_and(|k| crate::vault::parse_master_key(k.expose()).is_none())
         {
             env.fail(
                 "BILLMIRROR_MASTER_KEY",

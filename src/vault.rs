@@ -45,10 +45,9 @@ pub struct Vault {
     cipher: Aes256Gcm,
 }
 
-/// Parses 64 hexadecimal characters into the 32-byte key.
-pub fn parse_master_key(hex_key: &str) -> Result<[u8; 32], ()> {
-    let bytes = hex::decode(hex_key.trim()).map_err(|_| ())?;
-    bytes.try_into().map_err(|_| ())
+/// Parses 64 hexadecimal characters into the 32-byte key; `None` for anything else.
+pub fn parse_master_key(hex_key: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_key.trim()).ok()?.try_into().ok()
 }
 
 impl Vault {
@@ -66,7 +65,7 @@ impl Vault {
         database: &DatabaseTarget,
     ) -> Result<(Vault, KeySource), VaultError> {
         if let Some(key) = master_key {
-            let key = parse_master_key(key.expose()).map_err(|()| VaultError::WrongKey)?;
+            let key = parse_master_key(key.expose()).ok_or(VaultError::WrongKey)?;
             return Ok((Vault::new(key), KeySource::Environment));
         }
         let DatabaseTarget::Sqlite(db_path) = database else {
@@ -80,7 +79,7 @@ impl Vault {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let key = parse_master_key(&text)
-                    .map_err(|()| problem("it does not hold 64 hex characters".into()))?;
+                    .ok_or_else(|| problem("it does not hold 64 hex characters".into()))?;
                 Ok((Vault::new(key), KeySource::ExistingFile(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

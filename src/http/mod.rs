@@ -2,6 +2,7 @@
 //! parse input, call a service and shape the answer; the rules live in the modules they call.
 
 mod auth;
+mod connections;
 pub mod error;
 mod events;
 mod health;
@@ -20,6 +21,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::storage::Db;
 use crate::webhook::inbox::Inbox;
 use crate::webhook::Endpoints;
@@ -34,6 +36,7 @@ pub struct AppState {
     /// The connections that accept webhooks, with their secrets.
     pub endpoints: Endpoints,
     pub inbox: Inbox,
+    pub connections: Connections,
 }
 
 /// Builds the server on an already bound listener (tests bind port 0). actix-web stops on

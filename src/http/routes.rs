@@ -5,7 +5,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
-use super::{events, health, tokens, webhooks};
+use super::{connections, events, health, tokens, webhooks};
 use crate::domain::Role;
 
 pub struct ApiRoute {
@@ -36,6 +36,42 @@ pub fn api_routes() -> Vec<ApiRoute> {
         api(Method::DELETE, "/api/tokens/{id}", Admin, || {
             web::delete().to(tokens::revoke)
         }),
+        api(Method::POST, "/api/connections/check", Ops, || {
+            web::post().to(connections::check)
+        }),
+        api(Method::POST, "/api/connections", Ops, || {
+            web::post().to(connections::create)
+        }),
+        api(Method::GET, "/api/connections", Ops, || {
+            web::get().to(connections::list)
+        }),
+        api(Method::GET, "/api/connections/{id}", Ops, || {
+            web::get().to(connections::get)
+        }),
+        api(Method::DELETE, "/api/connections/{id}", Ops, || {
+            web::delete().to(connections::disconnect)
+        }),
+        api(Method::POST, "/api/connections/{id}/validate", Ops, || {
+            web::post().to(connections::validate)
+        }),
+        api(
+            Method::POST,
+            "/api/connections/{id}/webhook-endpoint",
+            Ops,
+            || web::post().to(connections::register_webhook_endpoint),
+        ),
+        api(
+            Method::POST,
+            "/api/connections/{id}/webhook-secrets",
+            Ops,
+            || web::post().to(connections::add_webhook_secret),
+        ),
+        api(
+            Method::DELETE,
+            "/api/connections/{id}/webhook-secrets/{secret_id}",
+            Ops,
+            || web::delete().to(connections::retire_webhook_secret),
+        ),
         api(Method::GET, "/api/events", Ops, || {
             web::get().to(events::list)
         }),

@@ -3,6 +3,7 @@
 //! blocking pool through [`Db::run`], never on the async executor.
 
 mod connection;
+pub mod connections;
 pub mod events;
 pub mod migrate;
 pub mod schema;

@@ -38,6 +38,12 @@ impl Endpoints {
         self.0.read().ok()?.get(connection_id).cloned()
     }
 
+    pub fn remove(&self, connection_id: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(connection_id);
+        }
+    }
+
     pub fn set(&self, endpoint: Endpoint) {
         if let Ok(mut map) = self.0.write() {
             map.insert(endpoint.connection_id.clone(), Arc::new(endpoint));

@@ -87,6 +87,7 @@ on_both_backends! {
         let base = format!("http://127.0.0.1:{port}");
         let mut child = command(&db.url())
             .env("BIND", format!("127.0.0.1:{port}"))
+            .env("BILLMIRROR_MASTER_KEY", crate::support::MASTER_KEY)
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,4 +126,55 @@ on_both_backends! {
         assert!(!text(&again.stdout).contains("bm_"), "{}", text(&again.stdout));
         assert!(text(&again.stderr).contains("BIND"), "{}", text(&again.stderr));
     }
+}
+
+#[test]
+fn serve_on_postgres_without_a_master_key_refuses_to_start_naming_it() {
+    let db = TestDb::create(crate::support::Backend::Postgres);
+    let output = billmirror(&db.url(), &["serve"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("BILLMIRROR_MASTER_KEY is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_keys_prints_each_check_and_fails_on_a_bad_key() {
+    let output = command("sqlite:///nonexistent/never-opened.db")
+        .args([
+            "check-keys",
+            "--secret-key",
+            "-",
+            "--publishable-key",
+            "pk_live_51HxYzAbCdEfGhIjKlMn4f2a",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"sk_test_51HxYzAbCdEfGhIjKlMn4f2a \n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(
+            "FAIL  secret_key_format        The secret key ends with a space: remove it."
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skip  authentication"), "{stdout}");
+    assert!(
+        !stdout.contains("51HxYzAbCd"),
+        "no key is printed: {stdout}"
+    );
 }

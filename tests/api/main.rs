@@ -5,8 +5,10 @@ mod support;
 
 mod auth;
 mod cli;
+mod connections;
 mod health;
 mod mapping;
 mod ordering;
 mod storage;
+mod stripe_client;
 mod webhooks;

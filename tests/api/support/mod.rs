@@ -2,6 +2,7 @@
 //! port 0, and a macro that runs one test body against SQLite and PostgreSQL.
 
 pub mod db;
+pub mod fake_stripe;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -42,6 +43,9 @@ macro_rules! on_both_backends {
 /// The webhook secret of the connection configured from the environment in every test app.
 pub const WEBHOOK_SECRET: &str = "whsec_billmirror_test_secret_0001";
 
+/// The master key every test app seals its secrets with.
+pub const MASTER_KEY: &str = "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
+
 /// The real app serving real HTTP on 127.0.0.1, over its own database, with its workers running.
 pub struct TestApp {
     pub base_url: String,
@@ -57,12 +61,23 @@ impl TestApp {
         TestApp::spawn_with(backend, &[]).await
     }
 
-    /// Starts the app with a test-mode environment connection plus `extra_vars`.
+    /// Starts the app with its Stripe API pointed at `fake`.
+    pub async fn spawn_with_stripe(backend: Backend, fake: &fake_stripe::FakeStripe) -> TestApp {
+        TestApp::spawn_with(backend, &[("STRIPE_API_BASE", &fake.base_url)]).await
+    }
+
     pub async fn spawn_with(backend: Backend, extra_vars: &[(&str, &str)]) -> TestApp {
         let test_db = TestDb::create(backend);
         let mut vars: HashMap<String, String> = [
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("STRIPE_SECRET_KEY", "sk_test_billmirror0000000000000000"),
+            ("BILLMIRROR_MASTER_KEY", MASTER_KEY),
+            // Nothing listens there: a test that talks to Stripe names its fake.
+            ("STRIPE_API_BASE", "http://127.0.0.1:9"),
+            ("STRIPE_RETRY_BACKOFF_MS", "5"),
+            ("STRIPE_TIMEOUT_SECS", "2"),
+            ("STRIPE_RATE_LIMIT", "0"),
+            ("PUBLIC_URL", "https://billmirror.example.com"),
         ]
         .iter()
         .chain(extra_vars)
@@ -81,7 +96,7 @@ impl TestApp {
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let state = app::state(config, db.clone()).unwrap();
+        let state = app::state(config, db.clone()).await.unwrap();
         let workers = app::Workers::start(&state);
         let server = http::server(state, listener).unwrap();
         tokio::spawn(server);
@@ -113,6 +128,15 @@ impl TestApp {
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
             .bearer_auth(token)
             .send()
             .await

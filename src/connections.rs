@@ -1,0 +1,724 @@
+//! Stripe connections: saving one once its keys pass the offline checks, keeping its secrets
+//! sealed, its key report current, its webhook endpoint registered and its signing secrets
+//! rotatable, and disconnecting it without losing the ledger. Every change is audited with the
+//! acting token's name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::StripeSettings;
+use crate::domain::secret::mask;
+use crate::domain::{ids, time, Secret};
+use crate::ledger::MAPPED_TYPES;
+use crate::storage::connections::{
+    self as store, status, Affected, ConnectionRow, WebhookHealth, WebhookSecretRow,
+};
+use crate::storage::{tokens, Db, StorageError};
+use crate::stripe::report::{self, ExpectedWebhook, KeyInput, KeyReport};
+use crate::stripe::{ClientSettings, Mode, StripeClient, StripeError};
+use crate::vault::{Vault, VaultError};
+use crate::webhook::{Endpoint, Endpoints};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("no connection has that id")]
+    NotFound,
+    #[error("the keys are not usable")]
+    Unusable(Box<KeyReport>),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Stripe refused: {0}")]
+    Stripe(StripeError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<diesel::result::Error> for ConnectionError {
+    fn from(error: diesel::result::Error) -> Self {
+        ConnectionError::Storage(error.into())
+    }
+}
+
+/// A connection as the API shows it: keys masked, secrets never.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionView {
+    pub id: String,
+    pub name: String,
+    pub mode: String,
+    pub origin: String,
+    pub status: String,
+    pub stripe_account_id: Option<String>,
+    pub publishable_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub can_push: bool,
+    pub webhook_url: String,
+    pub webhook_secrets: Vec<SecretView>,
+    pub last_report: Option<serde_json::Value>,
+    #[serde(with = "time::serde_rfc3339::option")]
+    pub last_report_at: Option<NaiveDateTime>,
+    pub webhook_health: WebhookHealth,
+    #[serde(with = "time::serde_rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(with = "time::serde_rfc3339::option")]
+    pub disconnected_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretView {
+    pub id: String,
+    pub secret: String,
+    pub status: String,
+    #[serde(with = "time::serde_rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(with = "time::serde_rfc3339::option")]
+    pub retired_at: Option<NaiveDateTime>,
+    /// When an event signed with this secret last arrived: shows which secret Stripe uses now.
+    #[serde(with = "time::serde_rfc3339::option")]
+    pub last_signed_event_at: Option<NaiveDateTime>,
+}
+
+pub struct NewConnection {
+    pub name: Option<String>,
+    pub keys: KeyInput,
+}
+
+/// The connections service, shared by the HTTP handlers, the CLI and the background recheck.
+#[derive(Clone)]
+pub struct Connections {
+    db: Db,
+    vault: Vault,
+    endpoints: Endpoints,
+    stripe: StripeSettings,
+    public_url: String,
+    /// One client per connection, so the rate limit covers every caller of that connection.
+    clients: Arc<Mutex<HashMap<String, Arc<StripeClient>>>>,
+}
+
+/// A client with these timeouts and retries and the mode's rate limit.
+pub fn new_client(
+    settings: &StripeSettings,
+    key: Secret,
+    mode: Option<Mode>,
+) -> Result<StripeClient, StripeError> {
+    let live = mode == Some(Mode::Live);
+    let rate = match settings.rate_limit {
+        Some(rate) => f64::from(rate),
+        None => ClientSettings::default_rate(live),
+    };
+    StripeClient::new(
+        key,
+        ClientSettings {
+            api_base: settings.api_base.clone(),
+            timeout: settings.timeout,
+            max_attempts: settings.max_attempts,
+            base_backoff: settings.retry_backoff,
+            max_backoff: settings.retry_backoff * 64,
+            requests_per_second: rate,
+        },
+    )
+}
+
+/// The key report for keys that are not saved (the API's check and `billmirror check-keys`):
+/// any endpoint under `{public_url}/webhooks/stripe` counts as billmirror's.
+pub async fn check_keys(settings: &StripeSettings, public_url: &str, keys: &KeyInput) -> KeyReport {
+    let base = format!("{public_url}/webhooks/stripe");
+    run_report(settings, keys, ExpectedWebhook::Under(&base)).await
+}
+
+async fn run_report(
+    settings: &StripeSettings,
+    keys: &KeyInput,
+    webhook: ExpectedWebhook<'_>,
+) -> KeyReport {
+    let (offline, kind) = report::offline(keys);
+    let client = match (kind, &keys.secret_key) {
+        (Some(_), Some(key)) => new_client(settings, key.clone(), offline.mode).ok(),
+        _ => None,
+    };
+    report::run(keys, client.as_ref(), webhook).await
+}
+
+fn secret_context(connection_id: &str, field: &str) -> String {
+    format!("{connection_id}/{field}")
+}
+
+impl Connections {
+    pub fn new(
+        db: Db,
+        vault: Vault,
+        endpoints: Endpoints,
+        stripe: StripeSettings,
+        public_url: String,
+    ) -> Connections {
+        Connections {
+            db,
+            vault,
+            endpoints,
+            stripe,
+            public_url,
+            clients: Arc::default(),
+        }
+    }
+
+    pub fn webhook_url(&self, connection_id: &str) -> String {
+        format!("{}/webhooks/stripe/{connection_id}", self.public_url)
+    }
+
+    pub fn new_client(&self, key: Secret, mode: Option<Mode>) -> Result<StripeClient, StripeError> {
+        new_client(&self.stripe, key, mode)
+    }
+
+    /// The shared client of a saved connection.
+    pub fn client_for(&self, row: &ConnectionRow) -> Result<Arc<StripeClient>, ConnectionError> {
+        if let Some(client) = self
+            .clients
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&row.id).cloned())
+        {
+            return Ok(client);
+        }
+        let sealed = row
+            .secret_key_enc
+            .as_deref()
+            .ok_or_else(|| ConnectionError::Invalid("this connection has no secret key".into()))?;
+        let key = self
+            .vault
+            .open(sealed, &secret_context(&row.id, "secret_key"))?;
+        let client = Arc::new(
+            self.new_client(key, Mode::parse(&row.mode))
+                .map_err(ConnectionError::Stripe)?,
+        );
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(row.id.clone(), client.clone());
+        }
+        Ok(client)
+    }
+
+    /// The key report for keys that are not saved.
+    pub async fn check(&self, keys: &KeyInput) -> KeyReport {
+        check_keys(&self.stripe, &self.public_url, keys).await
+    }
+
+    async fn report(&self, keys: &KeyInput, webhook: ExpectedWebhook<'_>) -> KeyReport {
+        run_report(&self.stripe, keys, webhook).await
+    }
+
+    /// Saves a connection whose keys pass the offline checks and that Stripe did not refuse.
+    pub async fn create(
+        &self,
+        new: NewConnection,
+        actor: &str,
+    ) -> Result<ConnectionView, ConnectionError> {
+        let name = match new.name.as_deref().map(str::trim) {
+            Some(name) if name.is_empty() || name.chars().count() > 100 => {
+                return Err(ConnectionError::Invalid(
+                    "name: a connection name has 1 to 100 characters".into(),
+                ))
+            }
+            other => other.map(str::to_owned),
+        };
+        let id = ids::new_id("conn");
+        let webhook_url = self.webhook_url(&id);
+        let report = self
+            .report(&new.keys, ExpectedWebhook::Exact(&webhook_url))
+            .await;
+        if !report.offline_ok() || report.key_rejected() {
+            return Err(ConnectionError::Unusable(Box::new(report)));
+        }
+        let (Some(secret_key), Some(mode)) = (new.keys.secret_key.clone(), report.mode) else {
+            return Err(ConnectionError::Unusable(Box::new(report)));
+        };
+        let now = time::now();
+        let account = report.stripe_account_id.clone();
+        let row = ConnectionRow {
+            id: id.clone(),
+            name: name.unwrap_or_else(|| {
+                format!(
+                    "{} ({})",
+                    account.as_deref().unwrap_or("Stripe account"),
+                    mode.as_str()
+                )
+            }),
+            mode: mode.as_str().to_owned(),
+            origin: "api".to_owned(),
+            status: status::ACTIVE.to_owned(),
+            stripe_account_id: account.clone(),
+            publishable_key: new.keys.publishable_key.clone(),
+            secret_key_enc: Some(
+                self.vault
+                    .seal(&secret_key, &secret_context(&id, "secret_key")),
+            ),
+            secret_key_hint: Some(secret_key.masked()),
+            can_push: report.can_push,
+            last_report: Some(serde_json::to_string(&report).unwrap_or_default()),
+            last_report_at: Some(now),
+            created_at: now,
+            updated_at: now,
+            disconnected_at: None,
+        };
+        let secrets: Vec<WebhookSecretRow> = new
+            .keys
+            .webhook_secrets
+            .iter()
+            .map(|s| self.secret_row(&id, s, now))
+            .collect();
+        let audit = json!({
+            "name": row.name,
+            "mode": row.mode,
+            "stripe_account_id": account,
+            "secret_key": row.secret_key_hint,
+            "webhook_secrets": secrets.iter().map(|s| &s.secret_hint).collect::<Vec<_>>(),
+        });
+        let actor = actor.to_owned();
+        let saved = row.clone();
+        self.db
+            .run(move |conn| {
+                conn.write_transaction(|conn| {
+                    if let Some(account) = &saved.stripe_account_id {
+                        let twin = store::active(conn)?.into_iter().find(|c| {
+                            c.stripe_account_id.as_ref() == Some(account) && c.mode == saved.mode
+                        });
+                        if let Some(twin) = twin {
+                            return Ok(Err(twin.id));
+                        }
+                    }
+                    store::insert(conn, &saved)?;
+                    for secret in &secrets {
+                        store::insert_secret(conn, secret)?;
+                    }
+                    tokens::audit(conn, &actor, "connection.create", &saved.id, audit)?;
+                    Ok::<_, StorageError>(Ok(()))
+                })
+            })
+            .await?
+            .map_err(|twin| {
+                ConnectionError::Conflict(format!(
+                    "The {} account {} is already connected as {twin}.",
+                    row.mode,
+                    row.stripe_account_id.as_deref().unwrap_or_default()
+                ))
+            })?;
+        tracing::info!(connection.id = %id, connection.mode = %row.mode, "connection created");
+        self.refresh_endpoint(&id).await?;
+        self.view(&id).await
+    }
+
+    fn secret_row(
+        &self,
+        connection_id: &str,
+        secret: &Secret,
+        now: NaiveDateTime,
+    ) -> WebhookSecretRow {
+        let id = ids::new_id("whs");
+        WebhookSecretRow {
+            secret_enc: self.vault.seal(secret, &secret_context(connection_id, &id)),
+            id,
+            connection_id: connection_id.to_owned(),
+            secret_hint: secret.masked(),
+            status: "active".to_owned(),
+            created_at: now,
+            retired_at: None,
+            last_matched_at: None,
+        }
+    }
+
+    async fn row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
+        let id = id.to_owned();
+        self.db
+            .run(move |conn| store::find(conn, &id))
+            .await?
+            .ok_or(ConnectionError::NotFound)
+    }
+
+    /// A saved API connection that still syncs; the environment's and disconnected ones refused.
+    async fn active_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
+        let row = self.row(id).await?;
+        if row.origin != "api" {
+            return Err(ConnectionError::Conflict(
+                "This connection is configured from the environment (STRIPE_*): change those \
+                 variables instead."
+                    .into(),
+            ));
+        }
+        if row.status != status::ACTIVE {
+            return Err(ConnectionError::Conflict(
+                "This connection is disconnected.".into(),
+            ));
+        }
+        Ok(row)
+    }
+
+    pub async fn view(&self, id: &str) -> Result<ConnectionView, ConnectionError> {
+        let row = self.row(id).await?;
+        self.view_of(row).await
+    }
+
+    async fn view_of(&self, row: ConnectionRow) -> Result<ConnectionView, ConnectionError> {
+        let id = row.id.clone();
+        let since = time::now() - chrono::Duration::hours(24);
+        let (health, secrets) = self
+            .db
+            .run(move |conn| {
+                let health = store::webhook_health(conn, &id, since)?;
+                let mut secrets = Vec::new();
+                for secret in store::secrets(conn, &id)? {
+                    let last = store::last_signed_with(conn, &id, &secret.secret_hint)?;
+                    secrets.push(SecretView {
+                        id: secret.id,
+                        secret: secret.secret_hint,
+                        status: secret.status,
+                        created_at: secret.created_at,
+                        retired_at: secret.retired_at,
+                        last_signed_event_at: last,
+                    });
+                }
+                Ok((health, secrets))
+            })
+            .await?;
+        Ok(ConnectionView {
+            webhook_url: self.webhook_url(&row.id),
+            id: row.id,
+            name: row.name,
+            mode: row.mode,
+            origin: row.origin,
+            status: row.status,
+            stripe_account_id: row.stripe_account_id,
+            publishable_key: row.publishable_key.as_deref().map(mask),
+            secret_key: row.secret_key_hint,
+            can_push: row.can_push,
+            webhook_secrets: secrets,
+            last_report: row
+                .last_report
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+            last_report_at: row.last_report_at,
+            webhook_health: health,
+            created_at: row.created_at,
+            disconnected_at: row.disconnected_at,
+        })
+    }
+
+    pub async fn list(
+        &self,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<ConnectionView>, ConnectionError> {
+        let rows = self
+            .db
+            .run(move |conn| store::list(conn, after.as_deref(), limit))
+            .await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            views.push(self.view_of(row).await?);
+        }
+        Ok(views)
+    }
+
+    /// Runs the key report again with the stored keys and keeps it.
+    pub async fn validate(&self, id: &str, actor: &str) -> Result<KeyReport, ConnectionError> {
+        let row = self.active_row(id).await?;
+        let client = self.client_for(&row)?;
+        let keys = KeyInput {
+            publishable_key: row.publishable_key.clone(),
+            secret_key: Some(self.secret_key(&row)?),
+            webhook_secrets: self.active_secrets(&row.id).await?,
+        };
+        let url = self.webhook_url(&row.id);
+        let report = report::run(&keys, Some(&client), ExpectedWebhook::Exact(&url)).await;
+        let text = serde_json::to_string(&report).unwrap_or_default();
+        let (id, actor) = (row.id.clone(), actor.to_owned());
+        let (account, can_push, ok) =
+            (report.stripe_account_id.clone(), report.can_push, report.ok);
+        self.db
+            .run(move |conn| {
+                conn.write_transaction(|conn| {
+                    store::store_report(
+                        conn,
+                        &id,
+                        &text,
+                        time::now(),
+                        account.as_deref(),
+                        can_push,
+                    )?;
+                    tokens::audit(conn, &actor, "connection.validate", &id, json!({"ok": ok}))
+                })
+            })
+            .await?;
+        Ok(report)
+    }
+
+    fn secret_key(&self, row: &ConnectionRow) -> Result<Secret, ConnectionError> {
+        let sealed = row
+            .secret_key_enc
+            .as_deref()
+            .ok_or_else(|| ConnectionError::Invalid("this connection has no secret key".into()))?;
+        Ok(self
+            .vault
+            .open(sealed, &secret_context(&row.id, "secret_key"))?)
+    }
+
+    async fn active_secrets(&self, connection_id: &str) -> Result<Vec<Secret>, ConnectionError> {
+        let id = connection_id.to_owned();
+        let rows = self.db.run(move |conn| store::secrets(conn, &id)).await?;
+        rows.iter()
+            .filter(|s| s.status == "active")
+            .map(|s| {
+                self.vault
+                    .open(&s.secret_enc, &secret_context(connection_id, &s.id))
+                    .map_err(ConnectionError::from)
+            })
+            .collect()
+    }
+
+    /// Puts the connection's current secrets into the webhook endpoints (or takes it out).
+    async fn refresh_endpoint(&self, connection_id: &str) -> Result<(), ConnectionError> {
+        let row = self.row(connection_id).await?;
+        let secrets = self.active_secrets(connection_id).await?;
+        if row.status != status::ACTIVE || secrets.is_empty() {
+            self.endpoints.remove(connection_id);
+            return Ok(());
+        }
+        self.endpoints.set(Endpoint {
+            connection_id: row.id,
+            mode: Mode::parse(&row.mode).map(Mode::as_str),
+            secrets,
+        });
+        Ok(())
+    }
+
+    /// Loads every active API connection's secrets: at start, and periodically so that a change
+    /// made on another instance reaches this one. Fails when the master key opens nothing.
+    pub async fn load_endpoints(&self) -> Result<usize, ConnectionError> {
+        let rows = self.db.run(store::active).await?;
+        for row in &rows {
+            self.refresh_endpoint(&row.id).await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Adds a signing secret (a rotation starts); the old ones keep verifying until retired.
+    pub async fn add_webhook_secret(
+        &self,
+        id: &str,
+        secret: Secret,
+        actor: &str,
+    ) -> Result<ConnectionView, ConnectionError> {
+        let row = self.active_row(id).await?;
+        let (check, _) = crate::stripe::keys::format_check(
+            crate::stripe::keys::Field::WebhookSecret,
+            Some(secret.expose()),
+        );
+        if check.status == crate::stripe::report::Status::Fail {
+            return Err(ConnectionError::Invalid(format!(
+                "webhook_secret: {}",
+                check.message
+            )));
+        }
+        let existing = self.active_secrets(&row.id).await?;
+        if existing.contains(&secret) {
+            return Err(ConnectionError::Conflict(
+                "This webhook secret is already active on the connection.".into(),
+            ));
+        }
+        let secret_row = self.secret_row(&row.id, &secret, time::now());
+        let (cid, actor) = (row.id.clone(), actor.to_owned());
+        self.db
+            .run(move |conn| {
+                conn.write_transaction(|conn| {
+                    store::insert_secret(conn, &secret_row)?;
+                    tokens::audit(
+                        conn,
+                        &actor,
+                        "connection.webhook_secret.add",
+                        &cid,
+                        json!({"secret_id": secret_row.id, "secret": secret_row.secret_hint}),
+                    )
+                })
+            })
+            .await?;
+        self.refresh_endpoint(&row.id).await?;
+        self.view(&row.id).await
+    }
+
+    pub async fn retire_webhook_secret(
+        &self,
+        id: &str,
+        secret_id: &str,
+        actor: &str,
+    ) -> Result<ConnectionView, ConnectionError> {
+        let row = self.active_row(id).await?;
+        let (cid, sid, actor) = (row.id.clone(), secret_id.to_owned(), actor.to_owned());
+        let retired = self
+            .db
+            .run(move |conn| {
+                conn.write_transaction(|conn| {
+                    if !store::retire_secret(conn, &cid, &sid, time::now())? {
+                        return Ok(false);
+                    }
+                    tokens::audit(
+                        conn,
+                        &actor,
+                        "connection.webhook_secret.retire",
+                        &cid,
+                        json!({"secret_id": sid}),
+                    )?;
+                    Ok(true)
+                })
+            })
+            .await?;
+        if !retired {
+            return Err(ConnectionError::NotFound);
+        }
+        self.refresh_endpoint(&row.id).await?;
+        self.view(&row.id).await
+    }
+
+    /// Creates (or completes) the webhook endpoint in Stripe and keeps the secret Stripe returns.
+    pub async fn register_webhook_endpoint(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<(ConnectionView, &'static str), ConnectionError> {
+        let row = self.active_row(id).await?;
+        let client = self.client_for(&row)?;
+        let url = self.webhook_url(&row.id);
+        let list = client
+            .get("webhook_endpoints", &[("limit", "100".to_owned())])
+            .await
+            .map_err(ConnectionError::Stripe)?;
+        let existing = list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["url"].as_str().map(|u| u.trim_end_matches('/')) == Some(url.as_str()))
+            .cloned();
+        let mut form: Vec<(String, String)> = MAPPED_TYPES
+            .iter()
+            .enumerate()
+            .map(|(n, t)| (format!("enabled_events[{n}]"), (*t).to_owned()))
+            .collect();
+        let (outcome, secret) = match existing {
+            Some(endpoint) => {
+                let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_owned();
+                form.push(("disabled".into(), "false".into()));
+                let key = format!(
+                    "billmirror:{}:webhook-endpoint-update:{}",
+                    row.id,
+                    ids::new_id("k")
+                );
+                client
+                    .post(&format!("webhook_endpoints/{endpoint_id}"), &form, &key)
+                    .await
+                    .map_err(ConnectionError::Stripe)?;
+                ("updated", None)
+            }
+            None => {
+                form.push(("url".into(), url.clone()));
+                form.push(("description".into(), format!("billmirror {}", row.name)));
+                form.push(("metadata[billmirror_connection_id]".into(), row.id.clone()));
+                let count = {
+                    let cid = row.id.clone();
+                    self.db
+                        .run(move |conn| store::secrets(conn, &cid))
+                        .await?
+                        .len()
+                };
+                // Derived from our ids: a retry after a lost answer gets the same endpoint back;
+                // the count changes once a secret is stored, so a later registration is new.
+                let key = format!("billmirror:{}:webhook-endpoint:{count}", row.id);
+                let created = client
+                    .post("webhook_endpoints", &form, &key)
+                    .await
+                    .map_err(ConnectionError::Stripe)?;
+                let secret = created["secret"]
+                    .as_str()
+                    .map(|s| Secret::new(s.to_owned()));
+                ("created", secret)
+            }
+        };
+        let (cid, actor) = (row.id.clone(), actor.to_owned());
+        let secret_row = secret.map(|s| self.secret_row(&row.id, &s, time::now()));
+        self.db
+            .run(move |conn| {
+                conn.write_transaction(|conn| {
+                    if let Some(secret_row) = &secret_row {
+                        store::insert_secret(conn, secret_row)?;
+                    }
+                    tokens::audit(
+                        conn,
+                        &actor,
+                        "connection.webhook_endpoint",
+                        &cid,
+                        json!({"outcome": outcome, "secret": secret_row.as_ref().map(|s| &s.secret_hint)}),
+                    )
+                })
+            })
+            .await?;
+        self.refresh_endpoint(&row.id).await?;
+        Ok((self.view(&row.id).await?, outcome))
+    }
+
+    /// Stops syncing and pushing for the connection; its ledger rows stay.
+    pub async fn disconnect(&self, id: &str, actor: &str) -> Result<Affected, ConnectionError> {
+        let row = self.active_row(id).await?;
+        let (cid, actor) = (row.id.clone(), actor.to_owned());
+        let affected = self
+            .db
+            .run(move |conn| {
+                conn.write_transaction(|conn| {
+                    let affected = store::affected(conn, &cid)?;
+                    store::mark_disconnected(conn, &cid, time::now())?;
+                    tokens::audit(
+                        conn,
+                        &actor,
+                        "connection.disconnect",
+                        &cid,
+                        serde_json::to_value(&affected).unwrap_or_default(),
+                    )?;
+                    Ok(affected)
+                })
+            })
+            .await?;
+        self.endpoints.remove(&row.id);
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(&row.id);
+        }
+        tracing::info!(connection.id = %row.id, "connection disconnected");
+        Ok(affected)
+    }
+
+    /// Runs every active connection's key report again; one failing does not stop the others.
+    pub async fn recheck_all(&self) {
+        let rows = match self.db.run(store::active).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list connections to recheck");
+                return;
+            }
+        };
+        for row in rows {
+            match self.validate(&row.id, "billmirror").await {
+                Ok(report) if !report.ok => {
+                    let failing: Vec<_> = report
+                        .checks
+                        .iter()
+                        .filter(|c| c.status == crate::stripe::report::Status::Fail)
+                        .map(|c| format!("{:?}", c.name))
+                        .collect();
+                    tracing::warn!(connection.id = %row.id, failing = ?failing, "key report has failures");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(connection.id = %row.id, error = %e, "key recheck failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The Stripe client against the fake Stripe over real HTTP: what it retries, what it does not,
+//! `Retry-After`, idempotency keys surviving lost answers, and its rate limit.
+
+use std::time::{Duration, Instant};
+
+use billmirror::domain::Secret;
+use billmirror::stripe::{ClientSettings, StripeClient};
+
+use crate::support::fake_stripe::{FakeStripe, Fault, ACCOUNT, SECRET_KEY};
+
+fn settings(fake: &FakeStripe) -> ClientSettings {
+    ClientSettings {
+        api_base: fake.base_url.clone(),
+        timeout: Duration::from_millis(500),
+        max_attempts: 5,
+        base_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        requests_per_second: 0.0,
+    }
+}
+
+fn client(fake: &FakeStripe, rate: f64) -> StripeClient {
+    StripeClient::new(
+        Secret::new(SECRET_KEY),
+        ClientSettings {
+            requests_per_second: rate,
+            ..settings(fake)
+        },
+    )
+    .unwrap()
+}
+
+fn form(email: &str) -> Vec<(String, String)> {
+    vec![
+        ("email".into(), email.into()),
+        ("metadata[billmirror_id]".into(), "cust_1".into()),
+    ]
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried_with_the_same_idempotency_key() {
+    let fake = FakeStripe::start().await;
+    fake.queue_faults(&[Fault::ServerError, Fault::RateLimited { retry_after: 1 }]);
+    let started = Instant::now();
+    let customer = client(&fake, 0.0)
+        .post("customers", &form("a@example.com"), "bm-key-1")
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(customer["email"], "a@example.com");
+    assert_eq!(customer["metadata"]["billmirror_id"], "cust_1");
+    let calls = fake.calls();
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [500, 429, 200]
+    );
+    assert!(calls
+        .iter()
+        .all(|c| c.idempotency_key.as_deref() == Some("bm-key-1")));
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_stripe_did_the_work_creates_nothing_twice() {
+    let fake = FakeStripe::start().await;
+    fake.queue_faults(&[
+        Fault::DropAfterWork,
+        Fault::SlowAfterWork {
+            delay: Duration::from_secs(2),
+        },
+    ]);
+    let customer = client(&fake, 0.0)
+        .post("customers", &form("b@example.com"), "bm-key-2")
+        .await
+        .unwrap();
+    assert_eq!(fake.calls().len(), 3, "dropped, timed out, then replayed");
+    let stored = fake.objects(ACCOUNT, "customers");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["id"], customer["id"]);
+}
+
+#[tokio::test]
+async fn client_errors_are_never_retried() {
+    let fake = FakeStripe::start().await;
+    let client = client(&fake, 0.0);
+    let missing = client
+        .post("customers/cus_nope", &form("c@example.com"), "bm-key-3")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.status(), Some(404));
+    assert_eq!(missing.code(), Some("resource_missing"));
+
+    client
+        .post("customers", &form("d@example.com"), "bm-key-4")
+        .await
+        .unwrap();
+    let reused = client
+        .post("customers", &form("other@example.com"), "bm-key-4")
+        .await
+        .unwrap_err();
+    assert_eq!(reused.status(), Some(400), "same key, other parameters");
+    assert_eq!(fake.calls().len(), 3, "one call each: {:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn errors_never_carry_the_key() {
+    let fake = FakeStripe::start().await;
+    let stranger = StripeClient::new(
+        Secret::new("sk_test_51StrangerKeyWithSecretPart0000000"),
+        ClientSettings {
+            api_base: fake.base_url.clone(),
+            timeout: Duration::from_secs(1),
+            max_attempts: 1,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            requests_per_second: 0.0,
+        },
+    )
+    .unwrap();
+    let error = stranger.get("account", &[]).await.unwrap_err();
+    assert_eq!(error.status(), Some(401));
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("StrangerKeyWith"), "{shown}");
+}
+
+#[tokio::test]
+async fn the_rate_limit_spaces_requests() {
+    let fake = FakeStripe::start().await;
+    let client = client(&fake, 20.0);
+    let started = Instant::now();
+    for _ in 0..11 {
+        client
+            .get("customers", &[("limit", "1".into())])
+            .await
+            .unwrap();
+    }
+    // 11 requests at 20/s: the last leaves 10 × 50 ms after the first.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn every_create_lands_once_while_a_third_of_calls_fail() {
+    let fake = FakeStripe::start().await;
+    fake.set_fault_rate(
+        0.3,
+        &[
+            Fault::ServerError,
+            Fault::RateLimited { retry_after: 0 },
+            Fault::DropAfterWork,
+            Fault::SlowAfterWork {
+                delay: Duration::from_millis(700),
+            },
+        ],
+    );
+    let client = StripeClient::new(
+        Secret::new(SECRET_KEY),
+        ClientSettings {
+            max_attempts: 12,
+            ..settings(&fake)
+        },
+    )
+    .unwrap();
+    for n in 0..40 {
+        client
+            .post(
+                "customers",
+                &form(&format!("{n}@example.com")),
+                &format!("bm-many-{n}"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create {n}: {e}"));
+    }
+    let calls = fake.calls();
+    assert!(
+        calls.iter().any(|c| c.status != 200),
+        "faults were injected"
+    );
+    assert_eq!(fake.objects(ACCOUNT, "customers").len(), 40);
+}
+
+#[tokio::test]
+async fn after_24_hours_a_key_no_longer_protects_against_a_second_create() {
+    // Why the push worker searches by metadata before creating after a long outage.
+    let fake = FakeStripe::start().await;
+    let client = client(&fake, 0.0);
+    client
+        .post("customers", &form("e@example.com"), "bm-old")
+        .await
+        .unwrap();
+    client
+        .post("customers", &form("e@example.com"), "bm-old")
+        .await
+        .unwrap();
+    assert_eq!(fake.objects(ACCOUNT, "customers").len(), 1);
+    fake.forget_idempotency_keys();
+    client
+        .post("customers", &form("e@example.com"), "bm-old")
+        .await
+        .unwrap();
+    assert_eq!(fake.objects(ACCOUNT, "customers").len(), 2);
+    assert_eq!(
+        fake.calls()[0].params["metadata"]["billmirror_id"],
+        "cust_1"
+    );
+}

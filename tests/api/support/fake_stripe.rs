@@ -1,0 +1,703 @@
+//! A fake Stripe API: a real HTTP server on 127.0.0.1:0 that keeps state, answers with
+//! Stripe-shaped JSON and errors, honours `Idempotency-Key` as Stripe does, checks restricted
+//! keys' permissions, records every call, and fails on demand (5xx, 429, slow answers, dropped
+//! connections after the work was done).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Map, Value};
+
+/// What a key may do.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// A secret key: everything.
+    Full,
+    /// A restricted key: `customers:read`, `invoices:write` (write includes read)…
+    Restricted(HashSet<String>),
+}
+
+impl Access {
+    pub fn restricted(permissions: &[&str]) -> Access {
+        Access::Restricted(permissions.iter().map(|p| p.to_string()).collect())
+    }
+
+    /// Read access to everything billmirror mirrors, and no write access.
+    pub fn read_only() -> Access {
+        Access::restricted(
+            &READABLE
+                .map(|r| format!("{r}:read"))
+                .each_ref()
+                .map(String::as_str),
+        )
+    }
+
+    fn allows(&self, resource: &str, write: bool) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Restricted(set) => {
+                set.contains(&format!("{resource}:write"))
+                    || (!write && set.contains(&format!("{resource}:read")))
+            }
+        }
+    }
+}
+
+const READABLE: [&str; 12] = [
+    "customers",
+    "products",
+    "prices",
+    "subscriptions",
+    "invoices",
+    "invoiceitems",
+    "charges",
+    "payment_intents",
+    "refunds",
+    "disputes",
+    "events",
+    "webhook_endpoints",
+];
+
+#[derive(Debug, Clone)]
+struct KeyInfo {
+    account: String,
+    access: Access,
+    /// `None` while usable; else the 401 code Stripe answers with.
+    revoked: Option<&'static str>,
+}
+
+/// A failure to inject into the next matching requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// 500 before doing anything.
+    ServerError,
+    /// 429 with `Retry-After` (seconds) before doing anything.
+    RateLimited { retry_after: u64 },
+    /// Does the work, then answers only after `delay` (longer than the client's timeout).
+    SlowAfterWork { delay: Duration },
+    /// Does the work, then drops the connection in the middle of the answer.
+    DropAfterWork,
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    pub params: Value,
+    pub status: u16,
+}
+
+#[derive(Clone)]
+struct Replay {
+    params: Value,
+    status: u16,
+    body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, KeyInfo>,
+    accounts: HashMap<String, Value>,
+    /// resource → id → object, per account.
+    objects: HashMap<String, BTreeMap<String, BTreeMap<String, Value>>>,
+    replays: HashMap<(String, String), Replay>,
+    in_flight: HashSet<(String, String)>,
+    calls: Vec<Call>,
+    queued_faults: VecDeque<Fault>,
+    /// A share of requests (0..1) that fail with one of `random_faults`, from a seeded sequence.
+    fault_rate: f64,
+    random_faults: Vec<Fault>,
+    rng: u64,
+    next_id: u64,
+    down: Option<u16>,
+}
+
+impl State {
+    fn draw(&mut self) -> f64 {
+        // xorshift64*: repeatable, good enough to pick faults.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn next_fault(&mut self) -> Option<Fault> {
+        if let Some(fault) = self.queued_faults.pop_front() {
+            return Some(fault);
+        }
+        if self.fault_rate > 0.0 && !self.random_faults.is_empty() && self.draw() < self.fault_rate
+        {
+            let pick = (self.draw() * self.random_faults.len() as f64) as usize;
+            return self.random_faults.get(pick).copied();
+        }
+        None
+    }
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}_fake{:08}", self.next_id)
+    }
+}
+
+#[derive(Clone)]
+pub struct FakeStripe {
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+}
+
+/// The test-mode secret key every fake has, with full access to account `acct_fake_default`.
+pub const SECRET_KEY: &str = "sk_test_51FakeStripeDefaultKey000000000000";
+pub const ACCOUNT: &str = "acct_fake_default";
+
+impl FakeStripe {
+    pub async fn start() -> FakeStripe {
+        let state = Arc::new(Mutex::new(State {
+            rng: 0x9E37_79B9_7F4A_7C15,
+            ..State::default()
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(shared.clone()))
+                .app_data(web::PayloadConfig::new(1 << 20))
+                .default_service(web::to(handle))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        let fake = FakeStripe { base_url, state };
+        fake.add_account(ACCOUNT);
+        fake.add_key(SECRET_KEY, ACCOUNT, Access::Full);
+        fake
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// An account in good standing; change it with [`FakeStripe::update_account`].
+    pub fn add_account(&self, id: &str) {
+        let account = json!({
+            "id": id, "object": "account", "business_profile": {"name": "Fake Shop"},
+            "charges_enabled": true, "payouts_enabled": true, "details_submitted": true,
+            "requirements": {"currently_due": [], "disabled_reason": null},
+        });
+        self.with(|s| s.accounts.insert(id.to_owned(), account));
+    }
+
+    pub fn update_account(&self, id: &str, changes: Value) {
+        self.with(|s| merge(s.accounts.get_mut(id).unwrap(), &changes));
+    }
+
+    pub fn add_key(&self, key: &str, account: &str, access: Access) {
+        self.with(|s| {
+            s.keys.insert(
+                key.to_owned(),
+                KeyInfo {
+                    account: account.to_owned(),
+                    access,
+                    revoked: None,
+                },
+            )
+        });
+    }
+
+    /// The key stops working: `api_key_expired` (rolled) or anything else (unknown).
+    pub fn revoke_key(&self, key: &str, code: &'static str) {
+        self.with(|s| s.keys.get_mut(key).unwrap().revoked = Some(code));
+    }
+
+    pub fn add_webhook_endpoint(
+        &self,
+        account: &str,
+        url: &str,
+        events: &[&str],
+        enabled: bool,
+    ) -> String {
+        self.with(|s| {
+            let id = s.new_id("we");
+            let endpoint = json!({
+                "id": id, "object": "webhook_endpoint", "url": url,
+                "status": if enabled {"enabled"} else {"disabled"},
+                "enabled_events": events, "api_version": "2025-03-31.basil",
+                "secret": format!("whsec_{}", id),
+            });
+            s.objects
+                .entry(account.to_owned())
+                .or_default()
+                .entry("webhook_endpoints".into())
+                .or_default()
+                .insert(id.clone(), endpoint);
+            id
+        })
+    }
+
+    pub fn objects(&self, account: &str, resource: &str) -> Vec<Value> {
+        self.with(|s| {
+            s.objects
+                .get(account)
+                .and_then(|a| a.get(resource))
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.with(|s| s.calls.clone())
+    }
+
+    pub fn queue_faults(&self, faults: &[Fault]) {
+        self.with(|s| s.queued_faults.extend(faults.iter().copied()));
+    }
+
+    pub fn set_fault_rate(&self, rate: f64, faults: &[Fault]) {
+        self.with(|s| {
+            s.fault_rate = rate;
+            s.random_faults = faults.to_vec();
+        });
+    }
+
+    /// Every request answers `status` (e.g. 503) until [`FakeStripe::recover`].
+    pub fn go_down(&self, status: u16) {
+        self.with(|s| s.down = Some(status));
+    }
+
+    pub fn recover(&self) {
+        self.with(|s| s.down = None);
+    }
+
+    /// As if 24 hours passed: Stripe no longer remembers any idempotency key.
+    pub fn forget_idempotency_keys(&self) {
+        self.with(|s| s.replays.clear());
+    }
+}
+
+fn error(
+    status: u16,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> (u16, Value) {
+    (
+        status,
+        json!({"error": {"type": kind, "code": code, "message": message, "param": param}}),
+    )
+}
+
+async fn handle(
+    state: web::Data<Arc<Mutex<State>>>,
+    req: HttpRequest,
+    body: Bytes,
+) -> HttpResponse {
+    let method = req.method().as_str().to_owned();
+    let path = req.path().to_owned();
+    let raw = if method == "GET" {
+        req.query_string().to_owned()
+    } else {
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let params = parse_form(&raw);
+    let key = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let idempotency_key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    let (status, answer, fault) = {
+        let mut s = state.lock().unwrap();
+        let fault = if s.down.is_some() {
+            None
+        } else {
+            s.next_fault()
+        };
+        let outcome = match (s.down, fault) {
+            (Some(status), _) => Some(error(
+                status,
+                "api_error",
+                None,
+                "Stripe is down (fake).",
+                None,
+            )),
+            (None, Some(Fault::ServerError)) => Some(error(
+                500,
+                "api_error",
+                None,
+                "An unknown error occurred (fake).",
+                None,
+            )),
+            (None, Some(Fault::RateLimited { .. })) => Some(error(
+                429,
+                "rate_limit_error",
+                Some("rate_limit"),
+                "Too many requests hit the API too quickly.",
+                None,
+            )),
+            _ => None,
+        };
+        let (status, answer) = match outcome {
+            Some(outcome) => outcome,
+            None => respond(
+                &mut s,
+                &method,
+                &path,
+                &key,
+                idempotency_key.as_deref(),
+                &params,
+            ),
+        };
+        s.calls.push(Call {
+            method: method.clone(),
+            path: path.clone(),
+            idempotency_key: idempotency_key.clone(),
+            params: params.clone(),
+            status,
+        });
+        (status, answer, fault)
+    };
+
+    let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap());
+    response.insert_header(("request-id", "req_fake"));
+    match fault {
+        Some(Fault::RateLimited { retry_after }) => {
+            response.insert_header(("retry-after", retry_after.to_string()));
+        }
+        Some(Fault::SlowAfterWork { delay }) => tokio::time::sleep(delay).await,
+        Some(Fault::DropAfterWork) => {
+            response.content_type("application/json");
+            return response.body(BrokenBody);
+        }
+        _ => {}
+    }
+    response.json(answer)
+}
+
+/// A body that fails after the headers went out: the server drops the connection.
+struct BrokenBody;
+
+impl MessageBody for BrokenBody {
+    type Error = std::io::Error;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Poll::Ready(Some(Err(std::io::Error::other("dropped by the fake"))))
+    }
+}
+
+/// Authentication, permissions and idempotency, then the resource itself.
+fn respond(
+    s: &mut State,
+    method: &str,
+    path: &str,
+    key: &str,
+    idempotency_key: Option<&str>,
+    params: &Value,
+) -> (u16, Value) {
+    let Some(info) = s.keys.get(key).cloned() else {
+        return error(
+            401,
+            "invalid_request_error",
+            None,
+            &format!("Invalid API Key provided: {}", star(key)),
+            None,
+        );
+    };
+    if let Some(code) = info.revoked {
+        return error(
+            401,
+            "invalid_request_error",
+            Some(code),
+            &format!("Expired API Key provided: {}", star(key)),
+            None,
+        );
+    }
+    let parts: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    let resource = parts[0];
+    let write = method != "GET";
+    if resource != "account" && !info.access.allows(resource, write) {
+        return error(
+            403,
+            "invalid_request_error",
+            Some("permission_error"),
+            &format!(
+                "The provided key '{}' does not have the required permissions for this endpoint \
+                 on account '{}'. Having the 'rak_{resource}_{}' permission would allow this \
+                 request to continue.",
+                star(key),
+                info.account,
+                if write { "write" } else { "read" }
+            ),
+            None,
+        );
+    }
+    let scope = idempotency_key.map(|k| (key.to_owned(), k.to_owned()));
+    if method == "POST" {
+        if let Some(scope) = &scope {
+            if let Some(replay) = s.replays.get(scope) {
+                if replay.params != *params {
+                    return error(
+                        400,
+                        "idempotency_error",
+                        None,
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                        None,
+                    );
+                }
+                return (replay.status, replay.body.clone());
+            }
+            if s.in_flight.contains(scope) {
+                return error(
+                    409,
+                    "idempotency_error",
+                    Some("idempotency_key_in_use"),
+                    "There is currently another in-progress request using this Idempotent Key.",
+                    None,
+                );
+            }
+        }
+    }
+    let (status, body) = execute(s, &info.account, method, &parts, params);
+    if let (Some(scope), "POST") = (scope, method) {
+        // Stripe keeps the answer of any request that began executing, errors included.
+        s.replays.insert(
+            scope,
+            Replay {
+                params: params.clone(),
+                status,
+                body: body.clone(),
+            },
+        );
+    }
+    (status, body)
+}
+
+fn star(key: &str) -> String {
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let prefix: String = key.chars().take(8).collect();
+    format!("{prefix}****{tail}")
+}
+
+fn prefix_of(resource: &str) -> &'static str {
+    match resource {
+        "customers" => "cus",
+        "invoices" => "in",
+        "invoiceitems" => "ii",
+        "webhook_endpoints" => "we",
+        "products" => "prod",
+        "prices" => "price",
+        _ => "obj",
+    }
+}
+
+fn execute(
+    s: &mut State,
+    account: &str,
+    method: &str,
+    parts: &[&str],
+    params: &Value,
+) -> (u16, Value) {
+    if parts == ["account"] {
+        return (200, s.accounts.get(account).cloned().unwrap_or(Value::Null));
+    }
+    let resource = parts[0].to_owned();
+    match (method, parts.len()) {
+        ("GET", 1) => {
+            let limit = params["limit"]
+                .as_str()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(10usize);
+            let objects = s
+                .objects
+                .get(account)
+                .and_then(|a| a.get(&resource))
+                .map(|m| m.values().rev().take(limit).cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            (
+                200,
+                json!({"object": "list", "data": objects, "has_more": false, "url": format!("/v1/{resource}")}),
+            )
+        }
+        ("POST", 1) => {
+            let id = s.new_id(prefix_of(&resource));
+            let mut object = params.clone();
+            object["id"] = json!(id);
+            object["object"] = json!(resource.trim_end_matches('s'));
+            if resource == "webhook_endpoints" {
+                object["status"] = json!("enabled");
+                object["secret"] = json!(format!("whsec_fakeSecretFor{}", id.replace('_', "")));
+                object["api_version"] = json!("2026-09-30.clover");
+            }
+            s.objects
+                .entry(account.to_owned())
+                .or_default()
+                .entry(resource)
+                .or_default()
+                .insert(id, object.clone());
+            (200, object)
+        }
+        (_, 2) => {
+            let id = parts[1];
+            let found = s
+                .objects
+                .get_mut(account)
+                .and_then(|a| a.get_mut(&resource))
+                .and_then(|m| m.get_mut(id));
+            let Some(object) = found else {
+                return error(
+                    404,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    &format!("No such {}: '{id}'", resource.trim_end_matches('s')),
+                    Some("id"),
+                );
+            };
+            if method == "POST" {
+                let mut changes = params.clone();
+                if let Some(disabled) = changes.as_object_mut().and_then(|m| m.remove("disabled")) {
+                    object["status"] = json!(if disabled == "true" {
+                        "disabled"
+                    } else {
+                        "enabled"
+                    });
+                }
+                merge(object, &changes);
+            }
+            (200, object.clone())
+        }
+        _ => error(
+            404,
+            "invalid_request_error",
+            None,
+            "Unrecognized request URL (fake).",
+            None,
+        ),
+    }
+}
+
+fn merge(target: &mut Value, changes: &Value) {
+    if let (Some(target), Some(changes)) = (target.as_object_mut(), changes.as_object()) {
+        for (k, v) in changes {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Parses Stripe's form encoding (`a[b]=1&list[0]=x`) into JSON; every value stays a string.
+pub fn parse_form(raw: &str) -> Value {
+    let mut root = Value::Object(Map::new());
+    for (key, value) in form_pairs(raw) {
+        let mut path: Vec<String> = Vec::new();
+        let (head, rest) = key
+            .split_once('[')
+            .map_or((key.as_str(), ""), |(h, r)| (h, r));
+        path.push(head.to_owned());
+        for part in rest.split('[') {
+            let part = part.trim_end_matches(']');
+            if !rest.is_empty() {
+                path.push(part.to_owned());
+            }
+        }
+        let mut node = &mut root;
+        for (n, segment) in path.iter().enumerate() {
+            let last = n + 1 == path.len();
+            let next_is_index = path.get(n + 1).is_some_and(|p| p.parse::<usize>().is_ok());
+            let child = if let Ok(index) = segment.parse::<usize>() {
+                if !node.is_array() {
+                    *node = Value::Array(Vec::new());
+                }
+                let array = node.as_array_mut().unwrap();
+                while array.len() <= index {
+                    array.push(Value::Null);
+                }
+                &mut array[index]
+            } else {
+                if !node.is_object() {
+                    *node = Value::Object(Map::new());
+                }
+                node.as_object_mut()
+                    .unwrap()
+                    .entry(segment.clone())
+                    .or_insert(Value::Null)
+            };
+            if last {
+                *child = Value::String(value.clone());
+            } else if child.is_null() {
+                *child = if next_is_index {
+                    Value::Array(Vec::new())
+                } else {
+                    Value::Object(Map::new())
+                };
+            }
+            node = child;
+        }
+    }
+    root
+}
+
+fn form_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
