@@ -9,6 +9,7 @@ mod connections;
 mod health;
 mod mapping;
 mod ordering;
+mod secrets;
 mod storage;
 mod stripe_client;
 mod webhooks;
