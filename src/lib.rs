@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod domain;
 pub mod http;
+pub mod invoices;
 pub mod ledger;
 pub mod storage;
 pub mod stripe;
