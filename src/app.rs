@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::connections::Connections;
+use crate::invoices::push::PushWorker;
 use crate::http::AppState;
 use crate::storage::{events, Backend, Db};
 use crate::vault::{KeySource, Vault};
@@ -53,7 +54,9 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
         config.public_url.clone(),
     );
     connections.load_endpoints().await?;
+    let push = PushWorker::new(db.clone(), connections.clone(), config.stripe.retry_backoff);
     Ok(AppState {
+        push,
         inbox: Inbox::start(db.clone()),
         db,
         config: Arc::new(config),
@@ -89,6 +92,7 @@ impl Workers {
                 ))
             })
             .collect();
+        tasks.push(tokio::spawn(state.push.clone().run(receiver.clone())));
         tasks.push(tokio::spawn(keep_connections_current(
             state.connections.clone(),
             state.config.key_recheck_interval,

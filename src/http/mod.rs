@@ -6,8 +6,10 @@ mod connections;
 pub mod error;
 mod events;
 mod health;
+mod invoices;
 mod metrics;
 pub mod pagination;
+mod pay;
 pub mod routes;
 mod tokens;
 mod webhooks;
@@ -37,6 +39,7 @@ pub struct AppState {
     pub endpoints: Endpoints,
     pub inbox: Inbox,
     pub connections: Connections,
+    pub push: crate::invoices::push::PushWorker,
 }
 
 /// Builds the server on an already bound listener (tests bind port 0). actix-web stops on

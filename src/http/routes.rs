@@ -5,7 +5,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
-use super::{connections, events, health, tokens, webhooks};
+use super::{connections, events, health, invoices, pay, tokens, webhooks};
 use crate::domain::Role;
 
 pub struct ApiRoute {
@@ -72,6 +72,21 @@ pub fn api_routes() -> Vec<ApiRoute> {
             Ops,
             || web::delete().to(connections::retire_webhook_secret),
         ),
+        api(Method::POST, "/api/invoices", Finance, || {
+            web::post().to(invoices::create)
+        }),
+        api(Method::GET, "/api/invoices", Support, || {
+            web::get().to(invoices::list)
+        }),
+        api(Method::GET, "/api/invoices/{id}", Support, || {
+            web::get().to(invoices::get)
+        }),
+        api(Method::POST, "/api/invoices/{id}/void", Finance, || {
+            web::post().to(invoices::void)
+        }),
+        api(Method::POST, "/api/invoices/{id}/retry", Finance, || {
+            web::post().to(invoices::retry)
+        }),
         api(Method::GET, "/api/events", Ops, || {
             web::get().to(events::list)
         }),
@@ -88,6 +103,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
+        // Public: the token in the path is the only key.
+        .route("/pay/{token}", web::get().to(pay::pay))
         // Authenticated by Stripe's signature, not by a token.
         .route("/webhooks/stripe", web::post().to(webhooks::receive_env))
         .route(

@@ -1,4 +1,311 @@
-//! Payable invoices made in billmirror: parsed input, the invoice and its push job written
-//! together, the push worker that creates each in Stripe exactly once, voiding, and the views.
+//! Payable invoices made in billmirror: parsed input, the invoice and its push job written in one
+//! transaction (with the request's idempotency key), the push worker that creates each in Stripe
+//! exactly once, voiding, retrying a failed push, and the views.
 
 pub mod input;
+pub mod push;
+pub mod view;
+
+use chrono::NaiveDateTime;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::connections::{ConnectionError, Connections};
+use crate::domain::{ids, time};
+use crate::storage::connections::{self as connection_store, status as connection_status};
+use crate::storage::invoices::{self as store, IdempotencyRow, InvoiceRow, JobRow, LineRow, PushProgress};
+use crate::storage::{tokens, Db, StorageError};
+use input::{Due, InputError, NewInvoice};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvoiceError {
+    #[error("{}", .0.message)]
+    Input(InputError),
+    #[error("no invoice has that id")]
+    NotFound,
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("the Idempotency-Key was used with another request")]
+    KeyReused,
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<diesel::result::Error> for InvoiceError {
+    fn from(error: diesel::result::Error) -> Self {
+        InvoiceError::Storage(error.into())
+    }
+}
+
+fn input_error(code: &'static str, field: &str, message: impl Into<String>) -> InvoiceError {
+    InvoiceError::Input(InputError {
+        code,
+        field: field.to_owned(),
+        message: message.into(),
+    })
+}
+
+/// Picks the connection an invoice is pushed through: the one named, else the only live one,
+/// else the only one. It must be active and allowed to create invoices.
+fn choose_connection(
+    conn: &mut crate::storage::DbConnection,
+    named: Option<&str>,
+) -> Result<String, InvoiceError> {
+    let row = match named {
+        Some(id) => connection_store::find(conn, id)?
+            .filter(|c| c.origin == "api")
+            .ok_or_else(|| input_error("unknown_connection", "connection_id", format!("connection_id `{id}` names no connection made through the API.")))?,
+        None => {
+            let active = connection_store::active(conn)?;
+            let live: Vec<_> = active.iter().filter(|c| c.mode == "live").collect();
+            match (live.as_slice(), active.as_slice()) {
+                ([one], _) => (*one).clone(),
+                ([], [one]) => one.clone(),
+                (_, []) => return Err(input_error("no_connection", "connection_id", "No Stripe connection can take invoices: connect an account first (POST /api/connections).")),
+                _ => return Err(input_error("connection_required", "connection_id", "connection_id is required: several Stripe connections are active.")),
+            }
+        }
+    };
+    if row.status == connection_status::DISCONNECTED {
+        return Err(input_error("connection_disconnected", "connection_id", format!("connection_id `{}` is disconnected: invoices cannot be pushed through it.", row.id)));
+    }
+    if !row.can_push {
+        return Err(input_error("connection_read_only", "connection_id", format!("connection_id `{}` has a read-only key: it may not create customers, invoices or invoice items in Stripe (see its key report).", row.id)));
+    }
+    Ok(row.id)
+}
+
+/// The id billmirror gives a customer of one connection: its email's, so that every invoice to
+/// one address goes to one Stripe customer.
+pub fn customer_key(connection_id: &str, normalized_email: &str) -> String {
+    let digest = Sha256::digest(format!("{connection_id}\0{normalized_email}").as_bytes());
+    format!("bmc_{}", &hex::encode(digest)[..24])
+}
+
+fn rows_for(new: &NewInvoice, connection_id: &str, now: NaiveDateTime) -> (InvoiceRow, Vec<LineRow>, JobRow) {
+    let id = ids::new_id("inv");
+    let total = new.total();
+    let due_date = match new.due {
+        Due::On(date) => date.and_hms_opt(0, 0, 0),
+        Due::DaysAfterFinalizing(_) => None,
+    };
+    let invoice = InvoiceRow {
+        id: id.clone(),
+        connection_id: connection_id.to_owned(),
+        stripe_id: None,
+        origin: "billmirror".into(),
+        number: None,
+        stripe_customer_id: None,
+        customer_email: Some(new.email.as_str().to_owned()),
+        customer_email_normalized: Some(new.email.normalized()),
+        customer_name: new.name.clone(),
+        stripe_subscription_id: None,
+        currency: new.currency.code().to_owned(),
+        total,
+        amount_due: total,
+        amount_paid: 0,
+        amount_remaining: total,
+        status: "draft".into(),
+        due_date,
+        memo: new.memo.clone(),
+        hosted_invoice_url: None,
+        // 128 random bits: the Pay Now link cannot be guessed from the invoice id or number.
+        pay_token: Some(hex::encode(ids::random_bytes::<16>())),
+        attempt_count: 0,
+        next_payment_attempt: None,
+        last_payment_error: None,
+        sync_state: "pending".into(),
+        sync_error: None,
+        finalized_at: None,
+        paid_at: None,
+        voided_at: None,
+        stripe_created: None,
+        observed_at: now,
+        created_at: now,
+        updated_at: now,
+    };
+    let lines = new
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| LineRow {
+            id: ids::new_id("line"),
+            invoice_id: id.clone(),
+            stripe_id: None,
+            line_no: n as i32 + 1,
+            description: line.description.clone(),
+            quantity: line.quantity,
+            unit_amount: Some(line.unit_amount),
+            amount: line.amount,
+            currency: new.currency.code().to_owned(),
+            stripe_price_id: None,
+            period_start: None,
+            period_end: None,
+        })
+        .collect();
+    let payload = match new.due {
+        Due::DaysAfterFinalizing(days) => json!({"days_until_due": days}),
+        Due::On(_) => json!({}),
+    };
+    let job = JobRow {
+        id: ids::new_id("job"),
+        kind: "push_invoice".into(),
+        subject_id: id,
+        connection_id: connection_id.to_owned(),
+        status: "pending".into(),
+        attempts: 0,
+        run_after: now,
+        locked_until: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+        payload: Some(payload.to_string()),
+    };
+    (invoice, lines, job)
+}
+
+/// Creates an invoice and its push job. With an idempotency key, the same key and body give the
+/// same invoice (`Ok((id, false))`), even for two requests at the same moment.
+pub async fn create(
+    db: &Db,
+    principal: &Principal,
+    idempotency_key: Option<String>,
+    body: Value,
+) -> Result<(String, bool), InvoiceError> {
+    let new = input::parse(&body, chrono::Utc::now().date_naive()).map_err(InvoiceError::Input)?;
+    let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    let scope = format!("invoices:{}", principal.token_id);
+    let actor = principal.name.clone();
+    let attempt = {
+        let (new, key, scope, hash, actor) = (new.clone(), idempotency_key.clone(), scope.clone(), request_hash.clone(), actor.clone());
+        db.run(move |conn| {
+            Ok(conn.write_transaction(|conn| {
+                if let Some(key) = &key {
+                    if let Some(seen) = store::find_idempotency(conn, &scope, key)? {
+                        return Ok(Err(seen));
+                    }
+                }
+                let connection_id = choose_connection(conn, new.connection_id.as_deref())?;
+                let now = time::now();
+                let (invoice, lines, job) = rows_for(&new, &connection_id, now);
+                store::insert(conn, &invoice, &lines, &job)?;
+                if let Some(key) = &key {
+                    store::insert_idempotency(conn, &IdempotencyRow {
+                        scope: scope.clone(),
+                        idem_key: key.clone(),
+                        request_hash: hash.clone(),
+                        resource_id: invoice.id.clone(),
+                        created_at: now,
+                    })?;
+                }
+                tokens::audit(conn, &actor, "invoice.create", &invoice.id, json!({
+                    "total": invoice.total, "currency": invoice.currency,
+                    "connection_id": connection_id, "idempotency_key": key,
+                }))?;
+                Ok::<_, InvoiceError>(Ok(invoice.id))
+            }))
+        })
+        .await?
+    };
+    let seen = match attempt {
+        Ok(Ok(id)) => return Ok((id, true)),
+        Ok(Err(seen)) => seen,
+        // Two requests with one key at once: the other committed first; answer with its invoice.
+        Err(InvoiceError::Storage(e)) if e.is_unique_violation() && idempotency_key.is_some() => {
+            let key = idempotency_key.clone().unwrap_or_default();
+            db.run(move |conn| store::find_idempotency(conn, &scope, &key))
+                .await?
+                .ok_or(InvoiceError::Storage(e))?
+        }
+        Err(e) => return Err(e),
+    };
+    if seen.request_hash != request_hash {
+        return Err(InvoiceError::KeyReused);
+    }
+    Ok((seen.resource_id, false))
+}
+
+/// Voids an invoice: in Stripe when it is there, else by cancelling its push. Paid ones cannot.
+pub async fn void(
+    db: &Db,
+    connections: &Connections,
+    id: &str,
+    actor: &str,
+) -> Result<(), InvoiceError> {
+    let invoice = {
+        let id = id.to_owned();
+        db.run(move |conn| store::find(conn, &id)).await?.ok_or(InvoiceError::NotFound)?
+    };
+    match invoice.status.as_str() {
+        "paid" => return Err(InvoiceError::Conflict("invoice_paid", "This invoice is paid and cannot be voided; refund the payment in Stripe instead.".into())),
+        "void" | "deleted" => return Ok(()),
+        _ => {}
+    }
+    if invoice.origin != "billmirror" {
+        return Err(InvoiceError::Conflict("not_ours", "This invoice was created in Stripe; void it there.".into()));
+    }
+    let mut progress = PushProgress {
+        status: Some("void".into()),
+        voided_at: Some(time::now()),
+        updated_at: Some(time::now()),
+        ..PushProgress::default()
+    };
+    if let Some(stripe_id) = &invoice.stripe_id {
+        let row = {
+            let cid = invoice.connection_id.clone();
+            db.run(move |conn| connection_store::find(conn, &cid)).await?.ok_or(ConnectionError::NotFound)?
+        };
+        let client = connections.client_for(&row)?;
+        let current = client.get(&format!("invoices/{stripe_id}"), &[]).await.map_err(ConnectionError::Stripe)?;
+        let key = format!("bm:{}:void", invoice.id);
+        let outcome = if current["status"] == "draft" {
+            client.delete(&format!("invoices/{stripe_id}"), &key).await
+        } else {
+            client.post(&format!("invoices/{stripe_id}/void"), &[], &key).await
+        };
+        outcome.map_err(ConnectionError::Stripe)?;
+    } else {
+        progress.sync_state = Some("cancelled".into());
+    }
+    let (id, actor, had_stripe) = (invoice.id.clone(), actor.to_owned(), invoice.stripe_id.is_some());
+    db.run(move |conn| {
+        conn.write_transaction(|conn| {
+            store::record_progress(conn, &id, &progress)?;
+            if let Some(job) = store::job_for(conn, &id)? {
+                if job.status == "pending" || job.status == "failed" {
+                    store::finish_job(conn, &job.id, "cancelled", Some("voided"), time::now())?;
+                }
+            }
+            tokens::audit(conn, &actor, "invoice.void", &id, json!({"in_stripe": had_stripe}))
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// Puts a failed push back in the queue, after its cause was fixed.
+pub async fn retry_push(db: &Db, id: &str, actor: &str) -> Result<(), InvoiceError> {
+    let (id, actor) = (id.to_owned(), actor.to_owned());
+    db.run(move |conn| {
+        Ok(conn.write_transaction(|conn| {
+            let invoice = store::find(conn, &id)?.ok_or(InvoiceError::NotFound)?;
+            let job = store::job_for(conn, &id)?.ok_or(InvoiceError::NotFound)?;
+            if invoice.sync_state != "failed" {
+                return Err(InvoiceError::Conflict("not_failed", format!("The push is {}, not failed: there is nothing to retry.", invoice.sync_state)));
+            }
+            store::finish_job(conn, &job.id, "pending", None, time::now())?;
+            store::record_progress(conn, &id, &PushProgress {
+                sync_state: Some("pending".into()),
+                sync_error: Some(None),
+                updated_at: Some(time::now()),
+                ..PushProgress::default()
+            })?;
+            tokens::audit(conn, &actor, "invoice.retry_push", &id, json!({}))?;
+            Ok(())
+        }))
+    })
+    .await?
+}

@@ -42,7 +42,7 @@ struct Fields {
     updated_at: NaiveDateTime,
 }
 
-fn status_rank(status: &str) -> u8 {
+pub(crate) fn status_rank(status: &str) -> u8 {
     match status {
         "draft" => 0,
         "open" => 1,
@@ -232,9 +232,20 @@ fn write(
     }
     match existing {
         Some(id) => {
+            // The push worker may know more than the events so far (it finalized the invoice
+            // before Stripe's `invoice.finalized` arrived): status never moves back.
+            let current: String = invoices::table
+                .find(&id)
+                .select(invoices::status)
+                .first(conn)?;
             diesel::update(invoices::table.find(&id))
                 .set(f)
                 .execute(conn)?;
+            if status_rank(&current) > status_rank(&f.status) {
+                diesel::update(invoices::table.find(&id))
+                    .set(invoices::status.eq(current))
+                    .execute(conn)?;
+            }
             Ok(id)
         }
         None => {

@@ -13,7 +13,7 @@ pub mod apply;
 mod catalog;
 mod customers;
 mod disputes;
-mod invoices;
+pub(crate) mod invoices;
 pub mod json;
 mod keys;
 mod payments;

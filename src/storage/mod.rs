@@ -5,6 +5,7 @@
 mod connection;
 pub mod connections;
 pub mod events;
+pub mod invoices;
 pub mod migrate;
 pub mod schema;
 pub mod tokens;

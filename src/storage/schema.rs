@@ -300,6 +300,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        payload -> Nullable<Text>,
     }
 }
 

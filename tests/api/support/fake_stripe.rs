@@ -256,6 +256,36 @@ impl FakeStripe {
         })
     }
 
+    /// The customer pays: the invoice becomes paid, and the events Stripe would send are returned
+    /// (`invoice.paid`, then `payment_intent.succeeded`) for the test to deliver, signed.
+    pub fn pay_invoice(&self, account: &str, id: &str) -> Vec<Value> {
+        self.with(|s| {
+            let intent_id = s.new_id("pi");
+            let charge_id = s.new_id("ch");
+            let invoice = s.objects.get_mut(account).unwrap().get_mut("invoices").unwrap().get_mut(id).unwrap();
+            let now = chrono::Utc::now().timestamp();
+            let total = invoice["total"].as_i64().unwrap_or(0);
+            invoice["status"] = json!("paid");
+            invoice["amount_paid"] = json!(total);
+            invoice["amount_remaining"] = json!(0);
+            invoice["payment_intent"] = json!(intent_id);
+            invoice["charge"] = json!(charge_id);
+            invoice["status_transitions"]["paid_at"] = json!(now);
+            let invoice = invoice.clone();
+            let intent = json!({
+                "id": intent_id, "object": "payment_intent", "amount": total, "amount_received": total,
+                "currency": invoice["currency"], "customer": invoice["customer"], "invoice": id,
+                "status": "succeeded", "created": now, "latest_charge": charge_id,
+                "payment_method_types": ["card"],
+            });
+            let event = |n: u64, kind: &str, object: &Value| json!({
+                "id": format!("evt_fake_{}_{n}", id), "object": "event", "api_version": "2024-06-20",
+                "created": now, "livemode": false, "type": kind, "data": {"object": object},
+            });
+            vec![event(1, "invoice.paid", &invoice), event(2, "payment_intent.succeeded", &intent)]
+        })
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.with(|s| s.calls.clone())
     }
@@ -536,26 +566,62 @@ fn execute(
     let resource = parts[0].to_owned();
     match (method, parts.len()) {
         ("GET", 1) => {
-            let limit = params["limit"]
-                .as_str()
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(10usize);
-            let objects = s
+            let limit = params["limit"].as_str().and_then(|l| l.parse().ok()).unwrap_or(10usize);
+            let after = params["starting_after"].as_str();
+            let filters: Vec<(&String, &Value)> = params
+                .as_object()
+                .map(|m| m.iter().filter(|(k, _)| !["limit", "starting_after", "expand"].contains(&k.as_str())).collect())
+                .unwrap_or_default();
+            let matching: Vec<Value> = s
                 .objects
                 .get(account)
                 .and_then(|a| a.get(&resource))
-                .map(|m| m.values().rev().take(limit).cloned().collect::<Vec<_>>())
+                .map(|m| {
+                    m.iter()
+                        .rev()
+                        .skip_while(|(id, _)| after.is_some_and(|a| id.as_str() >= a))
+                        .map(|(_, o)| o)
+                        .filter(|o| filters.iter().all(|(k, v)| &&o[k.as_str()] == v))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default();
-            (
-                200,
-                json!({"object": "list", "data": objects, "has_more": false, "url": format!("/v1/{resource}")}),
-            )
+            let has_more = matching.len() > limit;
+            let data: Vec<Value> = matching.into_iter().take(limit).collect();
+            (200, json!({"object": "list", "data": data, "has_more": has_more, "url": format!("/v1/{resource}")}))
         }
         ("POST", 1) => {
             let id = s.new_id(prefix_of(&resource));
             let mut object = params.clone();
             object["id"] = json!(id);
             object["object"] = json!(resource.trim_end_matches('s'));
+            if resource == "invoices" {
+                object["status"] = json!("draft");
+                object["total"] = json!(0);
+                object["amount_due"] = json!(0);
+                object["amount_paid"] = json!(0);
+                object["amount_remaining"] = json!(0);
+                object["lines"] = json!({"object": "list", "data": []});
+            }
+            if resource == "invoiceitems" {
+                let quantity: i64 = params["quantity"].as_str().and_then(|q| q.parse().ok()).unwrap_or(1);
+                let unit: i64 = params["unit_amount_decimal"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0);
+                object["amount"] = json!(quantity * unit);
+                object["quantity"] = json!(quantity);
+                let invoice = params["invoice"].as_str().unwrap_or_default().to_owned();
+                let Some(target) = s.objects.get_mut(account).and_then(|a| a.get_mut("invoices")).and_then(|m| m.get_mut(&invoice)) else {
+                    return error(400, "invalid_request_error", Some("resource_missing"), &format!("No such invoice: '{invoice}'"), Some("invoice"));
+                };
+                if target["status"] != "draft" {
+                    return error(400, "invalid_request_error", Some("invoice_not_editable"), "The invoice is not a draft.", Some("invoice"));
+                }
+                for field in ["total", "amount_due", "amount_remaining"] {
+                    target[field] = json!(target[field].as_i64().unwrap_or(0) + quantity * unit);
+                }
+                let mut line = object.clone();
+                line["id"] = json!(format!("il_{}", id));
+                target["lines"]["data"].as_array_mut().unwrap().push(line);
+            }
             if resource == "webhook_endpoints" {
                 object["status"] = json!("enabled");
                 object["secret"] = json!(format!("whsec_fakeSecretFor{}", id.replace('_', "")));
@@ -585,6 +651,14 @@ fn execute(
                     Some("id"),
                 );
             };
+            if method == "DELETE" {
+                if object["status"] != "draft" {
+                    return error(400, "invalid_request_error", None, "Only draft invoices can be deleted.", None);
+                }
+                let deleted = json!({"id": id, "object": "invoice", "deleted": true});
+                s.objects.get_mut(account).and_then(|a| a.get_mut(&resource)).map(|m| m.remove(id));
+                return (200, deleted);
+            }
             if method == "POST" {
                 let mut changes = params.clone();
                 if let Some(disabled) = changes.as_object_mut().and_then(|m| m.remove("disabled")) {
@@ -598,6 +672,7 @@ fn execute(
             }
             (200, object.clone())
         }
+        ("POST", 3) if resource == "invoices" => invoice_action(s, account, parts[1], parts[2]),
         _ => error(
             404,
             "invalid_request_error",
@@ -606,6 +681,33 @@ fn execute(
             None,
         ),
     }
+}
+
+fn invoice_action(s: &mut State, account: &str, id: &str, action: &str) -> (u16, Value) {
+    s.next_id += 1;
+    let number = format!("FAKE-{:04}", s.next_id);
+    let Some(invoice) = s.objects.get_mut(account).and_then(|a| a.get_mut("invoices")).and_then(|m| m.get_mut(id)) else {
+        return error(404, "invalid_request_error", Some("resource_missing"), &format!("No such invoice: '{id}'"), Some("id"));
+    };
+    let now = chrono::Utc::now().timestamp();
+    match (action, invoice["status"].as_str()) {
+        ("finalize", Some("draft")) => {
+            invoice["status"] = json!("open");
+            invoice["number"] = json!(number);
+            invoice["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/acct_fake/{id}"));
+            invoice["status_transitions"] = json!({"finalized_at": now});
+            let days: i64 = invoice["days_until_due"].as_str().and_then(|d| d.parse().ok()).unwrap_or(30);
+            invoice["due_date"] = json!(now + days * 86_400);
+        }
+        ("void", Some("open")) => {
+            invoice["status"] = json!("void");
+            invoice["status_transitions"]["voided_at"] = json!(now);
+        }
+        (_, status) => {
+            return error(400, "invalid_request_error", None, &format!("You can't {action} an invoice that is {}.", status.unwrap_or("unknown")), None)
+        }
+    }
+    (200, invoice.clone())
 }
 
 fn merge(target: &mut Value, changes: &Value) {

@@ -1,0 +1,2 @@
+DROP INDEX outbox_jobs_queue;
+ALTER TABLE outbox_jobs DROP COLUMN payload;

@@ -1,0 +1,320 @@
+//! Queries on invoices made here and mirrored, their lines, the payments that point at them, the
+//! push jobs (the outbox) and the idempotency keys of `POST /api/invoices`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
+
+use super::schema::{idempotency_keys, invoice_lines, invoices, outbox_jobs, payments};
+use super::{DbConnection, StorageError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invoices)]
+pub struct InvoiceRow {
+    pub id: String,
+    pub connection_id: String,
+    pub stripe_id: Option<String>,
+    /// `billmirror` for invoices made here, `stripe` for ones mirrored from Stripe.
+    pub origin: String,
+    pub number: Option<String>,
+    pub stripe_customer_id: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_email_normalized: Option<String>,
+    pub customer_name: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub currency: String,
+    pub total: i64,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub amount_remaining: i64,
+    pub status: String,
+    pub due_date: Option<NaiveDateTime>,
+    pub memo: Option<String>,
+    pub hosted_invoice_url: Option<String>,
+    pub pay_token: Option<String>,
+    pub attempt_count: i32,
+    pub next_payment_attempt: Option<NaiveDateTime>,
+    pub last_payment_error: Option<String>,
+    /// `pending`, `pushed`, `failed`, `cancelled` (made here), `mirrored` (from Stripe).
+    pub sync_state: String,
+    pub sync_error: Option<String>,
+    pub finalized_at: Option<NaiveDateTime>,
+    pub paid_at: Option<NaiveDateTime>,
+    pub voided_at: Option<NaiveDateTime>,
+    pub stripe_created: Option<NaiveDateTime>,
+    pub observed_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invoice_lines)]
+pub struct LineRow {
+    pub id: String,
+    pub invoice_id: String,
+    pub stripe_id: Option<String>,
+    pub line_no: i32,
+    pub description: String,
+    pub quantity: i64,
+    pub unit_amount: Option<i64>,
+    pub amount: i64,
+    pub currency: String,
+    pub stripe_price_id: Option<String>,
+    pub period_start: Option<NaiveDateTime>,
+    pub period_end: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, QueryableByName)]
+#[diesel(table_name = outbox_jobs)]
+pub struct JobRow {
+    pub id: String,
+    pub kind: String,
+    pub subject_id: String,
+    pub connection_id: String,
+    /// `pending`, `done`, `failed`, `cancelled`.
+    pub status: String,
+    pub attempts: i32,
+    pub run_after: NaiveDateTime,
+    pub locked_until: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct IdempotencyRow {
+    pub scope: String,
+    pub idem_key: String,
+    pub request_hash: String,
+    pub resource_id: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert(
+    conn: &mut DbConnection,
+    invoice: &InvoiceRow,
+    lines: &[LineRow],
+    job: &JobRow,
+) -> Result<(), StorageError> {
+    diesel::insert_into(invoices::table)
+        .values(invoice)
+        .execute(conn)?;
+    for line in lines {
+        diesel::insert_into(invoice_lines::table)
+            .values(line)
+            .execute(conn)?;
+    }
+    diesel::insert_into(outbox_jobs::table)
+        .values(job)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<InvoiceRow>, StorageError> {
+    Ok(invoices::table
+        .find(id)
+        .select(InvoiceRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_by_pay_token(
+    conn: &mut DbConnection,
+    token: &str,
+) -> Result<Option<InvoiceRow>, StorageError> {
+    Ok(invoices::table
+        .filter(invoices::pay_token.eq(token))
+        .select(InvoiceRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn lines(conn: &mut DbConnection, invoice_id: &str) -> Result<Vec<LineRow>, StorageError> {
+    Ok(invoice_lines::table
+        .filter(invoice_lines::invoice_id.eq(invoice_id))
+        .select(LineRow::as_select())
+        .order(invoice_lines::line_no.asc())
+        .load(conn)?)
+}
+
+/// The payments recorded against a Stripe invoice: (id, amount, currency, status, method,
+/// brand, last4, created).
+pub type PaymentSummary = (
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDateTime>,
+);
+
+pub fn payments_for(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    stripe_invoice_id: &str,
+) -> Result<Vec<PaymentSummary>, StorageError> {
+    Ok(payments::table
+        .filter(payments::connection_id.eq(connection_id))
+        .filter(payments::stripe_invoice_id.eq(stripe_invoice_id))
+        .select((
+            payments::stripe_id,
+            payments::amount,
+            payments::currency,
+            payments::status,
+            payments::method_type,
+            payments::card_brand,
+            payments::card_last4,
+            payments::stripe_created,
+        ))
+        .order(payments::stripe_created.asc())
+        .load(conn)?)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct InvoiceFilter {
+    pub status: Option<String>,
+    pub email: Option<String>,
+    pub origin: Option<String>,
+    pub connection_id: Option<String>,
+}
+
+/// Newest first; `after` is the previous page's last id (ids sort by creation time).
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &InvoiceFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<InvoiceRow>, StorageError> {
+    let mut query = invoices::table
+        .select(InvoiceRow::as_select())
+        .order(invoices::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(invoices::status.eq(status.clone()));
+    }
+    if let Some(email) = &filter.email {
+        query = query.filter(invoices::customer_email_normalized.eq(email.to_lowercase()));
+    }
+    if let Some(origin) = &filter.origin {
+        query = query.filter(invoices::origin.eq(origin.clone()));
+    }
+    if let Some(connection) = &filter.connection_id {
+        query = query.filter(invoices::connection_id.eq(connection.clone()));
+    }
+    if let Some(after) = after {
+        query = query.filter(invoices::id.lt(after.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+pub fn find_idempotency(
+    conn: &mut DbConnection,
+    scope: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, StorageError> {
+    Ok(idempotency_keys::table
+        .find((scope, key))
+        .select(IdempotencyRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn insert_idempotency(conn: &mut DbConnection, row: &IdempotencyRow) -> Result<(), StorageError> {
+    diesel::insert_into(idempotency_keys::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes the next due job for `lease`: marks it locked until then and counts the attempt. On
+/// PostgreSQL `SKIP LOCKED` lets several instances claim side by side; SQLite has one writer.
+pub fn claim_job(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    locked_until: NaiveDateTime,
+) -> Result<Option<JobRow>, StorageError> {
+    let lock = if conn.is_sqlite() { "" } else { "FOR UPDATE SKIP LOCKED" };
+    let sql = format!(
+        "UPDATE outbox_jobs SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
+         WHERE id = (SELECT id FROM outbox_jobs WHERE status = 'pending' AND run_after <= $2 \
+         AND (locked_until IS NULL OR locked_until < $2) ORDER BY run_after, id LIMIT 1 {lock}) \
+         RETURNING *"
+    );
+    conn.write_transaction(|conn| {
+        Ok(diesel::sql_query(sql)
+            .bind::<Timestamp, _>(locked_until)
+            .bind::<Timestamp, _>(now)
+            .get_result::<JobRow>(conn)
+            .optional()?)
+    })
+}
+
+/// Ends a job's attempt: `done`, `failed`, `cancelled`, or `pending` again after `run_after`.
+pub fn finish_job(
+    conn: &mut DbConnection,
+    id: &str,
+    status: &str,
+    last_error: Option<&str>,
+    run_after: NaiveDateTime,
+) -> Result<(), StorageError> {
+    diesel::update(outbox_jobs::table.find(id))
+        .set((
+            outbox_jobs::status.eq(status),
+            outbox_jobs::last_error.eq(last_error),
+            outbox_jobs::run_after.eq(run_after),
+            outbox_jobs::locked_until.eq(None::<NaiveDateTime>),
+            outbox_jobs::updated_at.eq(run_after),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn job_for(conn: &mut DbConnection, invoice_id: &str) -> Result<Option<JobRow>, StorageError> {
+    Ok(outbox_jobs::table
+        .filter(outbox_jobs::subject_id.eq(invoice_id))
+        .filter(outbox_jobs::kind.eq("push_invoice"))
+        .select(JobRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Jobs that are due or running, for tests and health.
+pub fn open_jobs(conn: &mut DbConnection) -> Result<i64, StorageError> {
+    Ok(outbox_jobs::table
+        .filter(outbox_jobs::status.eq("pending"))
+        .count()
+        .get_result(conn)?)
+}
+
+/// What the push worker learned from Stripe, written onto our invoice.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = invoices)]
+pub struct PushProgress {
+    pub stripe_customer_id: Option<String>,
+    pub stripe_id: Option<String>,
+    pub number: Option<String>,
+    pub hosted_invoice_url: Option<String>,
+    pub status: Option<String>,
+    pub due_date: Option<NaiveDateTime>,
+    pub finalized_at: Option<NaiveDateTime>,
+    pub voided_at: Option<NaiveDateTime>,
+    pub sync_state: Option<String>,
+    pub sync_error: Option<Option<String>>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn record_progress(
+    conn: &mut DbConnection,
+    invoice_id: &str,
+    progress: &PushProgress,
+) -> Result<(), StorageError> {
+    diesel::update(invoices::table.find(invoice_id))
+        .set(progress)
+        .execute(conn)?;
+    Ok(())
+}
