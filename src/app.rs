@@ -8,8 +8,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::connections::Connections;
-use crate::invoices::push::PushWorker;
 use crate::http::AppState;
+use crate::invoices::push::PushWorker;
 use crate::storage::{events, Backend, Db};
 use crate::vault::{KeySource, Vault};
 use crate::webhook::inbox::Inbox;

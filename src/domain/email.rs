@@ -49,11 +49,23 @@ mod tests {
 
     #[test]
     fn plausible_addresses_parse_and_bad_ones_say_why() {
-        assert_eq!(Email::parse(" Ada@Example.com ").unwrap().as_str(), "Ada@Example.com");
-        assert_eq!(Email::parse("Ada@Example.com").unwrap().normalized(), "ada@example.com");
-        assert!(Email::parse("ada.example.com").unwrap_err().contains("no @"));
-        assert!(Email::parse("ada@localhost").unwrap_err().contains("domain"));
-        assert!(Email::parse("a da@example.com").unwrap_err().contains("space"));
+        assert_eq!(
+            Email::parse(" Ada@Example.com ").unwrap().as_str(),
+            "Ada@Example.com"
+        );
+        assert_eq!(
+            Email::parse("Ada@Example.com").unwrap().normalized(),
+            "ada@example.com"
+        );
+        assert!(Email::parse("ada.example.com")
+            .unwrap_err()
+            .contains("no @"));
+        assert!(Email::parse("ada@localhost")
+            .unwrap_err()
+            .contains("domain"));
+        assert!(Email::parse("a da@example.com")
+            .unwrap_err()
+            .contains("space"));
         assert!(Email::parse("@example.com").is_err());
         assert!(Email::parse("a@b@example.com").is_err());
     }

@@ -37,10 +37,7 @@ impl Currency {
     /// Reads a code in either case; `None` for anything Stripe does not charge in.
     pub fn parse(code: &str) -> Option<Currency> {
         let lower = code.trim().to_ascii_lowercase();
-        SUPPORTED
-            .iter()
-            .find(|c| **c == lower)
-            .map(|c| Currency(c))
+        SUPPORTED.iter().find(|c| **c == lower).map(|c| Currency(c))
     }
 
     pub fn code(self) -> &'static str {

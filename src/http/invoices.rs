@@ -144,9 +144,11 @@ pub async fn list(
         .into_iter()
         .map(|r| view::summary(r, public_url))
         .collect();
-    Ok(HttpResponse::Ok().json(Page::from_rows(views, limit, |v: &view::InvoiceView| {
-        v.id.clone()
-    })))
+    Ok(
+        HttpResponse::Ok().json(Page::from_rows(views, limit, |v: &view::InvoiceView| {
+            v.id.clone()
+        })),
+    )
 }
 
 pub async fn get(

@@ -28,7 +28,11 @@ pub async fn pay(state: web::Data<AppState>, token: web::Path<String>) -> HttpRe
     let token = token.into_inner();
     // Tokens are 32 hex characters; anything else is not looked up at all.
     if token.len() != 32 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
-        return page(StatusCode::NOT_FOUND, "No invoice here", "This payment link is not valid. Check that you copied all of it.");
+        return page(
+            StatusCode::NOT_FOUND,
+            "No invoice here",
+            "This payment link is not valid. Check that you copied all of it.",
+        );
     }
     let found = state
         .db
@@ -37,24 +41,51 @@ pub async fn pay(state: web::Data<AppState>, token: web::Path<String>) -> HttpRe
     let invoice = match found {
         Ok(Some(invoice)) => invoice,
         Ok(None) => {
-            return page(StatusCode::NOT_FOUND, "No invoice here", "This payment link is not valid. Check that you copied all of it.")
+            return page(
+                StatusCode::NOT_FOUND,
+                "No invoice here",
+                "This payment link is not valid. Check that you copied all of it.",
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "the Pay Now page cannot read the database");
-            return page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "We cannot show this invoice right now. Please try again in a few minutes.");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "We cannot show this invoice right now. Please try again in a few minutes.",
+            );
         }
     };
-    match (invoice.status.as_str(), invoice.hosted_invoice_url.as_deref()) {
+    match (
+        invoice.status.as_str(),
+        invoice.hosted_invoice_url.as_deref(),
+    ) {
         ("open" | "past_due", Some(url)) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, url))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header(("Referrer-Policy", "no-referrer"))
             .finish(),
-        ("paid", _) => page(StatusCode::OK, "Already paid", "This invoice has been paid. Thank you."),
-        ("void" | "deleted", _) => page(StatusCode::OK, "No longer payable", "This invoice was cancelled and does not need to be paid."),
-        ("uncollectible", _) => page(StatusCode::OK, "Please contact us", "This invoice cannot be paid online. Please contact the sender."),
+        ("paid", _) => page(
+            StatusCode::OK,
+            "Already paid",
+            "This invoice has been paid. Thank you.",
+        ),
+        ("void" | "deleted", _) => page(
+            StatusCode::OK,
+            "No longer payable",
+            "This invoice was cancelled and does not need to be paid.",
+        ),
+        ("uncollectible", _) => page(
+            StatusCode::OK,
+            "Please contact us",
+            "This invoice cannot be paid online. Please contact the sender.",
+        ),
         _ => {
-            let mut response = page(StatusCode::OK, "Being prepared", "This invoice is being prepared. Please try again in a moment.");
+            let mut response = page(
+                StatusCode::OK,
+                "Being prepared",
+                "This invoice is being prepared. Please try again in a moment.",
+            );
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

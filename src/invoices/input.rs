@@ -77,16 +77,27 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<NewInvoice, InputError> {
     let customer = body
         .get("customer")
         .and_then(Value::as_object)
-        .ok_or_else(|| refuse("invalid_input", "customer", "is required: {\"email\": …, \"name\"?: …}."))?;
+        .ok_or_else(|| {
+            refuse(
+                "invalid_input",
+                "customer",
+                "is required: {\"email\": …, \"name\"?: …}.",
+            )
+        })?;
     no_unknown_fields(customer, &["email", "name"], "customer.")?;
     let email = text(customer, "email", "customer.email")?
         .ok_or_else(|| refuse("invalid_email", "customer.email", "is required."))?;
-    let email =
-        Email::parse(&email).map_err(|p| refuse("invalid_email", "customer.email", format!("{p}.")))?;
+    let email = Email::parse(&email)
+        .map_err(|p| refuse("invalid_email", "customer.email", format!("{p}.")))?;
     let name = bounded_text(customer, "name", "customer.name", 256)?;
 
-    let code = text(body, "currency", "currency")?
-        .ok_or_else(|| refuse("invalid_currency", "currency", "is required (an ISO 4217 code such as usd)."))?;
+    let code = text(body, "currency", "currency")?.ok_or_else(|| {
+        refuse(
+            "invalid_currency",
+            "currency",
+            "is required (an ISO 4217 code such as usd).",
+        )
+    })?;
     let currency = Currency::parse(&code).ok_or_else(|| {
         refuse(
             "invalid_currency",
@@ -126,7 +137,11 @@ pub fn parse(body: &Value, today: NaiveDate) -> Result<NewInvoice, InputError> {
     })
 }
 
-fn no_unknown_fields(object: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), InputError> {
+fn no_unknown_fields(
+    object: &Map<String, Value>,
+    known: &[&str],
+    prefix: &str,
+) -> Result<(), InputError> {
     match object.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => Err(refuse(
             "invalid_input",
@@ -146,16 +161,31 @@ fn text(object: &Map<String, Value>, key: &str, field: &str) -> Result<Option<St
     }
 }
 
-fn bounded_text(object: &Map<String, Value>, key: &str, field: &str, max: usize) -> Result<Option<String>, InputError> {
+fn bounded_text(
+    object: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, InputError> {
     let value = text(object, key, field)?;
     if value.as_ref().is_some_and(|v| v.chars().count() > max) {
-        return Err(refuse("invalid_input", field, format!("is longer than {max} characters.")));
+        return Err(refuse(
+            "invalid_input",
+            field,
+            format!("is longer than {max} characters."),
+        ));
     }
     Ok(value)
 }
 
 /// A whole, positive number of minor units (or items), at most `max`.
-fn count(object: &Map<String, Value>, key: &str, field: &str, max: i64, unit: &str) -> Result<i64, InputError> {
+fn count(
+    object: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    max: i64,
+    unit: &str,
+) -> Result<i64, InputError> {
     let value = object
         .get(key)
         .ok_or_else(|| refuse("invalid_amount", field, "is required."))?;
@@ -168,10 +198,18 @@ fn count(object: &Map<String, Value>, key: &str, field: &str, max: i64, unit: &s
         return Err(refuse("invalid_amount", field, problem));
     };
     if n < 1 {
-        return Err(refuse("invalid_amount", field, format!("must be at least 1, not {n}.")));
+        return Err(refuse(
+            "invalid_amount",
+            field,
+            format!("must be at least 1, not {n}."),
+        ));
     }
     if n > max {
-        return Err(refuse("amount_too_large", field, format!("must be at most {max}, not {n}.")));
+        return Err(refuse(
+            "amount_too_large",
+            field,
+            format!("must be at most {max}, not {n}."),
+        ));
     }
     Ok(n)
 }
@@ -179,14 +217,31 @@ fn count(object: &Map<String, Value>, key: &str, field: &str, max: i64, unit: &s
 fn lines(body: &Map<String, Value>, currency: Currency) -> Result<Vec<NewLine>, InputError> {
     let items = match body.get("lines") {
         Some(Value::Array(items)) => items,
-        None | Some(Value::Null) => return Err(refuse("no_lines", "lines", "is required: at least one line.")),
+        None | Some(Value::Null) => {
+            return Err(refuse(
+                "no_lines",
+                "lines",
+                "is required: at least one line.",
+            ))
+        }
         Some(_) => return Err(refuse("invalid_input", "lines", "must be a list.")),
     };
     if items.is_empty() {
-        return Err(refuse("no_lines", "lines", "is empty: an invoice needs at least one line."));
+        return Err(refuse(
+            "no_lines",
+            "lines",
+            "is empty: an invoice needs at least one line.",
+        ));
     }
     if items.len() > MAX_LINES {
-        return Err(refuse("invalid_input", "lines", format!("has {} lines; Stripe takes at most {MAX_LINES}.", items.len())));
+        return Err(refuse(
+            "invalid_input",
+            "lines",
+            format!(
+                "has {} lines; Stripe takes at most {MAX_LINES}.",
+                items.len()
+            ),
+        ));
     }
     let unit = if currency.exponent() == 0 {
         format!("{} (it has no minor unit)", currency.code().to_uppercase())
@@ -246,22 +301,42 @@ fn due(body: &Map<String, Value>, today: NaiveDate) -> Result<Due, InputError> {
         )),
         (Some(days), _) if !days.is_null() => match days.as_u64() {
             Some(n @ 1..=365) => Ok(Due::DaysAfterFinalizing(n as u32)),
-            _ => Err(refuse("invalid_due", "days_until_due", format!("must be a whole number of days from 1 to 365, not {days}."))),
+            _ => Err(refuse(
+                "invalid_due",
+                "days_until_due",
+                format!("must be a whole number of days from 1 to 365, not {days}."),
+            )),
         },
         (_, Some(Value::String(date))) => {
             let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").map_err(|_| {
-                refuse("invalid_due", "due_date", format!("`{date}` is not a date written as YYYY-MM-DD."))
+                refuse(
+                    "invalid_due",
+                    "due_date",
+                    format!("`{date}` is not a date written as YYYY-MM-DD."),
+                )
             })?;
             if date <= today {
-                return Err(refuse("invalid_due", "due_date", format!("{date} is not in the future.")));
+                return Err(refuse(
+                    "invalid_due",
+                    "due_date",
+                    format!("{date} is not in the future."),
+                ));
             }
             if date > today + chrono::Duration::days(5 * 366) {
-                return Err(refuse("invalid_due", "due_date", format!("{date} is more than five years away.")));
+                return Err(refuse(
+                    "invalid_due",
+                    "due_date",
+                    format!("{date} is more than five years away."),
+                ));
             }
             Ok(Due::On(date))
         }
         (_, Some(Value::Null) | None) => Ok(Due::DaysAfterFinalizing(30)),
-        (_, Some(_)) => Err(refuse("invalid_due", "due_date", "must be a date string, YYYY-MM-DD.")),
+        (_, Some(_)) => Err(refuse(
+            "invalid_due",
+            "due_date",
+            "must be a date string, YYYY-MM-DD.",
+        )),
     }
 }
 
@@ -306,26 +381,53 @@ mod tests {
         assert_eq!(e.message, "lines[0].unit_amount must be at least 1, not 0.");
         let e = refused(json!({"lines": [{"description": "x", "quantity": 1, "unit_amount": -5}]}));
         assert_eq!(e.code, "invalid_amount");
-        let e = refused(json!({"lines": [{"description": "x", "quantity": 1, "unit_amount": 19.99}]}));
-        assert!(e.message.contains("whole number of minor units (cents), not 19.99"), "{}", e.message);
-        let e = refused(json!({"lines": [{"description": "x", "quantity": 1, "unit_amount": 100_000_000}]}));
-        assert_eq!((e.code, e.field.as_str()), ("amount_too_large", "lines[0].unit_amount"));
-        let e = refused(json!({"lines": [{"description": "x", "quantity": 2, "unit_amount": 60_000_000}]}));
+        let e =
+            refused(json!({"lines": [{"description": "x", "quantity": 1, "unit_amount": 19.99}]}));
+        assert!(
+            e.message
+                .contains("whole number of minor units (cents), not 19.99"),
+            "{}",
+            e.message
+        );
+        let e = refused(
+            json!({"lines": [{"description": "x", "quantity": 1, "unit_amount": 100_000_000}]}),
+        );
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            ("amount_too_large", "lines[0].unit_amount")
+        );
+        let e = refused(
+            json!({"lines": [{"description": "x", "quantity": 2, "unit_amount": 60_000_000}]}),
+        );
         assert_eq!((e.code, e.field.as_str()), ("amount_too_large", "lines[0]"));
         assert!(e.message.contains("999,999.99 USD"), "{}", e.message);
         let e = refused(json!({"lines": [
             {"description": "x", "quantity": 1, "unit_amount": 60_000_000},
             {"description": "y", "quantity": 1, "unit_amount": 60_000_000}]}));
         assert_eq!(e.code, "total_too_large");
-        let e = refused(json!({"lines": [{"description": "x", "quantity": 9_223_372_036_854_775_807i64, "unit_amount": 2}]}));
+        let e = refused(
+            json!({"lines": [{"description": "x", "quantity": 9_223_372_036_854_775_807i64, "unit_amount": 2}]}),
+        );
         assert_eq!(e.code, "amount_too_large", "no overflow: {e:?}");
         assert_eq!(refused(json!({"lines": []})).code, "no_lines");
         let e = refused(json!({"customer": {"email": "ada.example.com"}}));
-        assert_eq!((e.code, e.field.as_str()), ("invalid_email", "customer.email"));
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            ("invalid_email", "customer.email")
+        );
         assert_eq!(refused(json!({"days_until_due": 0})).code, "invalid_due");
-        assert_eq!(refused(json!({"due_date": "2026-12-01"})).code, "invalid_due");
-        assert_eq!(refused(json!({"due_date": "2026-13-01"})).code, "invalid_due");
-        assert_eq!(refused(json!({"due_date": "2027-01-05", "days_until_due": 3})).code, "invalid_due");
+        assert_eq!(
+            refused(json!({"due_date": "2026-12-01"})).code,
+            "invalid_due"
+        );
+        assert_eq!(
+            refused(json!({"due_date": "2026-13-01"})).code,
+            "invalid_due"
+        );
+        assert_eq!(
+            refused(json!({"due_date": "2027-01-05", "days_until_due": 3})).code,
+            "invalid_due"
+        );
         assert_eq!(refused(json!({"colour": "red"})).field, "colour");
     }
 
@@ -333,9 +435,17 @@ mod tests {
     fn zero_and_three_decimal_currencies_are_understood() {
         let jpy = parse(&body(json!({"currency": "JPY", "lines": [{"description": "x", "quantity": 1, "unit_amount": 1000}]})), today()).unwrap();
         assert_eq!(jpy.total(), 1000);
-        let e = refused(json!({"currency": "jpy", "lines": [{"description": "x", "quantity": 1, "unit_amount": 10.5}]}));
-        assert!(e.message.contains("JPY (it has no minor unit)"), "{}", e.message);
-        let e = refused(json!({"currency": "kwd", "lines": [{"description": "x", "quantity": 1, "unit_amount": 1505}]}));
+        let e = refused(
+            json!({"currency": "jpy", "lines": [{"description": "x", "quantity": 1, "unit_amount": 10.5}]}),
+        );
+        assert!(
+            e.message.contains("JPY (it has no minor unit)"),
+            "{}",
+            e.message
+        );
+        let e = refused(
+            json!({"currency": "kwd", "lines": [{"description": "x", "quantity": 1, "unit_amount": 1505}]}),
+        );
         assert!(e.message.contains("must end in 0 in KWD"), "{}", e.message);
     }
 }

@@ -14,7 +14,9 @@ use crate::auth::Principal;
 use crate::connections::{ConnectionError, Connections};
 use crate::domain::{ids, time};
 use crate::storage::connections::{self as connection_store, status as connection_status};
-use crate::storage::invoices::{self as store, IdempotencyRow, InvoiceRow, JobRow, LineRow, PushProgress};
+use crate::storage::invoices::{
+    self as store, IdempotencyRow, InvoiceRow, JobRow, LineRow, PushProgress,
+};
 use crate::storage::{tokens, Db, StorageError};
 use input::{Due, InputError, NewInvoice};
 
@@ -57,7 +59,13 @@ fn choose_connection(
     let row = match named {
         Some(id) => connection_store::find(conn, id)?
             .filter(|c| c.origin == "api")
-            .ok_or_else(|| input_error("unknown_connection", "connection_id", format!("connection_id `{id}` names no connection made through the API.")))?,
+            .ok_or_else(|| {
+                input_error(
+                    "unknown_connection",
+                    "connection_id",
+                    format!("connection_id `{id}` names no connection made through the API."),
+                )
+            })?,
         None => {
             let active = connection_store::active(conn)?;
             let live: Vec<_> = active.iter().filter(|c| c.mode == "live").collect();
@@ -70,7 +78,14 @@ fn choose_connection(
         }
     };
     if row.status == connection_status::DISCONNECTED {
-        return Err(input_error("connection_disconnected", "connection_id", format!("connection_id `{}` is disconnected: invoices cannot be pushed through it.", row.id)));
+        return Err(input_error(
+            "connection_disconnected",
+            "connection_id",
+            format!(
+                "connection_id `{}` is disconnected: invoices cannot be pushed through it.",
+                row.id
+            ),
+        ));
     }
     if !row.can_push {
         return Err(input_error("connection_read_only", "connection_id", format!("connection_id `{}` has a read-only key: it may not create customers, invoices or invoice items in Stripe (see its key report).", row.id)));
@@ -85,7 +100,11 @@ pub fn customer_key(connection_id: &str, normalized_email: &str) -> String {
     format!("bmc_{}", &hex::encode(digest)[..24])
 }
 
-fn rows_for(new: &NewInvoice, connection_id: &str, now: NaiveDateTime) -> (InvoiceRow, Vec<LineRow>, JobRow) {
+fn rows_for(
+    new: &NewInvoice,
+    connection_id: &str,
+    now: NaiveDateTime,
+) -> (InvoiceRow, Vec<LineRow>, JobRow) {
     let id = ids::new_id("inv");
     let total = new.total();
     let due_date = match new.due {
@@ -180,7 +199,13 @@ pub async fn create(
     let scope = format!("invoices:{}", principal.token_id);
     let actor = principal.name.clone();
     let attempt = {
-        let (new, key, scope, hash, actor) = (new.clone(), idempotency_key.clone(), scope.clone(), request_hash.clone(), actor.clone());
+        let (new, key, scope, hash, actor) = (
+            new.clone(),
+            idempotency_key.clone(),
+            scope.clone(),
+            request_hash.clone(),
+            actor.clone(),
+        );
         db.run(move |conn| {
             Ok(conn.write_transaction(|conn| {
                 if let Some(key) = &key {
@@ -193,18 +218,27 @@ pub async fn create(
                 let (invoice, lines, job) = rows_for(&new, &connection_id, now);
                 store::insert(conn, &invoice, &lines, &job)?;
                 if let Some(key) = &key {
-                    store::insert_idempotency(conn, &IdempotencyRow {
-                        scope: scope.clone(),
-                        idem_key: key.clone(),
-                        request_hash: hash.clone(),
-                        resource_id: invoice.id.clone(),
-                        created_at: now,
-                    })?;
+                    store::insert_idempotency(
+                        conn,
+                        &IdempotencyRow {
+                            scope: scope.clone(),
+                            idem_key: key.clone(),
+                            request_hash: hash.clone(),
+                            resource_id: invoice.id.clone(),
+                            created_at: now,
+                        },
+                    )?;
                 }
-                tokens::audit(conn, &actor, "invoice.create", &invoice.id, json!({
-                    "total": invoice.total, "currency": invoice.currency,
-                    "connection_id": connection_id, "idempotency_key": key,
-                }))?;
+                tokens::audit(
+                    conn,
+                    &actor,
+                    "invoice.create",
+                    &invoice.id,
+                    json!({
+                        "total": invoice.total, "currency": invoice.currency,
+                        "connection_id": connection_id, "idempotency_key": key,
+                    }),
+                )?;
                 Ok::<_, InvoiceError>(Ok(invoice.id))
             }))
         })
@@ -237,15 +271,26 @@ pub async fn void(
 ) -> Result<(), InvoiceError> {
     let invoice = {
         let id = id.to_owned();
-        db.run(move |conn| store::find(conn, &id)).await?.ok_or(InvoiceError::NotFound)?
+        db.run(move |conn| store::find(conn, &id))
+            .await?
+            .ok_or(InvoiceError::NotFound)?
     };
     match invoice.status.as_str() {
-        "paid" => return Err(InvoiceError::Conflict("invoice_paid", "This invoice is paid and cannot be voided; refund the payment in Stripe instead.".into())),
+        "paid" => {
+            return Err(InvoiceError::Conflict(
+                "invoice_paid",
+                "This invoice is paid and cannot be voided; refund the payment in Stripe instead."
+                    .into(),
+            ))
+        }
         "void" | "deleted" => return Ok(()),
         _ => {}
     }
     if invoice.origin != "billmirror" {
-        return Err(InvoiceError::Conflict("not_ours", "This invoice was created in Stripe; void it there.".into()));
+        return Err(InvoiceError::Conflict(
+            "not_ours",
+            "This invoice was created in Stripe; void it there.".into(),
+        ));
     }
     let mut progress = PushProgress {
         status: Some("void".into()),
@@ -256,21 +301,32 @@ pub async fn void(
     if let Some(stripe_id) = &invoice.stripe_id {
         let row = {
             let cid = invoice.connection_id.clone();
-            db.run(move |conn| connection_store::find(conn, &cid)).await?.ok_or(ConnectionError::NotFound)?
+            db.run(move |conn| connection_store::find(conn, &cid))
+                .await?
+                .ok_or(ConnectionError::NotFound)?
         };
         let client = connections.client_for(&row)?;
-        let current = client.get(&format!("invoices/{stripe_id}"), &[]).await.map_err(ConnectionError::Stripe)?;
+        let current = client
+            .get(&format!("invoices/{stripe_id}"), &[])
+            .await
+            .map_err(ConnectionError::Stripe)?;
         let key = format!("bm:{}:void", invoice.id);
         let outcome = if current["status"] == "draft" {
             client.delete(&format!("invoices/{stripe_id}"), &key).await
         } else {
-            client.post(&format!("invoices/{stripe_id}/void"), &[], &key).await
+            client
+                .post(&format!("invoices/{stripe_id}/void"), &[], &key)
+                .await
         };
         outcome.map_err(ConnectionError::Stripe)?;
     } else {
         progress.sync_state = Some("cancelled".into());
     }
-    let (id, actor, had_stripe) = (invoice.id.clone(), actor.to_owned(), invoice.stripe_id.is_some());
+    let (id, actor, had_stripe) = (
+        invoice.id.clone(),
+        actor.to_owned(),
+        invoice.stripe_id.is_some(),
+    );
     db.run(move |conn| {
         conn.write_transaction(|conn| {
             store::record_progress(conn, &id, &progress)?;
@@ -279,7 +335,13 @@ pub async fn void(
                     store::finish_job(conn, &job.id, "cancelled", Some("voided"), time::now())?;
                 }
             }
-            tokens::audit(conn, &actor, "invoice.void", &id, json!({"in_stripe": had_stripe}))
+            tokens::audit(
+                conn,
+                &actor,
+                "invoice.void",
+                &id,
+                json!({"in_stripe": had_stripe}),
+            )
         })
     })
     .await?;
@@ -294,15 +356,25 @@ pub async fn retry_push(db: &Db, id: &str, actor: &str) -> Result<(), InvoiceErr
             let invoice = store::find(conn, &id)?.ok_or(InvoiceError::NotFound)?;
             let job = store::job_for(conn, &id)?.ok_or(InvoiceError::NotFound)?;
             if invoice.sync_state != "failed" {
-                return Err(InvoiceError::Conflict("not_failed", format!("The push is {}, not failed: there is nothing to retry.", invoice.sync_state)));
+                return Err(InvoiceError::Conflict(
+                    "not_failed",
+                    format!(
+                        "The push is {}, not failed: there is nothing to retry.",
+                        invoice.sync_state
+                    ),
+                ));
             }
             store::finish_job(conn, &job.id, "pending", None, time::now())?;
-            store::record_progress(conn, &id, &PushProgress {
-                sync_state: Some("pending".into()),
-                sync_error: Some(None),
-                updated_at: Some(time::now()),
-                ..PushProgress::default()
-            })?;
+            store::record_progress(
+                conn,
+                &id,
+                &PushProgress {
+                    sync_state: Some("pending".into()),
+                    sync_error: Some(None),
+                    updated_at: Some(time::now()),
+                    ..PushProgress::default()
+                },
+            )?;
             tokens::audit(conn, &actor, "invoice.retry_push", &id, json!({}))?;
             Ok(())
         }))

@@ -92,7 +92,11 @@ impl PushWorker {
         loop {
             while running.len() < CONCURRENCY {
                 let now = time::now();
-                match self.db.run(move |conn| store::claim_job(conn, now, now + LEASE)).await {
+                match self
+                    .db
+                    .run(move |conn| store::claim_job(conn, now, now + LEASE))
+                    .await
+                {
                     Ok(Some(job)) => {
                         let worker = self.clone();
                         running.spawn(async move { worker.attempt(job).await });
@@ -132,12 +136,21 @@ impl PushWorker {
             Outcome::Retry(e) => {
                 let exponent = job.attempts.clamp(0, 12) as u32;
                 let delay = (self.base_backoff * 2u32.pow(exponent)).min(Duration::from_secs(600));
-                ("pending", None, Some(e.clone()), now + chrono::Duration::from_std(delay).unwrap_or(LEASE))
+                (
+                    "pending",
+                    None,
+                    Some(e.clone()),
+                    now + chrono::Duration::from_std(delay).unwrap_or(LEASE),
+                )
             }
         };
         match &outcome {
-            Outcome::Failed(e) => tracing::warn!(invoice.id = %job.subject_id, error = %e, "push failed; retry after fixing the cause"),
-            Outcome::Retry(e) => tracing::info!(invoice.id = %job.subject_id, attempt = job.attempts, error = %e, "push will be retried"),
+            Outcome::Failed(e) => {
+                tracing::warn!(invoice.id = %job.subject_id, error = %e, "push failed; retry after fixing the cause")
+            }
+            Outcome::Retry(e) => {
+                tracing::info!(invoice.id = %job.subject_id, attempt = job.attempts, error = %e, "push will be retried")
+            }
             _ => {}
         }
         let job = job.clone();
@@ -154,9 +167,27 @@ impl PushWorker {
                     };
                     store::record_progress(conn, &job.subject_id, &progress)?;
                     match &outcome {
-                        Outcome::Done => tokens::audit(conn, "billmirror", "invoice.pushed", &job.subject_id, serde_json::json!({"attempts": job.attempts}))?,
-                        Outcome::Failed(e) => tokens::audit(conn, "billmirror", "invoice.push_failed", &job.subject_id, serde_json::json!({"error": e}))?,
-                        Outcome::Cancelled(why) => tokens::audit(conn, "billmirror", "invoice.push_cancelled", &job.subject_id, serde_json::json!({"why": why}))?,
+                        Outcome::Done => tokens::audit(
+                            conn,
+                            "billmirror",
+                            "invoice.pushed",
+                            &job.subject_id,
+                            serde_json::json!({"attempts": job.attempts}),
+                        )?,
+                        Outcome::Failed(e) => tokens::audit(
+                            conn,
+                            "billmirror",
+                            "invoice.push_failed",
+                            &job.subject_id,
+                            serde_json::json!({"error": e}),
+                        )?,
+                        Outcome::Cancelled(why) => tokens::audit(
+                            conn,
+                            "billmirror",
+                            "invoice.push_cancelled",
+                            &job.subject_id,
+                            serde_json::json!({"why": why}),
+                        )?,
                         Outcome::Retry(_) => {}
                     }
                     Ok(())
@@ -172,7 +203,9 @@ impl PushWorker {
 
     async fn progress(&self, id: &str, progress: PushProgress) -> Result<(), StorageError> {
         let id = id.to_owned();
-        self.db.run(move |conn| store::record_progress(conn, &id, &progress)).await
+        self.db
+            .run(move |conn| store::record_progress(conn, &id, &progress))
+            .await
     }
 
     async fn push(&self, job: &JobRow) -> Outcome {
@@ -186,7 +219,11 @@ impl PushWorker {
             return Outcome::Cancelled("voided before it was pushed");
         }
         let cid = job.connection_id.clone();
-        let connection = match self.db.run(move |conn| connection_store::find(conn, &cid)).await {
+        let connection = match self
+            .db
+            .run(move |conn| connection_store::find(conn, &cid))
+            .await
+        {
             Ok(Some(row)) => row,
             Ok(None) => return Outcome::Failed("the connection no longer exists".into()),
             Err(e) => return e.into(),
@@ -204,48 +241,82 @@ impl PushWorker {
         }
     }
 
-    async fn push_with(&self, client: &StripeClient, job: &JobRow, invoice: InvoiceRow) -> Result<Outcome, Outcome> {
+    async fn push_with(
+        &self,
+        client: &StripeClient,
+        job: &JobRow,
+        invoice: InvoiceRow,
+    ) -> Result<Outcome, Outcome> {
         let customer = self.customer(client, &invoice).await?;
-        let stripe_invoice = self.stripe_invoice(client, job, &invoice, &customer).await?;
-        let stripe_id = text(&stripe_invoice, "id").ok_or_else(|| Outcome::Retry("Stripe's invoice has no id".into()))?;
+        let stripe_invoice = self
+            .stripe_invoice(client, job, &invoice, &customer)
+            .await?;
+        let stripe_id = text(&stripe_invoice, "id")
+            .ok_or_else(|| Outcome::Retry("Stripe's invoice has no id".into()))?;
         self.lines(client, &invoice, &customer, &stripe_id).await?;
 
         // Voided while we were pushing: take the draft back out of Stripe.
         let current = self.invoice(&invoice.id).await?;
         if current.as_ref().is_none_or(|i| i.status == "void") {
             if stripe_invoice["status"] == "draft" {
-                client.delete(&format!("invoices/{stripe_id}"), &format!("bm:{}:delete", invoice.id)).await?;
+                client
+                    .delete(
+                        &format!("invoices/{stripe_id}"),
+                        &format!("bm:{}:delete", invoice.id),
+                    )
+                    .await?;
             }
             return Ok(Outcome::Cancelled("voided while it was being pushed"));
         }
         let finalized = if stripe_invoice["status"] == "draft" {
-            client.post(&format!("invoices/{stripe_id}/finalize"), &[("auto_advance".into(), "false".into())], &format!("bm:{}:finalize", invoice.id)).await?
+            client
+                .post(
+                    &format!("invoices/{stripe_id}/finalize"),
+                    &[("auto_advance".into(), "false".into())],
+                    &format!("bm:{}:finalize", invoice.id),
+                )
+                .await?
         } else {
             stripe_invoice
         };
         let status = text(&finalized, "status").unwrap_or_else(|| "open".into());
-        let keep = current.map(|c| c.status).filter(|s| status_rank(s) > status_rank(&status));
-        self.progress(&invoice.id, PushProgress {
-            number: text(&finalized, "number"),
-            hosted_invoice_url: text(&finalized, "hosted_invoice_url"),
-            status: Some(keep.unwrap_or(status)),
-            due_date: finalized["due_date"].as_i64().and_then(time::from_unix),
-            finalized_at: finalized["status_transitions"]["finalized_at"].as_i64().and_then(time::from_unix).or(Some(time::now())),
-            updated_at: Some(time::now()),
-            ..PushProgress::default()
-        })
+        let keep = current
+            .map(|c| c.status)
+            .filter(|s| status_rank(s) > status_rank(&status));
+        self.progress(
+            &invoice.id,
+            PushProgress {
+                number: text(&finalized, "number"),
+                hosted_invoice_url: text(&finalized, "hosted_invoice_url"),
+                status: Some(keep.unwrap_or(status)),
+                due_date: finalized["due_date"].as_i64().and_then(time::from_unix),
+                finalized_at: finalized["status_transitions"]["finalized_at"]
+                    .as_i64()
+                    .and_then(time::from_unix)
+                    .or(Some(time::now())),
+                updated_at: Some(time::now()),
+                ..PushProgress::default()
+            },
+        )
         .await?;
         Ok(Outcome::Done)
     }
 
     /// The Stripe customer: the one already linked, else one with our id in its metadata, else
     /// one with the email, else a new one.
-    async fn customer(&self, client: &StripeClient, invoice: &InvoiceRow) -> Result<String, Outcome> {
+    async fn customer(
+        &self,
+        client: &StripeClient,
+        invoice: &InvoiceRow,
+    ) -> Result<String, Outcome> {
         if let Some(id) = &invoice.stripe_customer_id {
             return Ok(id.clone());
         }
         let email = invoice.customer_email.clone().unwrap_or_default();
-        let normalized = invoice.customer_email_normalized.clone().unwrap_or_default();
+        let normalized = invoice
+            .customer_email_normalized
+            .clone()
+            .unwrap_or_default();
         let key = customer_key(&invoice.connection_id, &normalized);
         let lock = {
             let mut locks = self.customer_locks.lock().await;
@@ -253,8 +324,16 @@ impl PushWorker {
         };
         let _one_at_a_time = lock.lock().await;
 
-        let found = client.get("customers", &[("email", email.clone()), ("limit", "100".into())]).await?;
-        let candidates: Vec<&Value> = found["data"].as_array().map(|d| d.iter().collect()).unwrap_or_default();
+        let found = client
+            .get(
+                "customers",
+                &[("email", email.clone()), ("limit", "100".into())],
+            )
+            .await?;
+        let candidates: Vec<&Value> = found["data"]
+            .as_array()
+            .map(|d| d.iter().collect())
+            .unwrap_or_default();
         let existing = candidates
             .iter()
             .find(|c| c["metadata"]["billmirror_customer"] == key.as_str())
@@ -262,42 +341,76 @@ impl PushWorker {
         let id = match existing.and_then(|c| text(c, "id")) {
             Some(id) => id,
             None => {
-                let mut form = vec![("email".to_owned(), email), ("metadata[billmirror_customer]".to_owned(), key.clone())];
+                let mut form = vec![
+                    ("email".to_owned(), email),
+                    ("metadata[billmirror_customer]".to_owned(), key.clone()),
+                ];
                 if let Some(name) = &invoice.customer_name {
                     form.push(("name".into(), name.clone()));
                 }
-                let name_hash = hex::encode(sha2::Sha256::digest(invoice.customer_name.clone().unwrap_or_default().as_bytes()));
-                let created = client.post("customers", &form, &format!("bm:{}:customer:{key}:{}", invoice.connection_id, &name_hash[..8])).await?;
-                text(&created, "id").ok_or_else(|| Outcome::Retry("Stripe's customer has no id".into()))?
+                let name_hash = hex::encode(sha2::Sha256::digest(
+                    invoice.customer_name.clone().unwrap_or_default().as_bytes(),
+                ));
+                let created = client
+                    .post(
+                        "customers",
+                        &form,
+                        &format!(
+                            "bm:{}:customer:{key}:{}",
+                            invoice.connection_id,
+                            &name_hash[..8]
+                        ),
+                    )
+                    .await?;
+                text(&created, "id")
+                    .ok_or_else(|| Outcome::Retry("Stripe's customer has no id".into()))?
             }
         };
-        self.progress(&invoice.id, PushProgress {
-            stripe_customer_id: Some(id.clone()),
-            ..PushProgress::default()
-        })
+        self.progress(
+            &invoice.id,
+            PushProgress {
+                stripe_customer_id: Some(id.clone()),
+                ..PushProgress::default()
+            },
+        )
         .await?;
         Ok(id)
     }
 
     /// Our invoice in Stripe: by the id stored, else by our metadata among the customer's
     /// invoices, else created.
-    async fn stripe_invoice(&self, client: &StripeClient, job: &JobRow, invoice: &InvoiceRow, customer: &str) -> Result<Value, Outcome> {
+    async fn stripe_invoice(
+        &self,
+        client: &StripeClient,
+        job: &JobRow,
+        invoice: &InvoiceRow,
+        customer: &str,
+    ) -> Result<Value, Outcome> {
         if let Some(id) = &invoice.stripe_id {
             return Ok(client.get(&format!("invoices/{id}"), &[]).await?);
         }
         let mut after: Option<String> = None;
         loop {
-            let mut query = vec![("customer", customer.to_owned()), ("limit", "100".to_owned())];
+            let mut query = vec![
+                ("customer", customer.to_owned()),
+                ("limit", "100".to_owned()),
+            ];
             if let Some(after) = &after {
                 query.push(("starting_after", after.clone()));
             }
             let page = client.get("invoices", &query).await?;
             let data = page["data"].as_array().cloned().unwrap_or_default();
-            if let Some(found) = data.iter().find(|i| i["metadata"]["billmirror_invoice_id"] == invoice.id.as_str()) {
+            if let Some(found) = data
+                .iter()
+                .find(|i| i["metadata"]["billmirror_invoice_id"] == invoice.id.as_str())
+            {
                 self.link(&invoice.id, found).await?;
                 return Ok(found.clone());
             }
-            match (page["has_more"].as_bool(), data.last().and_then(|l| text(l, "id"))) {
+            match (
+                page["has_more"].as_bool(),
+                data.last().and_then(|l| text(l, "id")),
+            ) {
                 (Some(true), Some(last)) => after = Some(last),
                 _ => break,
             }
@@ -307,13 +420,23 @@ impl PushWorker {
             ("collection_method".to_owned(), "send_invoice".to_owned()),
             ("currency".to_owned(), invoice.currency.clone()),
             ("auto_advance".to_owned(), "false".to_owned()),
-            ("pending_invoice_items_behavior".to_owned(), "exclude".to_owned()),
-            ("metadata[billmirror_invoice_id]".to_owned(), invoice.id.clone()),
+            (
+                "pending_invoice_items_behavior".to_owned(),
+                "exclude".to_owned(),
+            ),
+            (
+                "metadata[billmirror_invoice_id]".to_owned(),
+                invoice.id.clone(),
+            ),
         ];
         match invoice.due_date {
             Some(due) => form.push(("due_date".into(), due.and_utc().timestamp().to_string())),
             None => {
-                let payload: Value = job.payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
+                let payload: Value = job
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str(p).ok())
+                    .unwrap_or_default();
                 let days = payload["days_until_due"].as_u64().unwrap_or(30);
                 form.push(("days_until_due".into(), days.to_string()));
             }
@@ -321,25 +444,41 @@ impl PushWorker {
         if let Some(memo) = &invoice.memo {
             form.push(("description".into(), memo.clone()));
         }
-        let created = client.post("invoices", &form, &format!("bm:{}:invoice", invoice.id)).await?;
+        let created = client
+            .post("invoices", &form, &format!("bm:{}:invoice", invoice.id))
+            .await?;
         self.link(&invoice.id, &created).await?;
         Ok(created)
     }
 
     async fn link(&self, invoice_id: &str, stripe_invoice: &Value) -> Result<(), Outcome> {
-        self.progress(invoice_id, PushProgress {
-            stripe_id: text(stripe_invoice, "id"),
-            ..PushProgress::default()
-        })
+        self.progress(
+            invoice_id,
+            PushProgress {
+                stripe_id: text(stripe_invoice, "id"),
+                ..PushProgress::default()
+            },
+        )
         .await?;
         Ok(())
     }
 
     /// Adds the lines Stripe's invoice does not have yet (each marked with our line id).
-    async fn lines(&self, client: &StripeClient, invoice: &InvoiceRow, customer: &str, stripe_id: &str) -> Result<(), Outcome> {
+    async fn lines(
+        &self,
+        client: &StripeClient,
+        invoice: &InvoiceRow,
+        customer: &str,
+        stripe_id: &str,
+    ) -> Result<(), Outcome> {
         let id = invoice.id.clone();
         let lines = self.db.run(move |conn| store::lines(conn, &id)).await?;
-        let present = client.get("invoiceitems", &[("invoice", stripe_id.to_owned()), ("limit", "100".into())]).await?;
+        let present = client
+            .get(
+                "invoiceitems",
+                &[("invoice", stripe_id.to_owned()), ("limit", "100".into())],
+            )
+            .await?;
         let present: Vec<String> = present["data"]
             .as_array()
             .into_iter()
@@ -353,15 +492,23 @@ impl PushWorker {
                 ("currency".to_owned(), line.currency.clone()),
                 ("description".to_owned(), line.description.clone()),
                 ("quantity".to_owned(), line.quantity.to_string()),
-                ("unit_amount_decimal".to_owned(), line.unit_amount.unwrap_or(line.amount).to_string()),
+                (
+                    "unit_amount_decimal".to_owned(),
+                    line.unit_amount.unwrap_or(line.amount).to_string(),
+                ),
                 ("metadata[billmirror_line_id]".to_owned(), line.id.clone()),
             ];
-            client.post("invoiceitems", &form, &format!("bm:{}:line:{}", invoice.id, line.id)).await?;
+            client
+                .post(
+                    "invoiceitems",
+                    &form,
+                    &format!("bm:{}:line:{}", invoice.id, line.id),
+                )
+                .await?;
         }
         Ok(())
     }
 }
-
 
 fn text(value: &Value, field: &str) -> Option<String> {
     value[field].as_str().map(str::to_owned)

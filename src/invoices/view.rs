@@ -110,11 +110,19 @@ pub fn detail(
     };
     let mut timeline: Vec<(NaiveDateTime, Value)> = tokens::audit_entries(conn, &row.id)?
         .into_iter()
-        .map(|a| (a.at, json!({"at": time::rfc3339(a.at), "what": a.action, "by": a.actor})))
+        .map(|a| {
+            (
+                a.at,
+                json!({"at": time::rfc3339(a.at), "what": a.action, "by": a.actor}),
+            )
+        })
         .collect();
     let mut stripe_moment = |at: Option<NaiveDateTime>, what: &str| {
         if let Some(at) = at {
-            timeline.push((at, json!({"at": time::rfc3339(at), "what": what, "by": "stripe"})));
+            timeline.push((
+                at,
+                json!({"at": time::rfc3339(at), "what": what, "by": "stripe"}),
+            ));
         }
     };
     stripe_moment(row.finalized_at, "invoice.finalized");
@@ -122,17 +130,19 @@ pub fn detail(
     stripe_moment(row.voided_at, "invoice.voided");
     let payments: Vec<Value> = payments
         .into_iter()
-        .map(|(id, amount, currency, status, method, brand, last4, created)| {
-            stripe_moment(created, &format!("payment.{status}"));
-            json!({
-                "id": id, "amount": amount, "currency": currency, "status": status,
-                "amount_display": display(amount, &currency),
-                "method": {"type": method, "brand": brand, "last4": last4},
-                "created": created.map(time::rfc3339),
-            })
-        })
+        .map(
+            |(id, amount, currency, status, method, brand, last4, created)| {
+                stripe_moment(created, &format!("payment.{status}"));
+                json!({
+                    "id": id, "amount": amount, "currency": currency, "status": status,
+                    "amount_display": display(amount, &currency),
+                    "method": {"type": method, "brand": brand, "last4": last4},
+                    "created": created.map(time::rfc3339),
+                })
+            },
+        )
         .collect();
-    timeline.sort_by(|a, b| a.0.cmp(&b.0));
+    timeline.sort_by_key(|entry| entry.0);
     let mut view = summary(row, public_url);
     view.lines = Some(lines);
     view.payments = Some(payments);

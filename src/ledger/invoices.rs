@@ -234,9 +234,20 @@ fn write(
         Some(id) => {
             // The push worker may know more than the events so far (it finalized the invoice
             // before Stripe's `invoice.finalized` arrived): status never moves back.
-            let current: String = invoices::table
+            // Nor does an event that omits the customer's email erase the one we invoiced.
+            let (current, email, normalized, name): (
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ) = invoices::table
                 .find(&id)
-                .select(invoices::status)
+                .select((
+                    invoices::status,
+                    invoices::customer_email,
+                    invoices::customer_email_normalized,
+                    invoices::customer_name,
+                ))
                 .first(conn)?;
             diesel::update(invoices::table.find(&id))
                 .set(f)
@@ -244,6 +255,19 @@ fn write(
             if status_rank(&current) > status_rank(&f.status) {
                 diesel::update(invoices::table.find(&id))
                     .set(invoices::status.eq(current))
+                    .execute(conn)?;
+            }
+            if f.customer_email.is_none() && email.is_some() {
+                diesel::update(invoices::table.find(&id))
+                    .set((
+                        invoices::customer_email.eq(email),
+                        invoices::customer_email_normalized.eq(normalized),
+                    ))
+                    .execute(conn)?;
+            }
+            if f.customer_name.is_none() && name.is_some() {
+                diesel::update(invoices::table.find(&id))
+                    .set(invoices::customer_name.eq(name))
                     .execute(conn)?;
             }
             Ok(id)

@@ -224,7 +224,10 @@ pub fn find_idempotency(
         .optional()?)
 }
 
-pub fn insert_idempotency(conn: &mut DbConnection, row: &IdempotencyRow) -> Result<(), StorageError> {
+pub fn insert_idempotency(
+    conn: &mut DbConnection,
+    row: &IdempotencyRow,
+) -> Result<(), StorageError> {
     diesel::insert_into(idempotency_keys::table)
         .values(row)
         .execute(conn)?;
@@ -238,7 +241,11 @@ pub fn claim_job(
     now: NaiveDateTime,
     locked_until: NaiveDateTime,
 ) -> Result<Option<JobRow>, StorageError> {
-    let lock = if conn.is_sqlite() { "" } else { "FOR UPDATE SKIP LOCKED" };
+    let lock = if conn.is_sqlite() {
+        ""
+    } else {
+        "FOR UPDATE SKIP LOCKED"
+    };
     let sql = format!(
         "UPDATE outbox_jobs SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
          WHERE id = (SELECT id FROM outbox_jobs WHERE status = 'pending' AND run_after <= $2 \

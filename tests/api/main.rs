@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod connections;
 mod health;
+mod invoices;
 mod mapping;
 mod ordering;
 mod secrets;

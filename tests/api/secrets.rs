@@ -88,7 +88,8 @@ on_both_backends! {
             let header = sign(secret, chrono::Utc::now().timestamp(), event.as_bytes());
             let response = client.post(format!("{base}/webhooks/stripe/{id}")).header("Stripe-Signature", header)
                 .body(event.clone()).send().await.unwrap();
-            answers.borrow_mut().push_str(&response.text().await.unwrap());
+            let text = response.text().await.unwrap();
+            answers.borrow_mut().push_str(&text);
         }
         send(call(Method::DELETE, format!("/api/connections/{id}"), None)).await;
 

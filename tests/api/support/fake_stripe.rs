@@ -77,6 +77,10 @@ struct KeyInfo {
 /// A failure to inject into the next matching requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
+    /// No fault: lets a queued sequence skip a request.
+    Pass,
+    /// 400 before doing anything, as Stripe answers a parameter it refuses.
+    BadRequest,
     /// 500 before doing anything.
     ServerError,
     /// 429 with `Retry-After` (seconds) before doing anything.
@@ -119,6 +123,8 @@ struct State {
     rng: u64,
     next_id: u64,
     down: Option<u16>,
+    /// Every request comes more than 24 hours after the last: no key is remembered.
+    amnesia: bool,
 }
 
 impl State {
@@ -310,6 +316,11 @@ impl FakeStripe {
         self.with(|s| s.down = None);
     }
 
+    /// From now on every request is answered as if a day had passed since the one before.
+    pub fn forget_keys_always(&self) {
+        self.with(|s| s.amnesia = true);
+    }
+
     /// As if 24 hours passed: Stripe no longer remembers any idempotency key.
     pub fn forget_idempotency_keys(&self) {
         self.with(|s| s.replays.clear());
@@ -369,6 +380,13 @@ async fn handle(
                 None,
                 "Stripe is down (fake).",
                 None,
+            )),
+            (None, Some(Fault::BadRequest)) => Some(error(
+                400,
+                "invalid_request_error",
+                Some("amount_too_large"),
+                "Amount must be no more than $999,999.99 (fake).",
+                Some("amount"),
             )),
             (None, Some(Fault::ServerError)) => Some(error(
                 500,
@@ -487,6 +505,9 @@ fn respond(
             None,
         );
     }
+    if s.amnesia {
+        s.replays.clear();
+    }
     let scope = idempotency_key.map(|k| (key.to_owned(), k.to_owned()));
     if method == "POST" {
         if let Some(scope) = &scope {
@@ -566,11 +587,20 @@ fn execute(
     let resource = parts[0].to_owned();
     match (method, parts.len()) {
         ("GET", 1) => {
-            let limit = params["limit"].as_str().and_then(|l| l.parse().ok()).unwrap_or(10usize);
+            let limit = params["limit"]
+                .as_str()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(10usize);
             let after = params["starting_after"].as_str();
             let filters: Vec<(&String, &Value)> = params
                 .as_object()
-                .map(|m| m.iter().filter(|(k, _)| !["limit", "starting_after", "expand"].contains(&k.as_str())).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| {
+                            !["limit", "starting_after", "expand"].contains(&k.as_str())
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let matching: Vec<Value> = s
                 .objects
@@ -588,7 +618,10 @@ fn execute(
                 .unwrap_or_default();
             let has_more = matching.len() > limit;
             let data: Vec<Value> = matching.into_iter().take(limit).collect();
-            (200, json!({"object": "list", "data": data, "has_more": has_more, "url": format!("/v1/{resource}")}))
+            (
+                200,
+                json!({"object": "list", "data": data, "has_more": has_more, "url": format!("/v1/{resource}")}),
+            )
         }
         ("POST", 1) => {
             let id = s.new_id(prefix_of(&resource));
@@ -604,16 +637,39 @@ fn execute(
                 object["lines"] = json!({"object": "list", "data": []});
             }
             if resource == "invoiceitems" {
-                let quantity: i64 = params["quantity"].as_str().and_then(|q| q.parse().ok()).unwrap_or(1);
-                let unit: i64 = params["unit_amount_decimal"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0);
+                let quantity: i64 = params["quantity"]
+                    .as_str()
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(1);
+                let unit: i64 = params["unit_amount_decimal"]
+                    .as_str()
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(0);
                 object["amount"] = json!(quantity * unit);
                 object["quantity"] = json!(quantity);
                 let invoice = params["invoice"].as_str().unwrap_or_default().to_owned();
-                let Some(target) = s.objects.get_mut(account).and_then(|a| a.get_mut("invoices")).and_then(|m| m.get_mut(&invoice)) else {
-                    return error(400, "invalid_request_error", Some("resource_missing"), &format!("No such invoice: '{invoice}'"), Some("invoice"));
+                let Some(target) = s
+                    .objects
+                    .get_mut(account)
+                    .and_then(|a| a.get_mut("invoices"))
+                    .and_then(|m| m.get_mut(&invoice))
+                else {
+                    return error(
+                        400,
+                        "invalid_request_error",
+                        Some("resource_missing"),
+                        &format!("No such invoice: '{invoice}'"),
+                        Some("invoice"),
+                    );
                 };
                 if target["status"] != "draft" {
-                    return error(400, "invalid_request_error", Some("invoice_not_editable"), "The invoice is not a draft.", Some("invoice"));
+                    return error(
+                        400,
+                        "invalid_request_error",
+                        Some("invoice_not_editable"),
+                        "The invoice is not a draft.",
+                        Some("invoice"),
+                    );
                 }
                 for field in ["total", "amount_due", "amount_remaining"] {
                     target[field] = json!(target[field].as_i64().unwrap_or(0) + quantity * unit);
@@ -653,10 +709,19 @@ fn execute(
             };
             if method == "DELETE" {
                 if object["status"] != "draft" {
-                    return error(400, "invalid_request_error", None, "Only draft invoices can be deleted.", None);
+                    return error(
+                        400,
+                        "invalid_request_error",
+                        None,
+                        "Only draft invoices can be deleted.",
+                        None,
+                    );
                 }
                 let deleted = json!({"id": id, "object": "invoice", "deleted": true});
-                s.objects.get_mut(account).and_then(|a| a.get_mut(&resource)).map(|m| m.remove(id));
+                s.objects
+                    .get_mut(account)
+                    .and_then(|a| a.get_mut(&resource))
+                    .map(|m| m.remove(id));
                 return (200, deleted);
             }
             if method == "POST" {
@@ -686,17 +751,32 @@ fn execute(
 fn invoice_action(s: &mut State, account: &str, id: &str, action: &str) -> (u16, Value) {
     s.next_id += 1;
     let number = format!("FAKE-{:04}", s.next_id);
-    let Some(invoice) = s.objects.get_mut(account).and_then(|a| a.get_mut("invoices")).and_then(|m| m.get_mut(id)) else {
-        return error(404, "invalid_request_error", Some("resource_missing"), &format!("No such invoice: '{id}'"), Some("id"));
+    let Some(invoice) = s
+        .objects
+        .get_mut(account)
+        .and_then(|a| a.get_mut("invoices"))
+        .and_then(|m| m.get_mut(id))
+    else {
+        return error(
+            404,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such invoice: '{id}'"),
+            Some("id"),
+        );
     };
     let now = chrono::Utc::now().timestamp();
     match (action, invoice["status"].as_str()) {
         ("finalize", Some("draft")) => {
             invoice["status"] = json!("open");
             invoice["number"] = json!(number);
-            invoice["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/acct_fake/{id}"));
+            invoice["hosted_invoice_url"] =
+                json!(format!("https://invoice.stripe.com/i/acct_fake/{id}"));
             invoice["status_transitions"] = json!({"finalized_at": now});
-            let days: i64 = invoice["days_until_due"].as_str().and_then(|d| d.parse().ok()).unwrap_or(30);
+            let days: i64 = invoice["days_until_due"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(30);
             invoice["due_date"] = json!(now + days * 86_400);
         }
         ("void", Some("open")) => {
@@ -704,7 +784,16 @@ fn invoice_action(s: &mut State, account: &str, id: &str, action: &str) -> (u16,
             invoice["status_transitions"]["voided_at"] = json!(now);
         }
         (_, status) => {
-            return error(400, "invalid_request_error", None, &format!("You can't {action} an invoice that is {}.", status.unwrap_or("unknown")), None)
+            return error(
+                400,
+                "invalid_request_error",
+                None,
+                &format!(
+                    "You can't {action} an invoice that is {}.",
+                    status.unwrap_or("unknown")
+                ),
+                None,
+            )
         }
     }
     (200, invoice.clone())
