@@ -38,21 +38,7 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
             });
         }
     }
-    let (vault, source) = Vault::load(config.master_key.as_ref(), &config.database)?;
-    if let KeySource::CreatedFile(path) = &source {
-        tracing::warn!(
-            path = %path.display(),
-            "created a master key file for the Stripe secrets stored in the database; back it \
-             up with the database, or set BILLMIRROR_MASTER_KEY"
-        );
-    }
-    let connections = Connections::new(
-        db.clone(),
-        vault,
-        endpoints.clone(),
-        config.stripe.clone(),
-        config.public_url.clone(),
-    );
+    let connections = connections(&config, &db, endpoints.clone())?;
     connections.load_endpoints().await?;
     let push = PushWorker::new(db.clone(), connections.clone(), config.stripe.retry_backoff);
     Ok(AppState {
@@ -64,6 +50,26 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
         endpoints,
         connections,
     })
+}
+
+/// The connections service: opens the vault (creating the SQLite key file on first use, and
+/// saying so once) for secrets sealed in the database.
+pub fn connections(config: &Config, db: &Db, endpoints: Endpoints) -> anyhow::Result<Connections> {
+    let (vault, source) = Vault::load(config.master_key.as_ref(), &config.database)?;
+    if let KeySource::CreatedFile(path) = &source {
+        tracing::warn!(
+            path = %path.display(),
+            "created a master key file for the Stripe secrets stored in the database; back it \
+             up with the database, or set BILLMIRROR_MASTER_KEY"
+        );
+    }
+    Ok(Connections::new(
+        db.clone(),
+        vault,
+        endpoints,
+        config.stripe.clone(),
+        config.public_url.clone(),
+    ))
 }
 
 /// The background workers; call [`Workers::stop`] after the HTTP server has stopped.
@@ -93,6 +99,14 @@ impl Workers {
             })
             .collect();
         tasks.push(tokio::spawn(state.push.clone().run(receiver.clone())));
+        if let Some(every) = state.config.events_catchup_interval {
+            tasks.push(tokio::spawn(catch_up_regularly(
+                state.db.clone(),
+                state.connections.clone(),
+                every,
+                receiver.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(keep_connections_current(
             state.connections.clone(),
             state.config.key_recheck_interval,
@@ -135,6 +149,42 @@ async fn keep_connections_current(
             if tokio::time::Instant::now() >= due {
                 connections.recheck_all().await;
                 next_recheck = Some(tokio::time::Instant::now() + every);
+            }
+        }
+    }
+}
+
+/// Lists each active connection's recent events from Stripe every `every`, so that webhooks
+/// missed while billmirror was unreachable are recovered (duplicates are recognised).
+async fn catch_up_regularly(
+    db: Db,
+    connections: Connections,
+    every: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let rows = match db.run(crate::storage::connections::active).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list connections to catch up");
+                continue;
+            }
+        };
+        // Twice the interval (at least an hour) back, so a slow run leaves no gap.
+        let window = chrono::Duration::from_std(every * 2).unwrap_or(chrono::Duration::hours(1));
+        let since = chrono::Utc::now() - window.max(chrono::Duration::hours(1));
+        for row in rows {
+            match crate::sync::catch_up(&db, &connections, &row.id, since).await {
+                Ok(report) => {
+                    tracing::info!(connection.id = %row.id, listed = report.listed, new = report.new, "events caught up")
+                }
+                Err(e) => {
+                    tracing::warn!(connection.id = %row.id, error = %e, "event catch-up failed")
+                }
             }
         }
     }

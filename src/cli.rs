@@ -44,6 +44,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fill the ledger from Stripe's history (backfill), or with `--events` recover missed
+    /// webhooks from Stripe's Events API. An interrupted backfill resumes where it stopped.
+    Sync {
+        /// The connection's id (`billmirror` prints it when it is created; GET /api/connections).
+        #[arg(long)]
+        connection: String,
+        /// Only these resources, comma-separated: customers, products, prices, subscriptions,
+        /// invoices, charges, payment_intents, refunds, disputes.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Only objects (or events) created since: a date (2026-11-01) or a span back (3d, 12h).
+        #[arg(long)]
+        since: Option<String>,
+        /// List events (at most 30 days back) instead of objects.
+        #[arg(long)]
+        events: bool,
+    },
     /// Create, list or revoke API tokens.
     Token {
         #[command(subcommand)]
@@ -85,6 +102,12 @@ pub fn main() -> ExitCode {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
         Command::Token { action } => token(&config, action),
+        Command::Sync {
+            connection,
+            only,
+            since,
+            events,
+        } => sync(&config, &connection, only, since.as_deref(), events),
         Command::CheckKeys {
             secret_key,
             publishable_key,
@@ -269,4 +292,122 @@ fn check_keys(
         anyhow::bail!("the key report has failing checks");
     }
     Ok(())
+}
+
+/// `--since`: a date, or a span back from now.
+fn parse_since(value: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    let span = crate::domain::time::parse_duration(value)
+        .map_err(|e| anyhow::anyhow!("--since: {e}; or give a date such as 2026-11-01"))?;
+    Ok(chrono::Utc::now() - chrono::Duration::from_std(span)?)
+}
+
+fn sync(
+    config: &Config,
+    connection: &str,
+    only: Vec<String>,
+    since: Option<&str>,
+    events: bool,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let since = since.map(parse_since).transpose()?;
+    let db = open_database(config)?;
+    let connections = app::connections(config, &db, crate::webhook::Endpoints::default())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        // Fold what is stored as it arrives, as `serve` would.
+        let stored = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(crate::ledger::worker::run(
+            db.clone(),
+            stored.clone(),
+            config.webhooks.max_event_attempts,
+            stopped,
+        ));
+        let outcome = if events {
+            let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(3));
+            let report = crate::sync::catch_up(&db, &connections, connection, since).await?;
+            println!(
+                "events: {} listed, {} new, {} already stored, {} unreadable",
+                report.listed, report.new, report.duplicates, report.unreadable
+            );
+            Ok(true)
+        } else {
+            let terminal = std::io::stderr().is_terminal();
+            let options = crate::sync::BackfillOptions {
+                only,
+                since: since.map(|s| s.timestamp()),
+            };
+            let reports = crate::sync::backfill(&db, &connections, connection, &options, |p| {
+                stored.notify_one();
+                if terminal {
+                    eprint!(
+                        "\r{:<16} {:>9} objects {:>8} new  {:>7.0}/s   ",
+                        p.resource, p.objects, p.new_events, p.objects_per_second
+                    );
+                } else {
+                    tracing::info!(
+                        resource = p.resource,
+                        objects = p.objects,
+                        new_events = p.new_events,
+                        pages = p.pages,
+                        rate = p.objects_per_second,
+                        "backfill progress"
+                    );
+                }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if terminal {
+                eprintln!();
+            }
+            let mut complete = true;
+            for report in &reports {
+                complete &= matches!(report.outcome, "complete" | "already_complete");
+                println!(
+                    "{:<16} {:<18} {:>9} objects {:>8} new{}",
+                    report.resource,
+                    report.outcome,
+                    report.objects,
+                    report.new_events,
+                    report
+                        .message
+                        .as_deref()
+                        .map(|m| format!("  {m}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok::<_, anyhow::Error>(complete)
+        };
+        // Wait until the worker has applied what was stored, then stop it.
+        loop {
+            stored.notify_one();
+            let pending = db
+                .run(|conn| {
+                    Ok(crate::storage::events::count_by_status(conn)?
+                        .into_iter()
+                        .filter(|(s, _)| s == "pending")
+                        .map(|(_, n)| n)
+                        .sum::<i64>())
+                })
+                .await?;
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(true);
+        let _ = worker.await;
+        match outcome? {
+            true => Ok(()),
+            false => {
+                anyhow::bail!("the sync did not finish every resource; run it again to resume")
+            }
+        }
+    })
 }

@@ -37,6 +37,8 @@ pub struct Config {
     pub master_key: Option<Secret>,
     /// How often every connection's key report is run again; `None` turns it off.
     pub key_recheck_interval: Option<Duration>,
+    /// How often `serve` lists recent events from Stripe to recover missed webhooks; off by default.
+    pub events_catchup_interval: Option<Duration>,
 }
 
 /// How billmirror calls Stripe's API.
@@ -181,6 +183,12 @@ impl Config {
             }
             crate::domain::time::parse_duration(v).map(Some)
         });
+        let events_catchup_interval = env.with("EVENTS_CATCHUP_INTERVAL", "off", |v| {
+            if v == "off" || v == "0" {
+                return Ok(None);
+            }
+            crate::domain::time::parse_duration(v).map(Some)
+        });
 
         let read = env.read.take();
         let errors = env.errors.take();
@@ -199,6 +207,7 @@ impl Config {
                 public_url: public_url?,
                 master_key,
                 key_recheck_interval: key_recheck_interval?,
+                events_catchup_interval: events_catchup_interval?,
             })
         })();
         let config = match config {

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod connections;
@@ -12,6 +13,7 @@ pub mod invoices;
 pub mod ledger;
 pub mod storage;
 pub mod stripe;
+pub mod sync;
 pub mod telemetry;
 pub mod vault;
 pub mod webhook;

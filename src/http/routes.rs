@@ -5,7 +5,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
-use super::{connections, events, health, invoices, pay, tokens, webhooks};
+use super::{billing, connections, events, health, invoices, pay, tokens, webhooks};
 use crate::domain::Role;
 
 pub struct ApiRoute {
@@ -86,6 +86,15 @@ pub fn api_routes() -> Vec<ApiRoute> {
         }),
         api(Method::POST, "/api/invoices/{id}/retry", Finance, || {
             web::post().to(invoices::retry)
+        }),
+        api(Method::GET, "/api/billing-context", Support, || {
+            web::get().to(billing::context)
+        }),
+        api(Method::GET, "/api/customers", Support, || {
+            web::get().to(billing::customers)
+        }),
+        api(Method::GET, "/api/subscriptions", Support, || {
+            web::get().to(billing::subscriptions)
         }),
         api(Method::GET, "/api/events", Ops, || {
             web::get().to(events::list)

@@ -2,12 +2,14 @@
 //! queries each part of billmirror runs. Diesel is synchronous, so every query runs on tokio's
 //! blocking pool through [`Db::run`], never on the async executor.
 
+pub mod billing;
 mod connection;
 pub mod connections;
 pub mod events;
 pub mod invoices;
 pub mod migrate;
 pub mod schema;
+pub mod sync;
 pub mod tokens;
 
 use std::fmt;

@@ -252,6 +252,21 @@ impl FakeStripe {
         })
     }
 
+    /// Puts objects into a resource as if they had been made in Stripe (ids sort by age).
+    pub fn seed(&self, account: &str, resource: &str, objects: Vec<Value>) {
+        self.with(|s| {
+            let store = s
+                .objects
+                .entry(account.to_owned())
+                .or_default()
+                .entry(resource.to_owned())
+                .or_default();
+            for object in objects {
+                store.insert(object["id"].as_str().unwrap().to_owned(), object);
+            }
+        });
+    }
+
     pub fn objects(&self, account: &str, resource: &str) -> Vec<Value> {
         self.with(|s| {
             s.objects
@@ -592,12 +607,16 @@ fn execute(
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(10usize);
             let after = params["starting_after"].as_str();
+            let created_gte: Option<i64> = params["created"]["gte"]
+                .as_str()
+                .and_then(|g| g.parse().ok());
             let filters: Vec<(&String, &Value)> = params
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .filter(|(k, _)| {
-                            !["limit", "starting_after", "expand"].contains(&k.as_str())
+                        .filter(|(k, v)| {
+                            !["limit", "starting_after", "expand", "created"].contains(&k.as_str())
+                                && !(k.as_str() == "status" && v.as_str() == Some("all"))
                         })
                         .collect()
                 })
@@ -612,6 +631,9 @@ fn execute(
                         .skip_while(|(id, _)| after.is_some_and(|a| id.as_str() >= a))
                         .map(|(_, o)| o)
                         .filter(|o| filters.iter().all(|(k, v)| &&o[k.as_str()] == v))
+                        .filter(|o| {
+                            created_gte.is_none_or(|gte| o["created"].as_i64().unwrap_or(0) >= gte)
+                        })
                         .cloned()
                         .collect()
                 })
@@ -736,6 +758,47 @@ fn execute(
                 merge(object, &changes);
             }
             (200, object.clone())
+        }
+        ("GET", 3) if resource == "invoices" && parts[2] == "lines" => {
+            let Some(invoice) = s
+                .objects
+                .get(account)
+                .and_then(|a| a.get("invoices"))
+                .and_then(|m| m.get(parts[1]))
+            else {
+                return error(
+                    404,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    "No such invoice",
+                    Some("id"),
+                );
+            };
+            let limit = params["limit"]
+                .as_str()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(10usize);
+            let after = params["starting_after"].as_str();
+            // Seeded invoices may keep every line under `all_lines`, listing only ten inline.
+            let lines: Vec<Value> = invoice["all_lines"]
+                .as_array()
+                .or(invoice["lines"]["data"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            let rest: Vec<Value> = match after {
+                Some(a) => lines
+                    .iter()
+                    .skip_while(|l| l["id"] != a)
+                    .skip(1)
+                    .cloned()
+                    .collect(),
+                None => lines,
+            };
+            let has_more = rest.len() > limit;
+            (
+                200,
+                json!({"object": "list", "data": rest.into_iter().take(limit).collect::<Vec<_>>(), "has_more": has_more}),
+            )
         }
         ("POST", 3) if resource == "invoices" => invoice_action(s, account, parts[1], parts[2]),
         _ => error(

@@ -53,6 +53,7 @@ pub struct TestApp {
     pub db: Db,
     pub admin_token: String,
     pub test_db: TestDb,
+    pub connections: billmirror::connections::Connections,
     _workers: app::Workers,
 }
 
@@ -98,6 +99,7 @@ impl TestApp {
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let state = app::state(config, db.clone()).await.unwrap();
         let workers = app::Workers::start(&state);
+        let connections = state.connections.clone();
         let server = http::server(state, listener).unwrap();
         tokio::spawn(server);
         TestApp {
@@ -106,6 +108,7 @@ impl TestApp {
             db,
             admin_token: admin_token.expose().to_owned(),
             test_db,
+            connections,
             _workers: workers,
         }
     }

@@ -1,0 +1,2 @@
+DROP INDEX refunds_intent;
+DROP INDEX disputes_intent;

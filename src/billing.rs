@@ -1,0 +1,142 @@
+//! A customer's billing context at a glance, by email: every Stripe customer on every connection
+//! whose email matches without regard to letter case, merged, with their payments, subscriptions,
+//! invoices, refunds and disputes. Read from the ledger; `refresh` asks Stripe first.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::domain::money::display;
+use crate::domain::time::rfc3339;
+use crate::invoices::view;
+use crate::storage::billing::{self as store, PaymentRow, SubscriptionRow};
+use crate::storage::{DbConnection, StorageError};
+
+/// How many of the newest payments and invoices the context shows.
+pub const SHOWN: i64 = 100;
+
+fn t(at: Option<chrono::NaiveDateTime>) -> Value {
+    at.map_or(Value::Null, |at| Value::String(rfc3339(at)))
+}
+
+/// When Stripe will next invoice the subscription, if it will.
+pub fn next_invoice_date(s: &SubscriptionRow) -> Option<chrono::NaiveDateTime> {
+    let renews = matches!(
+        s.status.as_str(),
+        "active" | "trialing" | "past_due" | "unpaid"
+    );
+    if !renews || s.cancel_at_period_end || s.ended_at.is_some() {
+        return None;
+    }
+    let next = if s.status == "trialing" {
+        s.trial_end.or(s.current_period_end)
+    } else {
+        s.current_period_end
+    };
+    // A cancellation scheduled before the period ends means no further invoice.
+    match (next, s.cancel_at) {
+        (Some(next), Some(cancel)) if cancel <= next => None,
+        (next, _) => next,
+    }
+}
+
+pub fn subscription_json(s: &SubscriptionRow) -> Value {
+    json!({
+        "id": s.stripe_id, "connection_id": s.connection_id, "customer": s.stripe_customer_id,
+        "status": s.status, "plan_name": s.plan_name, "interval": s.billing_interval,
+        "interval_count": s.interval_count, "quantity": s.quantity,
+        "amount": s.amount, "currency": s.currency,
+        "amount_display": s.amount.zip(s.currency.as_deref()).map(|(a, c)| display(a, c)),
+        "current_period_end": t(s.current_period_end),
+        "next_invoice_date": t(next_invoice_date(s)),
+        "cancel_at_period_end": s.cancel_at_period_end, "cancel_at": t(s.cancel_at),
+        "canceled_at": t(s.canceled_at), "ended_at": t(s.ended_at), "trial_end": t(s.trial_end),
+    })
+}
+
+fn payment_json(p: &PaymentRow) -> Value {
+    let refund = match p.amount_refunded {
+        0 => Value::Null,
+        r if r >= p.amount => json!("full"),
+        _ => json!("partial"),
+    };
+    json!({
+        "id": p.stripe_id, "connection_id": p.connection_id, "customer": p.stripe_customer_id,
+        "payment_intent": p.payment_intent_id, "charge": p.charge_id, "invoice": p.stripe_invoice_id,
+        "amount": p.amount, "currency": p.currency, "amount_display": display(p.amount, &p.currency),
+        "created": t(p.stripe_created), "status": p.status, "failure_message": p.failure_message,
+        "method": {"type": p.method_type, "brand": p.card_brand, "last4": p.card_last4},
+        "amount_refunded": p.amount_refunded, "refund": refund, "disputed": p.disputed,
+        "description": p.description,
+    })
+}
+
+/// The context for these emails (already checked and lower-cased).
+pub fn context(
+    conn: &mut DbConnection,
+    emails: &[String],
+    public_url: &str,
+) -> Result<Value, StorageError> {
+    let customers = store::customers_by_email(conn, emails)?;
+    let customer_ids: Vec<String> = customers.iter().map(|c| c.stripe_id.clone()).collect();
+    let payments = store::payments_of(conn, &customer_ids, SHOWN + 1)?;
+    let payments_truncated = payments.len() as i64 > SHOWN;
+    let payments = &payments[..payments.len().min(SHOWN as usize)];
+    let subscriptions = store::subscriptions_of(conn, &customer_ids, None)?;
+    let invoices = store::invoices_of(conn, &customer_ids, emails, SHOWN)?;
+
+    let charge_ids: Vec<String> = payments
+        .iter()
+        .filter_map(|p| p.charge_id.clone())
+        .collect();
+    let intent_ids: Vec<String> = payments
+        .iter()
+        .filter_map(|p| p.payment_intent_id.clone())
+        .collect();
+    let refunds = store::refunds_of(conn, &charge_ids, &intent_ids)?;
+    let disputes = store::disputes_of(conn, &charge_ids, &intent_ids)?;
+
+    // A refund or dispute names its charge or PaymentIntent; show which payment that is.
+    let mut payment_of: HashMap<&str, &PaymentRow> = HashMap::new();
+    for p in payments {
+        for id in [&p.charge_id, &p.payment_intent_id].into_iter().flatten() {
+            payment_of.insert(id.as_str(), p);
+        }
+    }
+    let owner = |charge: &Option<String>, intent: &Option<String>| {
+        charge
+            .as_deref()
+            .and_then(|c| payment_of.get(c))
+            .or_else(|| intent.as_deref().and_then(|i| payment_of.get(i)))
+            .copied()
+    };
+
+    Ok(json!({
+        "emails": emails,
+        "customers": customers.iter().map(|c| json!({
+            "id": c.stripe_id, "connection_id": c.connection_id, "email": c.email, "name": c.name,
+            "deleted": c.deleted, "created": t(c.stripe_created),
+        })).collect::<Vec<_>>(),
+        "payments": payments.iter().map(payment_json).collect::<Vec<_>>(),
+        "payments_truncated": payments_truncated,
+        "subscriptions": subscriptions.iter().map(subscription_json).collect::<Vec<_>>(),
+        "invoices": invoices.into_iter().map(|i| view::summary(i, public_url)).collect::<Vec<_>>(),
+        "refunds": refunds.iter().map(|r| {
+            let paid = owner(&r.charge_id, &r.payment_intent_id);
+            json!({
+                "id": r.stripe_id, "connection_id": r.connection_id,
+                "payment": paid.map(|p| p.stripe_id.clone()), "charge": r.charge_id,
+                "amount": r.amount, "currency": r.currency, "amount_display": display(r.amount, &r.currency),
+                "reason": r.reason, "status": r.status, "created": t(r.stripe_created),
+                "full": paid.map(|p| r.amount >= p.amount),
+            })
+        }).collect::<Vec<_>>(),
+        "disputes": disputes.iter().map(|d| json!({
+            "id": d.stripe_id, "connection_id": d.connection_id,
+            "payment": owner(&d.charge_id, &d.payment_intent_id).map(|p| p.stripe_id.clone()),
+            "charge": d.charge_id, "amount": d.amount, "currency": d.currency,
+            "amount_display": display(d.amount, &d.currency), "reason": d.reason, "status": d.status,
+            "evidence_due_by": t(d.evidence_due_by), "created": t(d.stripe_created),
+        })).collect::<Vec<_>>(),
+    }))
+}

@@ -1,0 +1,84 @@
+//! The catch-up: Stripe's Events API (the last 30 days) fed through the inbox, so webhooks missed
+//! while billmirror was down are recovered; events already stored are recognised as duplicates.
+
+use serde::Serialize;
+
+use crate::connections::{ConnectionError, Connections};
+use crate::ledger;
+use crate::storage::connections as connection_store;
+use crate::storage::{events, Db, StorageError};
+use crate::webhook::{self, Envelope};
+
+/// How far back Stripe keeps events.
+pub const MAX_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CatchUpReport {
+    pub listed: usize,
+    pub new: usize,
+    pub duplicates: usize,
+    pub unreadable: usize,
+}
+
+pub async fn catch_up(
+    db: &Db,
+    connections: &Connections,
+    connection_id: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<CatchUpReport, ConnectionError> {
+    let cid = connection_id.to_owned();
+    let row = db
+        .run(move |conn| connection_store::find(conn, &cid))
+        .await?
+        .ok_or(ConnectionError::NotFound)?;
+    let client = connections.client_for(&row)?;
+    let oldest = chrono::Utc::now() - chrono::Duration::days(MAX_DAYS);
+    let since = since.max(oldest).timestamp();
+    let mut report = CatchUpReport::default();
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![
+            ("limit", "100".to_owned()),
+            ("created[gte]", since.to_string()),
+        ];
+        if let Some(after) = &after {
+            query.push(("starting_after", after.clone()));
+        }
+        let page = client
+            .get("events", &query)
+            .await
+            .map_err(ConnectionError::Stripe)?;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        let mut rows = Vec::new();
+        for event in &data {
+            let body = event.to_string();
+            match Envelope::parse(body.as_bytes()) {
+                Ok(envelope) => {
+                    let maps = ledger::maps(&envelope.event_type);
+                    rows.push(webhook::inbox_row(
+                        &row.id, envelope, body, "catchup", None, maps,
+                    ));
+                }
+                Err(e) => {
+                    report.unreadable += 1;
+                    tracing::warn!(connection.id = %row.id, error = %e, "an event from the Events API is not readable");
+                }
+            }
+        }
+        report.listed += data.len();
+        let inserted = db
+            .run(move |conn| conn.write_transaction(|conn| events::insert_new(conn, &rows)))
+            .await
+            .map_err(|e: StorageError| ConnectionError::Storage(e))?;
+        let new = inserted.iter().filter(|n| **n).count();
+        report.new += new;
+        report.duplicates += inserted.len() - new;
+        after = data
+            .last()
+            .and_then(|e| e["id"].as_str())
+            .map(str::to_owned);
+        if page["has_more"] != true || after.is_none() {
+            return Ok(report);
+        }
+    }
+}
