@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod billing;
 mod cli;
 mod connections;
 mod health;

@@ -615,8 +615,10 @@ fn execute(
                 .map(|m| {
                     m.iter()
                         .filter(|(k, v)| {
-                            !["limit", "starting_after", "expand", "created"].contains(&k.as_str())
-                                && !(k.as_str() == "status" && v.as_str() == Some("all"))
+                            let paging = ["limit", "starting_after", "expand", "created"]
+                                .contains(&k.as_str());
+                            let every_status = k.as_str() == "status" && v.as_str() == Some("all");
+                            !(paging || every_status)
                         })
                         .collect()
                 })
