@@ -12,9 +12,11 @@ run:
 test:
 	$(CARGO) test --locked
 
-## Webhook ingest and apply throughput on SQLite and PostgreSQL (release build; see BENCHMARKS.md).
+## Webhook ingest and apply throughput, billing-context latency and backfill throughput, on SQLite
+## and PostgreSQL (release build; see BENCHMARKS.md).
 bench:
 	$(CARGO) bench --locked --bench ingest
+	$(CARGO) bench --locked --bench billing
 
 lint:
 	$(CARGO) fmt --check
