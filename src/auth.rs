@@ -175,7 +175,15 @@ pub fn authenticate(
         tracing::error!(token.id = %row.id, "stored token has an unknown role; refusing it");
         return Ok(None);
     };
-    tokens::touch_last_used(conn, &row.id, time::now())?;
+    // A write per request would make every read wait for a commit; a minute's precision is
+    // enough to tell a token in use from a forgotten one.
+    let now = time::now();
+    if row
+        .last_used_at
+        .is_none_or(|at| now - at > chrono::Duration::seconds(60))
+    {
+        tokens::touch_last_used(conn, &row.id, now)?;
+    }
     Ok(Some(Principal {
         token_id: row.id,
         name: row.name,

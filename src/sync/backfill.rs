@@ -3,6 +3,7 @@
 //! one starts over (unchanged objects store nothing new). A permission error on one resource is
 //! reported and the others go on; Stripe being unavailable stops the run where it is.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -152,10 +153,45 @@ pub async fn backfill(
     Ok(reports)
 }
 
+fn list_query(
+    resource: &str,
+    after: Option<&str>,
+    since: Option<i64>,
+) -> Vec<(&'static str, String)> {
+    let mut query = vec![("limit", "100".to_owned())];
+    if let Some(after) = after {
+        query.push(("starting_after", after.to_owned()));
+    }
+    if let Some(since) = since {
+        query.push(("created[gte]", since.to_string()));
+    }
+    if resource == "subscriptions" {
+        // Without it Stripe lists only subscriptions that have not been canceled.
+        query.push(("status", "all".to_owned()));
+    }
+    query
+}
+
+/// Fetches one page in the background, so that the next page is on its way while this one is
+/// stored: the run is then bound by the slower of Stripe (or the rate limit) and the database,
+/// not by their sum.
+fn fetch_page(
+    client: &Arc<StripeClient>,
+    resource: &'static str,
+    after: Option<String>,
+    since: Option<i64>,
+) -> tokio::task::JoinHandle<Result<Value, StripeError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let query = list_query(resource, after.as_deref(), since);
+        client.get(resource, &query).await
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn fill(
     db: &Db,
-    client: &StripeClient,
+    client: &Arc<StripeClient>,
     connection_id: &str,
     resource: &'static str,
     cursor: Option<CursorRow>,
@@ -164,26 +200,23 @@ async fn fill(
     progress: &mut impl FnMut(&Progress),
 ) -> Result<ResourceReport, BackfillError> {
     let started = Instant::now();
-    let mut after = cursor.as_ref().and_then(|c| c.cursor.clone());
+    let after = cursor.as_ref().and_then(|c| c.cursor.clone());
     let mut objects = cursor.as_ref().map_or(0, |c| c.objects_seen);
     let mut fresh_objects = 0i64;
     let mut new_events = 0i64;
     let mut pages = 0i64;
+    let mut next = fetch_page(client, resource, after.clone(), since);
     loop {
-        let mut query = vec![("limit", "100".to_owned())];
-        if let Some(after) = &after {
-            query.push(("starting_after", after.clone()));
-        }
-        if let Some(since) = since {
-            query.push(("created[gte]", since.to_string()));
-        }
-        if resource == "subscriptions" {
-            // Without it Stripe lists only subscriptions that have not been canceled.
-            query.push(("status", "all".to_owned()));
-        }
-        let page = match client.get(resource, &query).await {
-            Ok(page) => page,
-            Err(e) if e.status() == Some(403) => {
+        let stopped = |objects, new_events, message: String| ResourceReport {
+            resource,
+            outcome: "stopped",
+            objects,
+            new_events,
+            message: Some(format!("{message}. Run the backfill again to resume here.")),
+        };
+        let page = match next.await {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) if e.status() == Some(403) => {
                 tracing::warn!(
                     connection.id = connection_id,
                     resource,
@@ -197,36 +230,36 @@ async fn fill(
                     message: Some(format!("The key may not read {resource}: {e}")),
                 });
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(connection.id = connection_id, resource, error = %e, "backfill stopped; run it again to resume");
-                return Ok(ResourceReport {
-                    resource,
-                    outcome: "stopped",
+                return Ok(stopped(objects, new_events, e.to_string()));
+            }
+            Err(e) => {
+                return Ok(stopped(
                     objects,
                     new_events,
-                    message: Some(format!("{e}. Run the backfill again to resume here.")),
-                });
+                    format!("the page fetch stopped: {e}"),
+                ))
             }
         };
         let mut data: Vec<Value> = page["data"].as_array().cloned().unwrap_or_default();
-        if resource == "invoices" {
-            for invoice in &mut data {
-                if let Err(e) = complete_lines(client, invoice).await {
-                    return Ok(ResourceReport {
-                        resource,
-                        outcome: "stopped",
-                        objects,
-                        new_events,
-                        message: Some(format!("{e}. Run the backfill again to resume here.")),
-                    });
-                }
-            }
-        }
         let has_more = page["has_more"].as_bool().unwrap_or(false);
         let last = data
             .last()
             .and_then(|o| o["id"].as_str())
             .map(str::to_owned);
+        next = fetch_page(client, resource, last.clone(), since);
+        if !has_more || last.is_none() {
+            next.abort();
+        }
+        if resource == "invoices" {
+            for invoice in &mut data {
+                if let Err(e) = complete_lines(client, invoice).await {
+                    next.abort();
+                    return Ok(stopped(objects, new_events, e.to_string()));
+                }
+            }
+        }
         let rows: Vec<_> = data
             .iter()
             .filter_map(|o| listed_event(connection_id, resource, o, livemode))
@@ -250,7 +283,14 @@ async fn fill(
                     Ok::<_, StorageError>(inserted.into_iter().filter(|new| *new).count() as i64)
                 })
             })
-            .await?;
+            .await;
+        let inserted = match inserted {
+            Ok(n) => n,
+            Err(e) => {
+                next.abort();
+                return Err(e.into());
+            }
+        };
         new_events += inserted;
         pages += 1;
         let elapsed = started.elapsed().as_secs_f64().max(1e-6);
@@ -270,7 +310,6 @@ async fn fill(
                 message: None,
             });
         }
-        after = last;
     }
 }
 

@@ -5,7 +5,10 @@ use billmirror::storage::{DatabaseTarget, Db};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// TLS off: on loopback it buys nothing, and a test process that exits while a pool thread is
+/// inside OpenSSL can die of a signal after every test passed.
+pub const DEFAULT_TEST_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
