@@ -41,7 +41,10 @@ impl From<StorageError> for Outcome {
 
 impl From<StripeError> for Outcome {
     fn from(error: StripeError) -> Self {
-        if error.is_unavailable() {
+        // Another attempt holds the key right now (a second instance after a lease expired):
+        // its answer will be there for the key when this job runs again.
+        let in_use = error.code() == Some("idempotency_key_in_use");
+        if error.is_unavailable() || in_use {
             Outcome::Retry(error.to_string())
         } else {
             Outcome::Failed(error.to_string())
@@ -312,17 +315,36 @@ impl PushWorker {
         if let Some(id) = &invoice.stripe_customer_id {
             return Ok(id.clone());
         }
-        let email = invoice.customer_email.clone().unwrap_or_default();
-        let normalized = invoice
-            .customer_email_normalized
-            .clone()
-            .unwrap_or_default();
-        let key = customer_key(&invoice.connection_id, &normalized);
+        let key = customer_key(
+            &invoice.connection_id,
+            invoice
+                .customer_email_normalized
+                .as_deref()
+                .unwrap_or_default(),
+        );
         let lock = {
             let mut locks = self.customer_locks.lock().await;
             locks.entry(key.clone()).or_default().clone()
         };
-        let _one_at_a_time = lock.lock().await;
+        let found = {
+            let _one_at_a_time = lock.lock().await;
+            self.find_or_create_customer(client, invoice, &key).await
+        };
+        // Forget the lock once nobody waits on it, so the map does not grow with every address.
+        let mut locks = self.customer_locks.lock().await;
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&key);
+        }
+        found
+    }
+
+    async fn find_or_create_customer(
+        &self,
+        client: &StripeClient,
+        invoice: &InvoiceRow,
+        key: &str,
+    ) -> Result<String, Outcome> {
+        let email = invoice.customer_email.clone().unwrap_or_default();
 
         let found = client
             .get(
@@ -336,14 +358,14 @@ impl PushWorker {
             .unwrap_or_default();
         let existing = candidates
             .iter()
-            .find(|c| c["metadata"]["billmirror_customer"] == key.as_str())
+            .find(|c| c["metadata"]["billmirror_customer"] == key)
             .or_else(|| candidates.iter().find(|c| c["deleted"] != true));
         let id = match existing.and_then(|c| text(c, "id")) {
             Some(id) => id,
             None => {
                 let mut form = vec![
                     ("email".to_owned(), email),
-                    ("metadata[billmirror_customer]".to_owned(), key.clone()),
+                    ("metadata[billmirror_customer]".to_owned(), key.to_owned()),
                 ];
                 if let Some(name) = &invoice.customer_name {
                     form.push(("name".into(), name.clone()));

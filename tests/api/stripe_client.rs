@@ -209,3 +209,28 @@ async fn after_24_hours_a_key_no_longer_protects_against_a_second_create() {
         "cust_1"
     );
 }
+
+#[tokio::test]
+async fn a_concurrent_request_with_the_same_key_gets_stripes_conflict_and_creates_nothing() {
+    let fake = FakeStripe::start().await;
+    fake.set_processing_delay(Duration::from_millis(300));
+    let client = client(&fake, 0.0);
+    let params = form("f@example.com");
+    let first = client.post("customers", &params, "bm-same");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.post("customers", &params, "bm-same").await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let created = first.unwrap();
+    let conflict = second.unwrap_err();
+    assert_eq!(conflict.status(), Some(409));
+    assert_eq!(conflict.code(), Some("idempotency_key_in_use"));
+    // Once the first is done, the key answers with its result.
+    let replayed = client
+        .post("customers", &form("f@example.com"), "bm-same")
+        .await
+        .unwrap();
+    assert_eq!(replayed["id"], created["id"]);
+    assert_eq!(fake.objects(ACCOUNT, "customers").len(), 1);
+}

@@ -125,6 +125,9 @@ struct State {
     down: Option<u16>,
     /// Every request comes more than 24 hours after the last: no key is remembered.
     amnesia: bool,
+    /// How long an idempotent POST takes to execute; a second request with its key meanwhile
+    /// gets Stripe's 409 `idempotency_key_in_use`.
+    processing_delay: Option<Duration>,
 }
 
 impl State {
@@ -331,6 +334,10 @@ impl FakeStripe {
         self.with(|s| s.down = None);
     }
 
+    pub fn set_processing_delay(&self, delay: Duration) {
+        self.with(|s| s.processing_delay = Some(delay));
+    }
+
     /// From now on every request is answered as if a day had passed since the one before.
     pub fn forget_keys_always(&self) {
         self.with(|s| s.amnesia = true);
@@ -381,8 +388,30 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
+    // Marks the key in flight for the processing delay, as a long-running request does at Stripe.
+    let in_flight = {
+        let mut s = state.lock().unwrap();
+        match (s.processing_delay, method.as_str(), &idempotency_key) {
+            (Some(delay), "POST", Some(idem)) => {
+                let scope = (key.clone(), idem.clone());
+                if s.replays.contains_key(&scope) || s.in_flight.contains(&scope) {
+                    None
+                } else {
+                    s.in_flight.insert(scope.clone());
+                    Some((scope, delay))
+                }
+            }
+            _ => None,
+        }
+    };
+    if let Some((_, delay)) = &in_flight {
+        tokio::time::sleep(*delay).await;
+    }
     let (status, answer, fault) = {
         let mut s = state.lock().unwrap();
+        if let Some((scope, _)) = &in_flight {
+            s.in_flight.remove(scope);
+        }
         let fault = if s.down.is_some() {
             None
         } else {
@@ -636,6 +665,8 @@ fn execute(
                         .filter(|o| {
                             created_gte.is_none_or(|gte| o["created"].as_i64().unwrap_or(0) >= gte)
                         })
+                        // One more than a page tells whether there are more.
+                        .take(limit + 1)
                         .cloned()
                         .collect()
                 })
