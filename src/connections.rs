@@ -502,6 +502,10 @@ impl Connections {
         for row in &rows {
             self.refresh_endpoint(&row.id).await?;
         }
+        // A connection disconnected on another instance stops receiving here too.
+        let active: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        self.endpoints
+            .retain(|id| id == crate::webhook::ENV_CONNECTION_ID || active.contains(&id));
         Ok(rows.len())
     }
 

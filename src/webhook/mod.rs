@@ -38,6 +38,13 @@ impl Endpoints {
         self.0.read().ok()?.get(connection_id).cloned()
     }
 
+    /// Keeps only the connections for which `keep` holds.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        if let Ok(mut map) = self.0.write() {
+            map.retain(|id, _| keep(id));
+        }
+    }
+
     pub fn remove(&self, connection_id: &str) {
         if let Ok(mut map) = self.0.write() {
             map.remove(connection_id);
