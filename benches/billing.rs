@@ -71,7 +71,7 @@ fn lookup_table(runtime: &tokio::runtime::Runtime, backends: &[String], lookups:
         let started = Instant::now();
         generate(&mut db.blocking().unwrap());
         let generated = started.elapsed().as_secs_f64();
-        let query = time_queries(&db, lookups);
+        let query = runtime.block_on(time_queries(&db, lookups));
         let http = runtime.block_on(time_http(&target, lookups));
         drop(db);
         drop_database(&target);
@@ -193,12 +193,13 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
-fn time_queries(db: &Db, lookups: usize) -> (f64, f64) {
-    let mut conn = db.blocking().unwrap();
+async fn time_queries(db: &Db, lookups: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(lookups);
     for email in emails(lookups) {
         let started = Instant::now();
-        let context = billmirror::billing::context(&mut conn, &[email], "http://bench").unwrap();
+        let context = billmirror::billing::context(db, vec![email], "http://bench")
+            .await
+            .unwrap();
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(context["customers"].as_array().unwrap().len(), 1);
         assert!(context["payments"].as_array().unwrap().len() >= 9);

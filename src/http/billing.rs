@@ -77,11 +77,7 @@ pub async fn context(state: web::Data<AppState>, query: Pairs) -> Result<HttpRes
     if refresh {
         refreshed = Some(refresh_from_stripe(&state, &emails).await?);
     }
-    let public_url = state.config.public_url.clone();
-    let mut answer = state
-        .db
-        .run(move |conn| billing::context(conn, &emails, &public_url))
-        .await?;
+    let mut answer = billing::context(&state.db, emails, &state.config.public_url).await?;
     if let Some(refreshed) = refreshed {
         answer["refreshed"] = refreshed;
     }
