@@ -283,3 +283,47 @@ on_both_backends! {
         assert_eq!(listed["customers"][0]["id"], "cus_older", "a stale webhook did not undo the listing: {listed}");
     }
 }
+
+on_both_backends! {
+    async fn the_sync_command_backfills_and_catches_up_from_the_command_line(backend: Backend) {
+        let fake = FakeStripe::start().await;
+        let app = TestApp::spawn_with_stripe(backend, &fake).await;
+        let ops = app.token(Role::Ops);
+        let created: Value = app.post_json("/api/connections", &ops, &json!({"secret_key": SECRET_KEY})).await.json().await.unwrap();
+        let connection = created["id"].as_str().unwrap().to_owned();
+        fake.seed(ACCOUNT, "customers", (0..130).map(|n| customer(&format!("cus_cli{n:04}"), &format!("cli{n}@example.com"))).collect());
+        let fake_url = fake.base_url.clone();
+        let db_url = app.test_db.url();
+        let run = move |args: Vec<String>| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_billmirror"))
+                .env_clear()
+                .env("DATABASE_URL", &db_url)
+                .env("BILLMIRROR_MASTER_KEY", crate::support::MASTER_KEY)
+                .env("STRIPE_API_BASE", &fake_url)
+                .env("LOG_LEVEL", "warn")
+                .current_dir(std::env::temp_dir())
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let args = vec!["sync".to_owned(), "--connection".to_owned(), connection.clone(), "--only".to_owned(), "customers,charges".to_owned()];
+        let output = tokio::task::spawn_blocking({ let run = run.clone(); move || run(args) }).await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("customers        complete"), "{stdout}");
+        assert!(stdout.contains("130 objects"), "{stdout}");
+        let support = app.token(Role::Support);
+        let context: Value = app.get("/api/billing-context?email=cli129@example.com", &support).await.json().await.unwrap();
+        assert_eq!(context["customers"][0]["id"], "cus_cli0129", "the command applied what it stored");
+
+        let bad = vec!["sync".to_owned(), "--connection".to_owned(), "conn_nope".to_owned()];
+        let output = tokio::task::spawn_blocking({ let run = run.clone(); move || run(bad) }).await.unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("no connection has the id `conn_nope`"));
+
+        let events = vec!["sync".to_owned(), "--connection".to_owned(), connection, "--events".to_owned(), "--since".to_owned(), "2d".to_owned()];
+        let output = tokio::task::spawn_blocking(move || run(events)).await.unwrap();
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("events: 0 listed"), "{}", String::from_utf8_lossy(&output.stdout));
+    }
+}
