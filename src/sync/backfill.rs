@@ -367,8 +367,7 @@ pub async fn refresh_customers(
                 .map_err(ConnectionError::Stripe)?;
             customers.extend(page["data"].as_array().cloned().unwrap_or_default());
         }
-        for (connection, id) in known_customers.iter().filter(|(c, _)| *c == row.id) {
-            let _ = connection;
+        for (_, id) in known_customers.iter().filter(|(c, _)| *c == row.id) {
             if !customers.iter().any(|c| c["id"] == id.as_str()) {
                 let customer = client
                     .get(&format!("customers/{id}"), &[])
