@@ -387,15 +387,7 @@ fn sync(
         // Wait until the worker has applied what was stored, then stop it.
         loop {
             stored.notify_one();
-            let pending = db
-                .run(|conn| {
-                    Ok(crate::storage::events::count_by_status(conn)?
-                        .into_iter()
-                        .filter(|(s, _)| s == "pending")
-                        .map(|(_, n)| n)
-                        .sum::<i64>())
-                })
-                .await?;
+            let pending = db.run(crate::storage::events::count_pending).await?;
             if pending == 0 {
                 break;
             }

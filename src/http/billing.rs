@@ -177,16 +177,7 @@ async fn refresh_from_stripe(
     state.inbox.stored.notify_waiters();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
-        let pending = state
-            .db
-            .run(|conn| {
-                Ok(crate::storage::events::count_by_status(conn)?
-                    .into_iter()
-                    .filter(|(s, _)| s == "pending")
-                    .map(|(_, n)| n)
-                    .sum::<i64>())
-            })
-            .await?;
+        let pending = state.db.run(crate::storage::events::count_pending).await?;
         if pending == 0 {
             break;
         }

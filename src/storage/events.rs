@@ -257,6 +257,14 @@ pub fn list(
 }
 
 /// Counts of events by status, for the metrics gauges.
+/// Events still waiting to be applied for the first time.
+pub fn count_pending(conn: &mut DbConnection) -> Result<i64, StorageError> {
+    Ok(webhook_events::table
+        .filter(webhook_events::status.eq(status::PENDING))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn count_by_status(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StorageError> {
     Ok(webhook_events::table
         .group_by(webhook_events::status)
