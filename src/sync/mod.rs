@@ -9,9 +9,9 @@ pub mod catchup;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{ids, time};
 use crate::ledger;
-use crate::storage::events::{status, EventRow};
+use crate::storage::events::EventRow;
+use crate::webhook::{self, Envelope};
 
 pub use backfill::{
     backfill, refresh_customers, BackfillOptions, Progress, ResourceReport, RESOURCES,
@@ -76,35 +76,27 @@ pub fn listed_event(
     let digest = hex::encode(Sha256::digest(body_object.as_bytes()));
     let event_id = format!("evt_bm_{}_{}", resource, &digest[..32]);
     let event_type = event_type_for(resource, object);
-    let now = time::now();
-    let created = now.and_utc().timestamp();
+    let created = chrono::Utc::now().timestamp();
     let payload = serde_json::json!({
         "id": event_id, "object": "event", "type": event_type, "created": created,
         "livemode": livemode, "api_version": null, "data": {"object": object},
     })
     .to_string();
-    Some(EventRow {
-        id: ids::new_id("ev"),
-        connection_id: connection_id.to_owned(),
-        stripe_event_id: event_id,
+    let envelope = Envelope {
+        id: event_id,
         event_type: event_type.to_owned(),
-        api_version: None,
+        created,
         livemode,
-        stripe_created: now,
+        api_version: None,
         object_id: Some(object_id),
+    };
+    let maps = ledger::maps(event_type);
+    Some(webhook::inbox_row(
+        connection_id,
+        envelope,
         payload,
-        source: "backfill".to_owned(),
-        signed_with: None,
-        status: if ledger::maps(event_type) {
-            status::PENDING
-        } else {
-            status::IGNORED
-        }
-        .to_owned(),
-        attempts: 0,
-        last_error: None,
-        next_attempt_at: now,
-        received_at: now,
-        applied_at: None,
-    })
+        "backfill",
+        None,
+        maps,
+    ))
 }

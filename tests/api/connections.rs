@@ -2,7 +2,6 @@
 //! rotating secrets, registering the webhook endpoint, disconnecting, and secrets kept secret.
 
 use billmirror::domain::Role;
-use billmirror::webhook::signature::sign;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
@@ -470,13 +469,5 @@ fn customer_created(event_id: &str, customer_id: &str) -> String {
 }
 
 async fn deliver(app: &TestApp, path: &str, secret: &str, body: &str) -> reqwest::Response {
-    let header = sign(secret, chrono::Utc::now().timestamp(), body.as_bytes());
-    app.client
-        .post(app.url(path))
-        .header("Stripe-Signature", header)
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
+    app.deliver_to(path, secret, body).await
 }

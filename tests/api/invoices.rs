@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use billmirror::domain::Role;
-use billmirror::webhook::signature::sign;
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
@@ -67,16 +66,8 @@ async fn wait_for(app: &TestApp, id: &str, seconds: u64, done: impl Fn(&Value) -
 }
 
 async fn deliver(app: &TestApp, connection: &str, event: &Value) {
-    let body = event.to_string();
-    let header = sign(SIGNING, chrono::Utc::now().timestamp(), body.as_bytes());
-    let response = app
-        .client
-        .post(app.url(&format!("/webhooks/stripe/{connection}")))
-        .header("Stripe-Signature", header)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/webhooks/stripe/{connection}");
+    let response = app.deliver_to(&path, SIGNING, &event.to_string()).await;
     assert_eq!(response.status(), 200);
 }
 

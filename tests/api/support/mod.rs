@@ -163,13 +163,15 @@ impl TestApp {
 
     /// Posts `body` to `/webhooks/stripe` signed now with the environment connection's secret.
     pub async fn deliver(&self, body: &str) -> reqwest::Response {
-        let header = sign(
-            WEBHOOK_SECRET,
-            chrono::Utc::now().timestamp(),
-            body.as_bytes(),
-        );
+        self.deliver_to("/webhooks/stripe", WEBHOOK_SECRET, body)
+            .await
+    }
+
+    /// Posts `body` to `path` signed now with `secret`, as Stripe would.
+    pub async fn deliver_to(&self, path: &str, secret: &str, body: &str) -> reqwest::Response {
+        let header = sign(secret, chrono::Utc::now().timestamp(), body.as_bytes());
         self.client
-            .post(self.url("/webhooks/stripe"))
+            .post(self.url(path))
             .header("Stripe-Signature", header)
             .header("Content-Type", "application/json")
             .body(body.to_owned())
