@@ -17,7 +17,7 @@ use crate::storage::connections::{self as connection_store, status as connection
 use crate::storage::invoices::{
     self as store, IdempotencyRow, InvoiceRow, JobRow, LineRow, PushProgress,
 };
-use crate::storage::{tokens, Db, StorageError};
+use crate::storage::{stripe_keys, tokens, Db, StorageError};
 use input::{Due, InputError, NewInvoice};
 
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +292,7 @@ pub async fn void(
             "This invoice was created in Stripe; void it there.".into(),
         ));
     }
+    let mut unlink = false;
     let mut progress = PushProgress {
         status: Some("void".into()),
         voided_at: Some(time::now()),
@@ -310,15 +311,34 @@ pub async fn void(
             .get(&format!("invoices/{stripe_id}"), &[])
             .await
             .map_err(ConnectionError::Stripe)?;
-        let key = format!("bm:{}:void", invoice.id);
-        let outcome = if current["status"] == "draft" {
+        let draft = current["status"] == "draft";
+        let base = format!(
+            "bm:{}:{}",
+            invoice.id,
+            if draft { "delete" } else { "void" }
+        );
+        let epoch = {
+            let base = base.clone();
+            db.run(move |conn| stripe_keys::epoch(conn, &base)).await?
+        };
+        let key = stripe_keys::key_at(&base, epoch);
+        let outcome = if draft {
             client.delete(&format!("invoices/{stripe_id}"), &key).await
         } else {
             client
                 .post(&format!("invoices/{stripe_id}/void"), &[], &key)
                 .await
         };
-        outcome.map_err(ConnectionError::Stripe)?;
+        if let Err(e) = outcome {
+            if e.is_server_error() {
+                // Stripe replays a 500 to its key: the next void sends a new one.
+                db.run(move |conn| stripe_keys::spend(conn, &base, epoch))
+                    .await?;
+            }
+            return Err(ConnectionError::Stripe(e).into());
+        }
+        // A deleted draft is gone from Stripe: nothing here points at it any more.
+        unlink = draft;
     } else {
         progress.sync_state = Some("cancelled".into());
     }
@@ -330,6 +350,9 @@ pub async fn void(
     db.run(move |conn| {
         conn.write_transaction(|conn| {
             store::record_progress(conn, &id, &progress)?;
+            if unlink {
+                store::unlink_stripe_invoice(conn, &id)?;
+            }
             if let Some(job) = store::job_for(conn, &id)? {
                 if job.status == "pending" || job.status == "failed" {
                     store::finish_job(conn, &job.id, "cancelled", Some("voided"), time::now())?;

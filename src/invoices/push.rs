@@ -5,7 +5,7 @@
 //! first answer back; and because Stripe forgets keys after 24 hours, each step looks for what
 //! an earlier attempt made before creating anything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +16,12 @@ use tokio::task::JoinSet;
 
 use super::customer_key;
 use crate::connections::{ConnectionError, Connections};
+use crate::domain::money::display;
 use crate::domain::time;
 use crate::ledger::invoices::status_rank;
 use crate::storage::connections::{self as connection_store, status as connection_status};
-use crate::storage::invoices::{self as store, InvoiceRow, JobRow, PushProgress};
-use crate::storage::{tokens, Db, StorageError};
+use crate::storage::invoices::{self as store, InvoiceRow, JobRow, LineRow, PushProgress};
+use crate::storage::{stripe_keys, tokens, Db, StorageError};
 use crate::stripe::{StripeClient, StripeError};
 
 /// How one attempt at a job ended.
@@ -250,39 +251,60 @@ impl PushWorker {
         job: &JobRow,
         invoice: InvoiceRow,
     ) -> Result<Outcome, Outcome> {
-        let customer = self.customer(client, &invoice).await?;
-        let stripe_invoice = self
-            .stripe_invoice(client, job, &invoice, &customer)
-            .await?;
+        match self.push_steps(client, job, &invoice).await {
+            Err(Outcome::Cancelled(why)) => {
+                self.withdraw(client, &invoice.id).await?;
+                Ok(Outcome::Cancelled(why))
+            }
+            other => other,
+        }
+    }
+
+    async fn push_steps(
+        &self,
+        client: &StripeClient,
+        job: &JobRow,
+        invoice: &InvoiceRow,
+    ) -> Result<Outcome, Outcome> {
+        let customer = self.customer(client, invoice).await?;
+        let stripe_invoice = self.stripe_invoice(client, job, invoice, &customer).await?;
         let stripe_id = text(&stripe_invoice, "id")
             .ok_or_else(|| Outcome::Retry("Stripe's invoice has no id".into()))?;
-        self.lines(client, &invoice, &customer, &stripe_id).await?;
+        let lines = self.lines(client, invoice, &customer, &stripe_id).await?;
 
-        // Voided while we were pushing: take the draft back out of Stripe.
-        let current = self.invoice(&invoice.id).await?;
-        if current.as_ref().is_none_or(|i| i.status == "void") {
-            if stripe_invoice["status"] == "draft" {
-                client
-                    .delete(
-                        &format!("invoices/{stripe_id}"),
-                        &format!("bm:{}:delete", invoice.id),
-                    )
-                    .await?;
-            }
-            return Ok(Outcome::Cancelled("voided while it was being pushed"));
-        }
-        let finalized = if stripe_invoice["status"] == "draft" {
-            client
-                .post(
-                    &format!("invoices/{stripe_id}/finalize"),
-                    &[("auto_advance".into(), "false".into())],
-                    &format!("bm:{}:finalize", invoice.id),
-                )
-                .await?
-        } else {
-            stripe_invoice
+        // What Stripe will bill, read back: never finalize a draft that differs from ours.
+        let draft = client.get(&format!("invoices/{stripe_id}"), &[]).await?;
+        let billed = client
+            .list_all(&format!("invoices/{stripe_id}/lines"), &[])
+            .await?;
+        let ours = Billed {
+            lines: lines.len(),
+            total: lines.iter().map(|l| l.amount).sum(),
         };
+        let theirs = Billed {
+            lines: billed.len(),
+            total: draft["total"].as_i64().unwrap_or(0),
+        };
+        if let Some(difference) = ours.difference(&theirs, &stripe_id, &invoice.currency) {
+            return Ok(Outcome::Failed(difference));
+        }
+
+        let finalized = if draft["status"] == "draft" {
+            self.post(
+                client,
+                &invoice.id,
+                &format!("invoices/{stripe_id}/finalize"),
+                &[("auto_advance".into(), "false".into())],
+                &format!("bm:{}:finalize", invoice.id),
+            )
+            .await?
+        } else {
+            draft
+        };
+        // Voided between our last look and the finalize: the caller voids it in Stripe too.
+        self.ensure_live(&invoice.id).await?;
         let status = text(&finalized, "status").unwrap_or_else(|| "open".into());
+        let current = self.invoice(&invoice.id).await?;
         let keep = current
             .map(|c| c.status)
             .filter(|s| status_rank(s) > status_rank(&status));
@@ -305,8 +327,113 @@ impl PushWorker {
         Ok(Outcome::Done)
     }
 
-    /// The Stripe customer: the one already linked, else one with our id in its metadata, else
-    /// one with the email, else a new one.
+    /// Stops the attempt when the invoice was voided (or removed) since it began: nothing more
+    /// is made in Stripe for it.
+    async fn ensure_live(&self, invoice_id: &str) -> Result<(), Outcome> {
+        match self.invoice(invoice_id).await? {
+            Some(current) if !matches!(current.status.as_str(), "void" | "deleted") => Ok(()),
+            _ => Err(Outcome::Cancelled("voided while it was being pushed")),
+        }
+    }
+
+    /// Takes back what a cancelled attempt left in Stripe: a draft is deleted (and forgotten
+    /// here), an invoice finalized in the meantime is voided.
+    async fn withdraw(&self, client: &StripeClient, invoice_id: &str) -> Result<(), Outcome> {
+        let Some(stripe_id) = self.invoice(invoice_id).await?.and_then(|i| i.stripe_id) else {
+            return Ok(());
+        };
+        let remote = match client.get(&format!("invoices/{stripe_id}"), &[]).await {
+            Ok(remote) => Some(remote),
+            Err(e) if e.status() == Some(404) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match remote.as_ref().and_then(|r| r["status"].as_str()) {
+            Some("draft") => {
+                let base = format!("bm:{invoice_id}:delete");
+                let key = self.key(&base).await?;
+                match client.delete(&format!("invoices/{stripe_id}"), &key).await {
+                    Ok(_) => {}
+                    Err(e) if e.status() == Some(404) => {}
+                    Err(e) => return Err(self.spend_on_server_error(&base, e).await),
+                }
+                self.unlink(invoice_id).await?;
+            }
+            Some("open" | "uncollectible") => {
+                let base = format!("bm:{invoice_id}:void");
+                let key = self.key(&base).await?;
+                if let Err(e) = client
+                    .post(&format!("invoices/{stripe_id}/void"), &[], &key)
+                    .await
+                {
+                    return Err(self.spend_on_server_error(&base, e).await);
+                }
+            }
+            None => self.unlink(invoice_id).await?,
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    async fn unlink(&self, invoice_id: &str) -> Result<(), StorageError> {
+        let id = invoice_id.to_owned();
+        self.db
+            .run(move |conn| store::unlink_stripe_invoice(conn, &id))
+            .await
+    }
+
+    /// The idempotency key to send for a step: its base at the epoch the base is at.
+    async fn key(&self, base: &str) -> Result<String, StorageError> {
+        let owned = base.to_owned();
+        let epoch = self
+            .db
+            .run(move |conn| stripe_keys::epoch(conn, &owned))
+            .await?;
+        Ok(stripe_keys::key_at(base, epoch))
+    }
+
+    /// A POST that changes Stripe for this invoice: only while the invoice is not voided, under
+    /// the step's current key. A 5xx is the answer Stripe stored under that key, so the key is
+    /// given up: the next attempt looks the object up first and, if it is not there, sends the
+    /// step again under the next key.
+    async fn post(
+        &self,
+        client: &StripeClient,
+        invoice_id: &str,
+        path: &str,
+        form: &[(String, String)],
+        base: &str,
+    ) -> Result<Value, Outcome> {
+        self.ensure_live(invoice_id).await?;
+        let key = self.key(base).await?;
+        match client.post(path, form, &key).await {
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(self.spend_on_server_error(base, e).await),
+        }
+    }
+
+    async fn spend_on_server_error(&self, base: &str, error: StripeError) -> Outcome {
+        if !error.is_server_error() {
+            return error.into();
+        }
+        let owned = base.to_owned();
+        let spent = self
+            .db
+            .run(move |conn| {
+                let epoch = stripe_keys::epoch(conn, &owned)?;
+                stripe_keys::spend(conn, &owned, epoch)
+            })
+            .await;
+        match spent {
+            Ok(()) => Outcome::Retry(format!(
+                "{error}; Stripe keeps that answer for the key, so the step is checked and sent \
+                 again under a new key"
+            )),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The Stripe customer: the one already linked, else one found for the normalised email,
+    /// else a new one.
     async fn customer(
         &self,
         client: &StripeClient,
@@ -338,56 +465,63 @@ impl PushWorker {
         found
     }
 
+    /// One Stripe customer per person: every customer billmirror makes has the normalised email
+    /// (so the exact, strongly consistent email list finds it) and our key in its metadata; a
+    /// customer made in Stripe is found by search, whatever the letter case of its email. The
+    /// create's key and body derive from the normalised email alone, so `Pat@Example.com` and
+    /// `pat@example.com` send the same request.
     async fn find_or_create_customer(
         &self,
         client: &StripeClient,
         invoice: &InvoiceRow,
         key: &str,
     ) -> Result<String, Outcome> {
-        let email = invoice.customer_email.clone().unwrap_or_default();
-
-        let found = client
-            .get(
-                "customers",
-                &[("email", email.clone()), ("limit", "100".into())],
-            )
-            .await?;
-        let candidates: Vec<&Value> = found["data"]
-            .as_array()
-            .map(|d| d.iter().collect())
+        let email = invoice
+            .customer_email_normalized
+            .clone()
             .unwrap_or_default();
-        let existing = candidates
-            .iter()
-            .find(|c| c["metadata"]["billmirror_customer"] == key)
-            .or_else(|| candidates.iter().find(|c| c["deleted"] != true));
-        let id = match existing.and_then(|c| text(c, "id")) {
-            Some(id) => id,
+        let listed = client
+            .list_all("customers", &[("email", email.clone())])
+            .await?;
+        let found = match pick_customer(&listed, key) {
+            Some(found) => Some(found),
+            None => self.search_customer(client, key, &email).await?,
+        };
+        let customer = match found {
+            Some(customer) => customer,
             None => {
-                let mut form = vec![
-                    ("email".to_owned(), email),
+                let form = vec![
+                    ("email".to_owned(), email.clone()),
                     ("metadata[billmirror_customer]".to_owned(), key.to_owned()),
                 ];
-                if let Some(name) = &invoice.customer_name {
-                    form.push(("name".into(), name.clone()));
-                }
-                let name_hash = hex::encode(sha2::Sha256::digest(
-                    invoice.customer_name.clone().unwrap_or_default().as_bytes(),
-                ));
-                let created = client
-                    .post(
-                        "customers",
-                        &form,
-                        &format!(
-                            "bm:{}:customer:{key}:{}",
-                            invoice.connection_id,
-                            &name_hash[..8]
-                        ),
-                    )
-                    .await?;
-                text(&created, "id")
-                    .ok_or_else(|| Outcome::Retry("Stripe's customer has no id".into()))?
+                self.post(
+                    client,
+                    &invoice.id,
+                    "customers",
+                    &form,
+                    &format!("bm:{}:customer:{key}", invoice.connection_id),
+                )
+                .await?
             }
         };
+        let id = text(&customer, "id")
+            .ok_or_else(|| Outcome::Retry("Stripe's customer has no id".into()))?;
+        let unnamed = customer["name"].as_str().is_none_or(str::is_empty);
+        if let (true, Some(name)) = (unnamed, &invoice.customer_name) {
+            let name_hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+            self.post(
+                client,
+                &invoice.id,
+                &format!("customers/{id}"),
+                &[("name".to_owned(), name.clone())],
+                &format!(
+                    "bm:{}:customer:{key}:name:{}",
+                    invoice.connection_id,
+                    &name_hash[..8]
+                ),
+            )
+            .await?;
+        }
         self.progress(
             &invoice.id,
             PushProgress {
@@ -397,6 +531,39 @@ impl PushWorker {
         )
         .await?;
         Ok(id)
+    }
+
+    /// Stripe's search: our key in the metadata, or the email in any letter case. Search lags
+    /// writes by up to a minute, which is why the exact list is asked first. Where search is
+    /// not offered (a 4xx), the list's answer stands.
+    async fn search_customer(
+        &self,
+        client: &StripeClient,
+        key: &str,
+        email: &str,
+    ) -> Result<Option<Value>, Outcome> {
+        let quoted = email.replace('\\', "\\\\").replace('\'', "\\'");
+        let query = format!("metadata['billmirror_customer']:'{key}' OR email:'{quoted}'");
+        match client
+            .get(
+                "customers/search",
+                &[("query", query), ("limit", "100".into())],
+            )
+            .await
+        {
+            Ok(found) => Ok(pick_customer(
+                found["data"].as_array().map_or(&[], Vec::as_slice),
+                key,
+            )),
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                tracing::info!(error = %e, "customer search is not available; the email list decides");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Our invoice in Stripe: by the id stored, else by our metadata among the customer's
@@ -411,31 +578,15 @@ impl PushWorker {
         if let Some(id) = &invoice.stripe_id {
             return Ok(client.get(&format!("invoices/{id}"), &[]).await?);
         }
-        let mut after: Option<String> = None;
-        loop {
-            let mut query = vec![
-                ("customer", customer.to_owned()),
-                ("limit", "100".to_owned()),
-            ];
-            if let Some(after) = &after {
-                query.push(("starting_after", after.clone()));
-            }
-            let page = client.get("invoices", &query).await?;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            if let Some(found) = data
-                .iter()
-                .find(|i| i["metadata"]["billmirror_invoice_id"] == invoice.id.as_str())
-            {
-                self.link(&invoice.id, found).await?;
-                return Ok(found.clone());
-            }
-            match (
-                page["has_more"].as_bool(),
-                data.last().and_then(|l| text(l, "id")),
-            ) {
-                (Some(true), Some(last)) => after = Some(last),
-                _ => break,
-            }
+        let theirs = client
+            .list_all("invoices", &[("customer", customer.to_owned())])
+            .await?;
+        if let Some(found) = theirs
+            .iter()
+            .find(|i| i["metadata"]["billmirror_invoice_id"] == invoice.id.as_str())
+        {
+            self.link(&invoice.id, found).await?;
+            return Ok(found.clone());
         }
         let mut form = vec![
             ("customer".to_owned(), customer.to_owned()),
@@ -466,8 +617,14 @@ impl PushWorker {
         if let Some(memo) = &invoice.memo {
             form.push(("description".into(), memo.clone()));
         }
-        let created = client
-            .post("invoices", &form, &format!("bm:{}:invoice", invoice.id))
+        let created = self
+            .post(
+                client,
+                &invoice.id,
+                "invoices",
+                &form,
+                &format!("bm:{}:invoice", invoice.id),
+            )
             .await?;
         self.link(&invoice.id, &created).await?;
         Ok(created)
@@ -485,26 +642,21 @@ impl PushWorker {
         Ok(())
     }
 
-    /// Adds the lines Stripe's invoice does not have yet (each marked with our line id).
+    /// Adds the lines Stripe's invoice does not have yet (each marked with our line id), after
+    /// reading every invoice item already on it, page after page. Returns our lines.
     async fn lines(
         &self,
         client: &StripeClient,
         invoice: &InvoiceRow,
         customer: &str,
         stripe_id: &str,
-    ) -> Result<(), Outcome> {
+    ) -> Result<Vec<LineRow>, Outcome> {
         let id = invoice.id.clone();
         let lines = self.db.run(move |conn| store::lines(conn, &id)).await?;
-        let present = client
-            .get(
-                "invoiceitems",
-                &[("invoice", stripe_id.to_owned()), ("limit", "100".into())],
-            )
-            .await?;
-        let present: Vec<String> = present["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let present: HashSet<String> = client
+            .list_all("invoiceitems", &[("invoice", stripe_id.to_owned())])
+            .await?
+            .iter()
             .filter_map(|item| text(&item["metadata"], "billmirror_line_id"))
             .collect();
         for line in lines.iter().filter(|l| !present.contains(&l.id)) {
@@ -520,18 +672,121 @@ impl PushWorker {
                 ),
                 ("metadata[billmirror_line_id]".to_owned(), line.id.clone()),
             ];
-            client
-                .post(
-                    "invoiceitems",
-                    &form,
-                    &format!("bm:{}:line:{}", invoice.id, line.id),
-                )
-                .await?;
+            self.post(
+                client,
+                &invoice.id,
+                "invoiceitems",
+                &form,
+                &format!("bm:{}:line:{}", invoice.id, line.id),
+            )
+            .await?;
         }
-        Ok(())
+        Ok(lines)
+    }
+}
+
+/// Among customers found for one address: ours (our key in the metadata) first, else any that
+/// is not deleted.
+fn pick_customer(candidates: &[Value], key: &str) -> Option<Value> {
+    candidates
+        .iter()
+        .find(|c| c["metadata"]["billmirror_customer"] == key && c["deleted"] != true)
+        .or_else(|| candidates.iter().find(|c| c["deleted"] != true))
+        .cloned()
+}
+
+/// How many lines an invoice has and what they add up to, ours or Stripe's.
+#[derive(Debug, PartialEq)]
+struct Billed {
+    lines: usize,
+    total: i64,
+}
+
+impl Billed {
+    /// A sentence naming what differs between our invoice and Stripe's draft, if anything does.
+    fn difference(&self, stripe: &Billed, stripe_id: &str, currency: &str) -> Option<String> {
+        if self == stripe {
+            return None;
+        }
+        let lines = |n: usize| {
+            if n == 1 {
+                "1 line".to_owned()
+            } else {
+                format!("{n} lines")
+            }
+        };
+        Some(format!(
+            "Stripe's draft {stripe_id} has {} totalling {}, but this invoice has {} totalling {}: \
+             it was not finalized. Check the draft in Stripe, then retry the push.",
+            lines(stripe.lines),
+            display(stripe.total, currency),
+            lines(self.lines),
+            display(self.total, currency),
+        ))
     }
 }
 
 fn text(value: &Value, field: &str) -> Option<String> {
     value[field].as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draft_that_differs_is_named_line_count_and_total() {
+        let ours = Billed {
+            lines: 2,
+            total: 6_000,
+        };
+        assert_eq!(
+            ours.difference(
+                &Billed {
+                    lines: 2,
+                    total: 6_000
+                },
+                "in_1",
+                "usd"
+            ),
+            None
+        );
+        let empty = ours
+            .difference(&Billed { lines: 0, total: 0 }, "in_1", "usd")
+            .unwrap_or_default();
+        assert!(
+            empty.contains("in_1 has 0 lines totalling 0.00 USD"),
+            "{empty}"
+        );
+        assert!(
+            empty.contains("this invoice has 2 lines totalling 60.00 USD"),
+            "{empty}"
+        );
+        let one = Billed {
+            lines: 1,
+            total: 100,
+        }
+        .difference(
+            &Billed {
+                lines: 1,
+                total: 99,
+            },
+            "in_2",
+            "jpy",
+        )
+        .unwrap_or_default();
+        assert!(one.contains("has 1 line totalling 99 JPY"), "{one}");
+    }
+
+    #[test]
+    fn our_customer_wins_over_others_with_the_address() {
+        let found = [
+            serde_json::json!({"id": "cus_theirs", "metadata": {}}),
+            serde_json::json!({"id": "cus_gone", "deleted": true, "metadata": {"billmirror_customer": "bmc_1"}}),
+            serde_json::json!({"id": "cus_ours", "metadata": {"billmirror_customer": "bmc_1"}}),
+        ];
+        assert_eq!(pick_customer(&found, "bmc_1").unwrap()["id"], "cus_ours");
+        assert_eq!(pick_customer(&found, "bmc_2").unwrap()["id"], "cus_theirs");
+        assert!(pick_customer(&found[1..2], "bmc_2").is_none());
+    }
 }

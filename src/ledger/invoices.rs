@@ -163,9 +163,10 @@ pub fn rebuild(
         .as_deref()
         .map(super::customers::normalize_email);
 
-    let id = write(conn, connection_id, stripe_id, local_id.as_deref(), &f)?;
-    if let Some(lines) = lines {
-        write_lines(conn, &id, &f.currency, lines)?;
+    let currency = f.currency.clone();
+    let written = write(conn, connection_id, stripe_id, local_id.as_deref(), f)?;
+    if let (Some(lines), Written::Mirrored(id)) = (lines, &written) {
+        write_lines(conn, id, &currency, lines)?;
     }
     Ok(Vec::new())
 }
@@ -205,15 +206,69 @@ fn apply_payments(
     Ok(())
 }
 
+/// Which row an invoice's events were written to.
+enum Written {
+    /// One billmirror made: its lines are the ones we pushed, never replaced by Stripe's.
+    Ours,
+    /// One mirrored from Stripe, by its row id: Stripe's lines are its lines.
+    Mirrored(String),
+}
+
+/// What an invoice of ours keeps whatever its events say.
+#[derive(Queryable)]
+struct Ours {
+    origin: String,
+    status: String,
+    customer_email: Option<String>,
+    customer_email_normalized: Option<String>,
+    customer_name: Option<String>,
+    total: i64,
+    amount_due: i64,
+    amount_remaining: i64,
+}
+
+/// Folds what the row already holds into the fields the events gave. Status never moves back
+/// (the push worker may have finalized before Stripe's `invoice.finalized` arrived), and an event
+/// that omits the customer's email or name does not erase the one we invoiced. For an invoice
+/// billmirror made, our amounts stand while Stripe's events only show a draft: Stripe echoes
+/// `invoice.created` with no lines and a zero total, and items added one by one in between.
+/// Once Stripe's events show it finalized, Stripe's amounts are the ones billed (the push
+/// checked they equal ours before finalizing). A draft of ours deleted in Stripe leaves our
+/// row voided, pointing at nothing.
+fn keep_what_we_know(existing: Ours, f: &mut Fields) {
+    if status_rank(&existing.status) > status_rank(&f.status) {
+        f.status = existing.status.clone();
+    }
+    if f.customer_email.is_none() && existing.customer_email.is_some() {
+        f.customer_email = existing.customer_email;
+        f.customer_email_normalized = existing.customer_email_normalized;
+    }
+    if f.customer_name.is_none() {
+        f.customer_name = existing.customer_name;
+    }
+    if existing.origin != "billmirror" {
+        return;
+    }
+    if matches!(f.status.as_str(), "draft" | "void" | "deleted") && f.finalized_at.is_none() {
+        f.total = existing.total;
+        f.amount_due = existing.amount_due;
+        f.amount_remaining = existing.amount_remaining;
+    }
+    if f.status == "deleted" {
+        f.status = "void".to_owned();
+        f.stripe_id = None;
+    }
+}
+
 /// Writes the invoice row: ours when our metadata names it (an invoice billmirror pushed), else
-/// the mirrored row for this Stripe id. Returns the row's id.
+/// the mirrored row for this Stripe id.
 fn write(
     conn: &mut DbConnection,
     connection_id: &str,
     stripe_id: &str,
     local_id: Option<&str>,
-    f: &Fields,
-) -> Result<String, diesel::result::Error> {
+    mut f: Fields,
+) -> Result<Written, diesel::result::Error> {
     let mut existing: Option<String> = None;
     if let Some(local) = local_id {
         existing = invoices::table
@@ -232,45 +287,29 @@ fn write(
     }
     match existing {
         Some(id) => {
-            // The push worker may know more than the events so far (it finalized the invoice
-            // before Stripe's `invoice.finalized` arrived): status never moves back.
-            // Nor does an event that omits the customer's email erase the one we invoiced.
-            let (current, email, normalized, name): (
-                String,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            ) = invoices::table
+            let known: Ours = invoices::table
                 .find(&id)
                 .select((
+                    invoices::origin,
                     invoices::status,
                     invoices::customer_email,
                     invoices::customer_email_normalized,
                     invoices::customer_name,
+                    invoices::total,
+                    invoices::amount_due,
+                    invoices::amount_remaining,
                 ))
                 .first(conn)?;
+            let ours = known.origin == "billmirror";
+            keep_what_we_know(known, &mut f);
             diesel::update(invoices::table.find(&id))
-                .set(f)
+                .set(&f)
                 .execute(conn)?;
-            if status_rank(&current) > status_rank(&f.status) {
-                diesel::update(invoices::table.find(&id))
-                    .set(invoices::status.eq(current))
-                    .execute(conn)?;
-            }
-            if f.customer_email.is_none() && email.is_some() {
-                diesel::update(invoices::table.find(&id))
-                    .set((
-                        invoices::customer_email.eq(email),
-                        invoices::customer_email_normalized.eq(normalized),
-                    ))
-                    .execute(conn)?;
-            }
-            if f.customer_name.is_none() && name.is_some() {
-                diesel::update(invoices::table.find(&id))
-                    .set(invoices::customer_name.eq(name))
-                    .execute(conn)?;
-            }
-            Ok(id)
+            Ok(if ours {
+                Written::Ours
+            } else {
+                Written::Mirrored(id)
+            })
         }
         None => {
             let id = ids::new_id("inv");
@@ -291,9 +330,9 @@ fn write(
                 ))
                 .execute(conn)?;
             diesel::update(invoices::table.find(&id))
-                .set(f)
+                .set(&f)
                 .execute(conn)?;
-            Ok(id)
+            Ok(Written::Mirrored(id))
         }
     }
 }

@@ -325,3 +325,15 @@ pub fn record_progress(
         .execute(conn)?;
     Ok(())
 }
+
+/// Forgets the Stripe invoice of ours whose draft was deleted in Stripe: nothing points at an
+/// invoice that no longer exists.
+pub fn unlink_stripe_invoice(
+    conn: &mut DbConnection,
+    invoice_id: &str,
+) -> Result<(), StorageError> {
+    diesel::update(invoices::table.find(invoice_id))
+        .set(invoices::stripe_id.eq(None::<String>))
+        .execute(conn)?;
+    Ok(())
+}

@@ -9,6 +9,7 @@ pub mod events;
 pub mod invoices;
 pub mod migrate;
 pub mod schema;
+pub mod stripe_keys;
 pub mod sync;
 pub mod tokens;
 

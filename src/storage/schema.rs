@@ -332,6 +332,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    stripe_key_epochs (key_base) {
+        key_base -> Text,
+        epoch -> Integer,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 
@@ -355,4 +363,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox_jobs,
     idempotency_keys,
     sync_cursors,
+    stripe_key_epochs,
 );

@@ -84,6 +84,12 @@ impl StripeError {
         }
     }
 
+    /// A 5xx answer. To a request with an `Idempotency-Key` it is the answer Stripe stored under
+    /// that key: sending the key again only replays it.
+    pub fn is_server_error(&self) -> bool {
+        matches!(self, StripeError::Api { status, .. } if *status >= 500)
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             StripeError::Api { code, .. } => code.as_deref(),
@@ -130,6 +136,37 @@ impl StripeClient {
     /// `GET /v1/{path}` with query parameters.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, StripeError> {
         self.send(reqwest::Method::GET, path, query, None).await
+    }
+
+    /// Every item of a list endpoint, page after page (100 at a time, Stripe's most).
+    pub async fn list_all(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, StripeError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut page_query: Vec<(&str, String)> = query.to_vec();
+            page_query.push(("limit", "100".to_owned()));
+            if let Some(after) = &after {
+                page_query.push(("starting_after", after.clone()));
+            }
+            let mut page = self.get(path, &page_query).await?;
+            let data = match page["data"].take() {
+                Value::Array(data) => data,
+                _ => Vec::new(),
+            };
+            let last = data
+                .last()
+                .and_then(|l| l["id"].as_str())
+                .map(str::to_owned);
+            items.extend(data);
+            match (page["has_more"].as_bool(), last) {
+                (Some(true), Some(last)) => after = Some(last),
+                _ => return Ok(items),
+            }
+        }
     }
 
     /// `POST /v1/{path}` with form parameters (`metadata[billmirror_id]`, `lines[0][amount]`…).

@@ -40,7 +40,7 @@ fn form(email: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn server_errors_and_rate_limits_are_retried_with_the_same_idempotency_key() {
     let fake = FakeStripe::start().await;
-    fake.queue_faults(&[Fault::ServerError, Fault::RateLimited { retry_after: 1 }]);
+    fake.queue_faults(&[Fault::Unavailable, Fault::RateLimited { retry_after: 1 }]);
     let started = Instant::now();
     let customer = client(&fake, 0.0)
         .post("customers", &form("a@example.com"), "bm-key-1")
@@ -55,7 +55,7 @@ async fn server_errors_and_rate_limits_are_retried_with_the_same_idempotency_key
     let calls = fake.calls();
     assert_eq!(
         calls.iter().map(|c| c.status).collect::<Vec<_>>(),
-        [500, 429, 200]
+        [503, 429, 200]
     );
     assert!(calls
         .iter()
@@ -150,7 +150,7 @@ async fn every_create_lands_once_while_a_third_of_calls_fail() {
     fake.set_fault_rate(
         0.3,
         &[
-            Fault::ServerError,
+            Fault::Unavailable,
             Fault::RateLimited { retry_after: 0 },
             Fault::DropAfterWork,
             Fault::SlowAfterWork {

@@ -1,7 +1,10 @@
 //! A fake Stripe API: a real HTTP server on 127.0.0.1:0 that keeps state, answers with
-//! Stripe-shaped JSON and errors, honours `Idempotency-Key` as Stripe does, checks restricted
-//! keys' permissions, records every call, and fails on demand (5xx, 429, slow answers, dropped
-//! connections after the work was done).
+//! Stripe-shaped JSON and errors, honours `Idempotency-Key` as Stripe does (the first answer to a
+//! key is replayed for as long as the key is remembered, a 500 included), checks restricted keys'
+//! permissions, caps list pages at 100, cuts an invoice's embedded `lines` to ten as Stripe does,
+//! lags its search index behind writes, records the events Stripe would send (and posts them,
+//! signed, to a webhook URL when given one), records every call, and fails on demand (5xx, 429,
+//! slow answers, dropped connections after the work was done).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::TcpListener;
@@ -81,8 +84,13 @@ pub enum Fault {
     Pass,
     /// 400 before doing anything, as Stripe answers a parameter it refuses.
     BadRequest,
-    /// 500 before doing anything.
+    /// 503 from in front of the API: nothing ran, nothing is stored under the key.
+    Unavailable,
+    /// 500 before doing anything. As at Stripe, a POST's 500 is the answer stored under its
+    /// `Idempotency-Key` (sent with `Stripe-Should-Retry: false`): the key replays it.
     ServerError,
+    /// Does the work, then answers 500, stored under the key like any first answer.
+    ServerErrorAfterWork,
     /// 429 with `Retry-After` (seconds) before doing anything.
     RateLimited { retry_after: u64 },
     /// Does the work, then answers only after `delay` (longer than the client's timeout).
@@ -98,6 +106,15 @@ pub struct Call {
     pub idempotency_key: Option<String>,
     pub params: Value,
     pub status: u16,
+}
+
+/// A fault for the next `count` requests whose method and path match.
+#[derive(Debug, Clone)]
+struct Targeted {
+    method: String,
+    path_prefix: String,
+    fault: Fault,
+    count: usize,
 }
 
 #[derive(Clone)]
@@ -117,6 +134,15 @@ struct State {
     in_flight: HashSet<(String, String)>,
     calls: Vec<Call>,
     queued_faults: VecDeque<Fault>,
+    targeted_faults: Vec<Targeted>,
+    /// Objects made less than this long ago are not found by `/search` yet (Stripe: "under a
+    /// minute"), as each object's insertion moment in `indexed_at` says.
+    search_lag: Duration,
+    indexed_at: HashMap<String, std::time::Instant>,
+    /// Where events are posted, signed with the secret, when a test asks for webhooks.
+    webhook: Option<(String, String)>,
+    /// Events made by the request being handled, to post once the state is unlocked.
+    outgoing: Vec<Value>,
     /// A share of requests (0..1) that fail with one of `random_faults`, from a seeded sequence.
     fault_rate: f64,
     random_faults: Vec<Fault>,
@@ -139,7 +165,15 @@ impl State {
         (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn next_fault(&mut self) -> Option<Fault> {
+    fn next_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
+        if let Some(target) = self
+            .targeted_faults
+            .iter_mut()
+            .find(|t| t.count > 0 && t.method == method && path.starts_with(&t.path_prefix))
+        {
+            target.count -= 1;
+            return Some(target.fault);
+        }
         if let Some(fault) = self.queued_faults.pop_front() {
             return Some(fault);
         }
@@ -318,6 +352,40 @@ impl FakeStripe {
         self.with(|s| s.queued_faults.extend(faults.iter().copied()));
     }
 
+    /// The next `count` requests of `method` to a path starting with `path_prefix` fail so.
+    pub fn fail_next(&self, method: &str, path_prefix: &str, fault: Fault, count: usize) {
+        self.with(|s| {
+            s.targeted_faults.push(Targeted {
+                method: method.to_owned(),
+                path_prefix: path_prefix.to_owned(),
+                fault,
+                count,
+            })
+        });
+    }
+
+    /// Drops every targeted fault not yet used.
+    pub fn clear_targeted_faults(&self) {
+        self.with(|s| s.targeted_faults.clear());
+    }
+
+    /// How long a new object stays invisible to `/v1/customers/search`.
+    pub fn set_search_lag(&self, lag: Duration) {
+        self.with(|s| s.search_lag = lag);
+    }
+
+    /// From now on every event is also posted to `url`, signed with `secret`, each after a short
+    /// random delay, so that they arrive out of order and in the middle of whatever the caller
+    /// is doing, as Stripe's do.
+    pub fn send_webhooks_to(&self, url: &str, secret: &str) {
+        self.with(|s| s.webhook = Some((url.to_owned(), secret.to_owned())));
+    }
+
+    /// The events Stripe would have sent so far, oldest first.
+    pub fn events(&self, account: &str) -> Vec<Value> {
+        self.objects(account, "events")
+    }
+
     pub fn set_fault_rate(&self, rate: f64, faults: &[Fault]) {
         self.with(|s| {
             s.fault_rate = rate;
@@ -407,7 +475,7 @@ async fn handle(
     if let Some((_, delay)) = &in_flight {
         tokio::time::sleep(*delay).await;
     }
-    let (status, answer, fault) = {
+    let (answer, fault, outgoing) = {
         let mut s = state.lock().unwrap();
         if let Some((scope, _)) = &in_flight {
             s.in_flight.remove(scope);
@@ -415,9 +483,9 @@ async fn handle(
         let fault = if s.down.is_some() {
             None
         } else {
-            s.next_fault()
+            s.next_fault(&method, &path)
         };
-        let outcome = match (s.down, fault) {
+        let refused = match (s.down, fault) {
             (Some(status), _) => Some(error(
                 status,
                 "api_error",
@@ -432,11 +500,11 @@ async fn handle(
                 "Amount must be no more than $999,999.99 (fake).",
                 Some("amount"),
             )),
-            (None, Some(Fault::ServerError)) => Some(error(
-                500,
+            (None, Some(Fault::Unavailable)) => Some(error(
+                503,
                 "api_error",
                 None,
-                "An unknown error occurred (fake).",
+                "The service is temporarily unavailable (fake).",
                 None,
             )),
             (None, Some(Fault::RateLimited { .. })) => Some(error(
@@ -448,8 +516,8 @@ async fn handle(
             )),
             _ => None,
         };
-        let (status, answer) = match outcome {
-            Some(outcome) => outcome,
+        let answer = match refused {
+            Some((status, body)) => Answer::fresh(status, body),
             None => respond(
                 &mut s,
                 &method,
@@ -457,6 +525,7 @@ async fn handle(
                 &key,
                 idempotency_key.as_deref(),
                 &params,
+                fault,
             ),
         };
         s.calls.push(Call {
@@ -464,13 +533,27 @@ async fn handle(
             path: path.clone(),
             idempotency_key: idempotency_key.clone(),
             params: params.clone(),
-            status,
+            status: answer.status,
         });
-        (status, answer, fault)
+        let outgoing = std::mem::take(&mut s.outgoing);
+        let webhook = s.webhook.clone();
+        (answer, fault, webhook.map(|w| (w, outgoing)))
     };
+    if let Some(((url, secret), events)) = outgoing {
+        for event in events {
+            tokio::spawn(post_event(url.clone(), secret.clone(), event));
+        }
+    }
 
-    let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap());
+    let mut response = HttpResponse::build(StatusCode::from_u16(answer.status).unwrap());
     response.insert_header(("request-id", "req_fake"));
+    if answer.replayed {
+        response.insert_header(("idempotent-replayed", "true"));
+    }
+    if answer.stored && answer.status >= 500 {
+        // Retrying the same key can only replay this answer.
+        response.insert_header(("stripe-should-retry", "false"));
+    }
     match fault {
         Some(Fault::RateLimited { retry_after }) => {
             response.insert_header(("retry-after", retry_after.to_string()));
@@ -482,7 +565,36 @@ async fn handle(
         }
         _ => {}
     }
-    response.json(answer)
+    response.json(answer.body)
+}
+
+/// Posts one event as Stripe does: signed now, retried a few times until answered 2xx.
+async fn post_event(url: String, secret: String, event: Value) {
+    let jitter = {
+        let [a] = billmirror::domain::ids::random_bytes::<1>();
+        Duration::from_millis(u64::from(a) % 40)
+    };
+    tokio::time::sleep(jitter).await;
+    let body = event.to_string();
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let header = billmirror::webhook::signature::sign(
+            &secret,
+            chrono::Utc::now().timestamp(),
+            body.as_bytes(),
+        );
+        let sent = client
+            .post(&url)
+            .header("Stripe-Signature", header)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A body that fails after the headers went out: the server drops the connection.
@@ -503,6 +615,27 @@ impl MessageBody for BrokenBody {
     }
 }
 
+/// What the fake answers, and how the idempotency layer was involved.
+struct Answer {
+    status: u16,
+    body: Value,
+    /// The answer stored under the request's key, replayed.
+    replayed: bool,
+    /// The answer is now stored under the request's key.
+    stored: bool,
+}
+
+impl Answer {
+    fn fresh(status: u16, body: Value) -> Answer {
+        Answer {
+            status,
+            body,
+            replayed: false,
+            stored: false,
+        }
+    }
+}
+
 /// Authentication, permissions and idempotency, then the resource itself.
 fn respond(
     s: &mut State,
@@ -511,30 +644,33 @@ fn respond(
     key: &str,
     idempotency_key: Option<&str>,
     params: &Value,
-) -> (u16, Value) {
+    fault: Option<Fault>,
+) -> Answer {
     let Some(info) = s.keys.get(key).cloned() else {
-        return error(
+        let (status, body) = error(
             401,
             "invalid_request_error",
             None,
             &format!("Invalid API Key provided: {}", star(key)),
             None,
         );
+        return Answer::fresh(status, body);
     };
     if let Some(code) = info.revoked {
-        return error(
+        let (status, body) = error(
             401,
             "invalid_request_error",
             Some(code),
             &format!("Expired API Key provided: {}", star(key)),
             None,
         );
+        return Answer::fresh(status, body);
     }
     let parts: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
     let resource = parts[0];
     let write = method != "GET";
     if resource != "account" && !info.access.allows(resource, write) {
-        return error(
+        let (status, body) = error(
             403,
             "invalid_request_error",
             Some("permission_error"),
@@ -548,38 +684,65 @@ fn respond(
             ),
             None,
         );
+        return Answer::fresh(status, body);
     }
     if s.amnesia {
         s.replays.clear();
     }
-    let scope = idempotency_key.map(|k| (key.to_owned(), k.to_owned()));
-    if method == "POST" {
-        if let Some(scope) = &scope {
-            if let Some(replay) = s.replays.get(scope) {
-                if replay.params != *params {
-                    return error(
-                        400,
-                        "idempotency_error",
-                        None,
-                        "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-                        None,
-                    );
-                }
-                return (replay.status, replay.body.clone());
-            }
-            if s.in_flight.contains(scope) {
-                return error(
-                    409,
+    // Stripe keys idempotent POSTs and DELETEs alike.
+    let scope = idempotency_key
+        .filter(|_| method != "GET")
+        .map(|k| (key.to_owned(), k.to_owned()));
+    if let Some(scope) = &scope {
+        if let Some(replay) = s.replays.get(scope) {
+            if replay.params != *params {
+                let (status, body) = error(
+                    400,
                     "idempotency_error",
-                    Some("idempotency_key_in_use"),
-                    "There is currently another in-progress request using this Idempotent Key.",
+                    None,
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
                     None,
                 );
+                return Answer::fresh(status, body);
             }
+            return Answer {
+                status: replay.status,
+                body: replay.body.clone(),
+                replayed: true,
+                stored: true,
+            };
+        }
+        if s.in_flight.contains(scope) {
+            let (status, body) = error(
+                409,
+                "idempotency_error",
+                Some("idempotency_key_in_use"),
+                "There is currently another in-progress request using this Idempotent Key.",
+                None,
+            );
+            return Answer::fresh(status, body);
         }
     }
-    let (status, body) = execute(s, &info.account, method, &parts, params);
-    if let (Some(scope), "POST") = (scope, method) {
+    let server_error = || {
+        error(
+            500,
+            "api_error",
+            None,
+            "An unknown error occurred (fake).",
+            None,
+        )
+    };
+    let (status, body) = match fault {
+        Some(Fault::ServerError) => server_error(),
+        Some(Fault::ServerErrorAfterWork) => {
+            execute(s, &info.account, method, &parts, params);
+            server_error()
+        }
+        _ => execute(s, &info.account, method, &parts, params),
+    };
+    let body = present(body);
+    let stored = scope.is_some();
+    if let Some(scope) = scope {
         // Stripe keeps the answer of any request that began executing, errors included.
         s.replays.insert(
             scope,
@@ -590,7 +753,48 @@ fn respond(
             },
         );
     }
-    (status, body)
+    Answer {
+        status,
+        body,
+        replayed: false,
+        stored,
+    }
+}
+
+/// How many lines Stripe embeds in an invoice; the rest are at `/v1/invoices/{id}/lines`.
+const EMBEDDED_LINES: usize = 10;
+
+/// An object (or a list of them) as Stripe shows it: an invoice embeds its first ten lines,
+/// with `has_more` saying whether there are more.
+fn present(mut body: Value) -> Value {
+    if body["object"] == "list" || body["object"] == "search_result" {
+        if let Some(items) = body["data"].as_array_mut() {
+            for item in items {
+                *item = present(item.take());
+            }
+        }
+        return body;
+    }
+    if body["object"] == "event" {
+        let object = body["data"]["object"].take();
+        body["data"]["object"] = present(object);
+        return body;
+    }
+    if body["object"] == "invoice" {
+        if let Some(lines) = body["lines"]["data"].as_array_mut() {
+            let total = lines.len();
+            lines.truncate(EMBEDDED_LINES);
+            body["lines"]["has_more"] = json!(total > EMBEDDED_LINES);
+            body["lines"]["total_count"] = json!(total);
+        }
+        if let Some(id) = body["id"].as_str() {
+            body["lines"]["url"] = json!(format!("/v1/invoices/{id}/lines"));
+        }
+        if let Some(map) = body.as_object_mut() {
+            map.remove("all_lines");
+        }
+    }
+    body
 }
 
 fn star(key: &str) -> String {
@@ -629,12 +833,17 @@ fn execute(
         return (200, s.accounts.get(account).cloned().unwrap_or(Value::Null));
     }
     let resource = parts[0].to_owned();
+    if method == "GET" {
+        if let Err(refusal) = page_limit(params) {
+            return refusal;
+        }
+    }
     match (method, parts.len()) {
+        ("GET", 2) if resource == "customers" && parts[1] == "search" => {
+            search_customers(s, account, params)
+        }
         ("GET", 1) => {
-            let limit = params["limit"]
-                .as_str()
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(10usize);
+            let limit = page_limit(params).ok().flatten().unwrap_or(10);
             let after = params["starting_after"].as_str();
             let created_gte: Option<i64> = params["created"]["gte"]
                 .as_str()
@@ -738,12 +947,25 @@ fn execute(
                 object["secret"] = json!(format!("whsec_fakeSecretFor{}", id.replace('_', "")));
                 object["api_version"] = json!("2026-09-30.clover");
             }
+            s.indexed_at.insert(id.clone(), std::time::Instant::now());
             s.objects
                 .entry(account.to_owned())
                 .or_default()
-                .entry(resource)
+                .entry(resource.clone())
                 .or_default()
                 .insert(id, object.clone());
+            match resource.as_str() {
+                "customers" => emit(s, account, "customer.created", &object),
+                "invoices" => emit(s, account, "invoice.created", &object),
+                "invoiceitems" => {
+                    emit(s, account, "invoiceitem.created", &object);
+                    let invoice = params["invoice"].as_str().unwrap_or_default();
+                    if let Some(target) = s.objects[account]["invoices"].get(invoice).cloned() {
+                        emit(s, account, "invoice.updated", &target);
+                    }
+                }
+                _ => {}
+            }
             (200, object)
         }
         (_, 2) => {
@@ -773,10 +995,14 @@ fn execute(
                     );
                 }
                 let deleted = json!({"id": id, "object": "invoice", "deleted": true});
-                s.objects
+                let gone = s
+                    .objects
                     .get_mut(account)
                     .and_then(|a| a.get_mut(&resource))
-                    .map(|m| m.remove(id));
+                    .and_then(|m| m.remove(id));
+                if let Some(gone) = gone {
+                    emit(s, account, "invoice.deleted", &gone);
+                }
                 return (200, deleted);
             }
             if method == "POST" {
@@ -789,6 +1015,13 @@ fn execute(
                     });
                 }
                 merge(object, &changes);
+                let object = object.clone();
+                match resource.as_str() {
+                    "customers" => emit(s, account, "customer.updated", &object),
+                    "invoices" => emit(s, account, "invoice.updated", &object),
+                    _ => {}
+                }
+                return (200, object);
             }
             (200, object.clone())
         }
@@ -807,10 +1040,7 @@ fn execute(
                     Some("id"),
                 );
             };
-            let limit = params["limit"]
-                .as_str()
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(10usize);
+            let limit = page_limit(params).ok().flatten().unwrap_or(10);
             let after = params["starting_after"].as_str();
             // Seeded invoices may keep every line under `all_lines`, listing only ten inline.
             let lines: Vec<Value> = invoice["all_lines"]
@@ -892,7 +1122,122 @@ fn invoice_action(s: &mut State, account: &str, id: &str, action: &str) -> (u16,
             )
         }
     }
-    (200, invoice.clone())
+    let invoice = invoice.clone();
+    let kind = if action == "finalize" {
+        "invoice.finalized"
+    } else {
+        "invoice.voided"
+    };
+    emit(s, account, kind, &invoice);
+    (200, invoice)
+}
+
+/// Records the event Stripe sends for a change (listable at `/v1/events`), and queues it for the
+/// webhook endpoint when there is one.
+fn emit(s: &mut State, account: &str, kind: &str, object: &Value) {
+    let id = s.new_id("evt");
+    let event = json!({
+        "id": id, "object": "event", "api_version": "2026-09-30.clover",
+        "created": chrono::Utc::now().timestamp(), "livemode": false, "pending_webhooks": 1,
+        "type": kind, "data": {"object": present(object.clone())},
+    });
+    s.objects
+        .entry(account.to_owned())
+        .or_default()
+        .entry("events".to_owned())
+        .or_default()
+        .insert(id, event.clone());
+    if s.webhook.is_some() {
+        s.outgoing.push(event);
+    }
+}
+
+/// A list's `limit`: 1 to 100, as Stripe accepts; `Ok(None)` when not given.
+fn page_limit(params: &Value) -> Result<Option<usize>, (u16, Value)> {
+    let Some(raw) = params["limit"].as_str() else {
+        return Ok(None);
+    };
+    match raw.parse::<usize>() {
+        Ok(limit) if (1..=100).contains(&limit) => Ok(Some(limit)),
+        _ => Err(error(
+            400,
+            "invalid_request_error",
+            Some("parameter_invalid_integer"),
+            "This value must be greater than or equal to 1 and less than or equal to 100.",
+            Some("limit"),
+        )),
+    }
+}
+
+/// `GET /v1/customers/search`: clauses `email:'…'` (any letter case) and `metadata['k']:'v'`,
+/// joined by `OR` or `AND`. Objects made within the search lag are not found yet.
+fn search_customers(s: &mut State, account: &str, params: &Value) -> (u16, Value) {
+    let query = params["query"].as_str().unwrap_or_default();
+    let any: Vec<&str> = query.split(" OR ").collect();
+    let mut groups: Vec<Vec<(String, String)>> = Vec::new();
+    for group in any {
+        let mut clauses = Vec::new();
+        for clause in group.split(" AND ") {
+            let Some((field, value)) = clause.trim().split_once(':') else {
+                return invalid_query(query);
+            };
+            let value = value.trim_matches(|c| c == '\'' || c == '"');
+            let field = match field.strip_prefix("metadata[") {
+                Some(rest) => format!(
+                    "metadata.{}",
+                    rest.trim_end_matches(']')
+                        .trim_matches(|c| c == '\'' || c == '"')
+                ),
+                None if field == "email" => "email".to_owned(),
+                None => return invalid_query(query),
+            };
+            clauses.push((field, value.to_owned()));
+        }
+        groups.push(clauses);
+    }
+    let limit = page_limit(params).ok().flatten().unwrap_or(10);
+    let lag = s.search_lag;
+    let visible = |id: &str| s.indexed_at.get(id).is_none_or(|at| at.elapsed() >= lag);
+    let matches = |o: &Value| {
+        groups.iter().any(|clauses| {
+            clauses
+                .iter()
+                .all(|(field, value)| match field.strip_prefix("metadata.") {
+                    Some(key) => o["metadata"][key].as_str() == Some(value.as_str()),
+                    None => o["email"]
+                        .as_str()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(value)),
+                })
+        })
+    };
+    let found: Vec<Value> = s
+        .objects
+        .get(account)
+        .and_then(|a| a.get("customers"))
+        .map(|m| {
+            m.iter()
+                .rev()
+                .filter(|(id, o)| visible(id) && o["deleted"] != true && matches(o))
+                .map(|(_, o)| o.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let has_more = found.len() > limit;
+    (
+        200,
+        json!({"object": "search_result", "data": found.into_iter().take(limit).collect::<Vec<_>>(),
+               "has_more": has_more, "next_page": null, "url": "/v1/customers/search"}),
+    )
+}
+
+fn invalid_query(query: &str) -> (u16, Value) {
+    error(
+        400,
+        "invalid_request_error",
+        Some("parameter_invalid_string"),
+        &format!("The search query `{query}` is not supported (fake)."),
+        Some("query"),
+    )
 }
 
 fn merge(target: &mut Value, changes: &Value) {
