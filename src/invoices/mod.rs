@@ -17,7 +17,7 @@ use crate::storage::connections::{self as connection_store, status as connection
 use crate::storage::invoices::{
     self as store, IdempotencyRow, InvoiceRow, JobRow, LineRow, PushProgress,
 };
-use crate::storage::{stripe_keys, tokens, Db, StorageError};
+use crate::storage::{tokens, Db, StorageError};
 use input::{Due, InputError, NewInvoice};
 
 #[derive(Debug, thiserror::Error)]
@@ -312,30 +312,21 @@ pub async fn void(
             .await
             .map_err(ConnectionError::Stripe)?;
         let draft = current["status"] == "draft";
-        let base = format!(
-            "bm:{}:{}",
-            invoice.id,
-            if draft { "delete" } else { "void" }
-        );
-        let epoch = {
-            let base = base.clone();
-            db.run(move |conn| stripe_keys::epoch(conn, &base)).await?
-        };
-        let key = stripe_keys::key_at(&base, epoch);
-        let outcome = if draft {
-            client.delete(&format!("invoices/{stripe_id}"), &key).await
+        let done = if draft {
+            push::discard_draft(db, &client, &invoice.id, stripe_id).await
         } else {
-            client
-                .post(&format!("invoices/{stripe_id}/void"), &[], &key)
-                .await
+            let path = format!("invoices/{stripe_id}/void");
+            let base = format!("bm:{}:void", invoice.id);
+            push::keyed_call(db, &base, |key| async move {
+                client.post(&path, &[], &key).await
+            })
+            .await
+            .map(drop)
         };
-        if let Err(e) = outcome {
-            if e.is_server_error() {
-                // Stripe replays a 500 to its key: the next void sends a new one.
-                db.run(move |conn| stripe_keys::spend(conn, &base, epoch))
-                    .await?;
-            }
-            return Err(ConnectionError::Stripe(e).into());
+        match done {
+            Ok(()) => {}
+            Err(push::StepError::Stripe(e)) => return Err(ConnectionError::Stripe(e).into()),
+            Err(push::StepError::Storage(e)) => return Err(e.into()),
         }
         // A deleted draft is gone from Stripe: nothing here points at it any more.
         unlink = draft;

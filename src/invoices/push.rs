@@ -349,24 +349,16 @@ impl PushWorker {
         };
         match remote.as_ref().and_then(|r| r["status"].as_str()) {
             Some("draft") => {
-                let base = format!("bm:{invoice_id}:delete");
-                let key = self.key(&base).await?;
-                match client.delete(&format!("invoices/{stripe_id}"), &key).await {
-                    Ok(_) => {}
-                    Err(e) if e.status() == Some(404) => {}
-                    Err(e) => return Err(self.spend_on_server_error(&base, e).await),
-                }
+                discard_draft(&self.db, client, invoice_id, &stripe_id).await?;
                 self.unlink(invoice_id).await?;
             }
             Some("open" | "uncollectible") => {
+                let path = format!("invoices/{stripe_id}/void");
                 let base = format!("bm:{invoice_id}:void");
-                let key = self.key(&base).await?;
-                if let Err(e) = client
-                    .post(&format!("invoices/{stripe_id}/void"), &[], &key)
-                    .await
-                {
-                    return Err(self.spend_on_server_error(&base, e).await);
-                }
+                keyed_call(&self.db, &base, |key| async move {
+                    client.post(&path, &[], &key).await
+                })
+                .await?;
             }
             None => self.unlink(invoice_id).await?,
             Some(_) => {}
@@ -379,16 +371,6 @@ impl PushWorker {
         self.db
             .run(move |conn| store::unlink_stripe_invoice(conn, &id))
             .await
-    }
-
-    /// The idempotency key to send for a step: its base at the epoch the base is at.
-    async fn key(&self, base: &str) -> Result<String, StorageError> {
-        let owned = base.to_owned();
-        let epoch = self
-            .db
-            .run(move |conn| stripe_keys::epoch(conn, &owned))
-            .await?;
-        Ok(stripe_keys::key_at(base, epoch))
     }
 
     /// A POST that changes Stripe for this invoice: only while the invoice is not voided, under
@@ -404,32 +386,15 @@ impl PushWorker {
         base: &str,
     ) -> Result<Value, Outcome> {
         self.ensure_live(invoice_id).await?;
-        let key = self.key(base).await?;
-        match client.post(path, form, &key).await {
-            Ok(answer) => Ok(answer),
-            Err(e) => Err(self.spend_on_server_error(base, e).await),
-        }
-    }
-
-    async fn spend_on_server_error(&self, base: &str, error: StripeError) -> Outcome {
-        if !error.is_server_error() {
-            return error.into();
-        }
-        let owned = base.to_owned();
-        let spent = self
-            .db
-            .run(move |conn| {
-                let epoch = stripe_keys::epoch(conn, &owned)?;
-                stripe_keys::spend(conn, &owned, epoch)
+        keyed_call(&self.db, base, |key| async move { client.post(path, form, &key).await })
+            .await
+            .map_err(|e| match e {
+                StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
+                    "{e}; Stripe keeps that answer for the key, so the step is looked up and \
+                     sent again under a new key"
+                )),
+                other => other.into(),
             })
-            .await;
-        match spent {
-            Ok(()) => Outcome::Retry(format!(
-                "{error}; Stripe keeps that answer for the key, so the step is checked and sent \
-                 again under a new key"
-            )),
-            Err(e) => e.into(),
-        }
     }
 
     /// The Stripe customer: the one already linked, else one found for the normalised email,
@@ -682,6 +647,75 @@ impl PushWorker {
             .await?;
         }
         Ok(lines)
+    }
+}
+
+/// A Stripe call that failed, or the database while making it.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Stripe(StripeError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<StepError> for Outcome {
+    fn from(error: StepError) -> Self {
+        match error {
+            StepError::Stripe(e) => e.into(),
+            StepError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Sends a keyed call under the current epoch of `base`; a 5xx gives the key up.
+pub(super) async fn keyed_call<F, Fut>(db: &Db, base: &str, call: F) -> Result<Value, StepError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, StripeError>>,
+{
+    let owned = base.to_owned();
+    let epoch = db.run(move |conn| stripe_keys::epoch(conn, &owned)).await?;
+    match call(stripe_keys::key_at(base, epoch)).await {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            if e.is_server_error() {
+                let owned = base.to_owned();
+                db.run(move |conn| stripe_keys::spend(conn, &owned, epoch))
+                    .await?;
+            }
+            Err(StepError::Stripe(e))
+        }
+    }
+}
+
+/// Deletes a draft of ours in Stripe, its invoice items first: Stripe does not delete them with
+/// the draft but makes them pending, to be billed on the customer's next invoice.
+pub async fn discard_draft(
+    db: &Db,
+    client: &StripeClient,
+    invoice_id: &str,
+    stripe_id: &str,
+) -> Result<(), StepError> {
+    let items = client
+        .list_all("invoiceitems", &[("invoice", stripe_id.to_owned())])
+        .await
+        .map_err(StepError::Stripe)?;
+    for item in items.iter().filter_map(|i| text(i, "id")) {
+        let path = format!("invoiceitems/{item}");
+        let base = format!("bm:{invoice_id}:discard:{item}");
+        match keyed_call(db, &base, |key| async move { client.delete(&path, &key).await }).await {
+            Ok(_) => {}
+            Err(StepError::Stripe(e)) if e.status() == Some(404) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let path = format!("invoices/{stripe_id}");
+    let base = format!("bm:{invoice_id}:delete");
+    match keyed_call(db, &base, |key| async move { client.delete(&path, &key).await }).await {
+        Ok(_) => Ok(()),
+        Err(StepError::Stripe(e)) if e.status() == Some(404) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

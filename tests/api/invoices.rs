@@ -10,10 +10,10 @@ use crate::on_both_backends;
 use crate::support::fake_stripe::{Access, FakeStripe, Fault, ACCOUNT, SECRET_KEY};
 use crate::support::TestApp;
 
-const SIGNING: &str = "whsec_invoiceTestsSigningSecret000000";
+pub const SIGNING: &str = "whsec_invoiceTestsSigningSecret000000";
 
 /// An API connection to the fake's account, with a signing secret; returns its id.
-async fn connect(app: &TestApp, key: &str) -> String {
+pub async fn connect(app: &TestApp, key: &str) -> String {
     let ops = app.token(Role::Ops);
     let response = app
         .post_json(
@@ -27,7 +27,7 @@ async fn connect(app: &TestApp, key: &str) -> String {
     view["id"].as_str().unwrap().to_owned()
 }
 
-fn invoice_body(email: &str) -> Value {
+pub fn invoice_body(email: &str) -> Value {
     json!({
         "customer": {"email": email, "name": "Ada Lovelace"},
         "currency": "usd",
@@ -40,14 +40,14 @@ fn invoice_body(email: &str) -> Value {
     })
 }
 
-async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
+pub async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
     let response = app.post_json("/api/invoices", token, body).await;
     assert_eq!(response.status(), 201, "{:?}", response.text().await);
     response.json().await.unwrap()
 }
 
 /// Polls an invoice until `done` holds (at most `seconds`).
-async fn wait_for(app: &TestApp, id: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for(app: &TestApp, id: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
     let support = app.token(Role::Support);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
@@ -65,7 +65,7 @@ async fn wait_for(app: &TestApp, id: &str, seconds: u64, done: impl Fn(&Value) -
     }
 }
 
-async fn deliver(app: &TestApp, connection: &str, event: &Value) {
+pub async fn deliver(app: &TestApp, connection: &str, event: &Value) {
     let path = format!("/webhooks/stripe/{connection}");
     let response = app.deliver_to(&path, SIGNING, &event.to_string()).await;
     assert_eq!(response.status(), 200);

@@ -8,6 +8,7 @@ mod billing;
 mod cli;
 mod connections;
 mod health;
+mod invoice_faults;
 mod invoices;
 mod mapping;
 mod ordering;

@@ -169,7 +169,7 @@ impl State {
         if let Some(target) = self
             .targeted_faults
             .iter_mut()
-            .find(|t| t.count > 0 && t.method == method && path.starts_with(&t.path_prefix))
+            .find(|t| t.count > 0 && t.method == method && path_matches(&t.path_prefix, path))
         {
             target.count -= 1;
             return Some(target.fault);
@@ -352,7 +352,8 @@ impl FakeStripe {
         self.with(|s| s.queued_faults.extend(faults.iter().copied()));
     }
 
-    /// The next `count` requests of `method` to a path starting with `path_prefix` fail so.
+    /// The next `count` requests of `method` to `path` fail so; a `*` segment matches any one
+    /// segment (`/v1/invoices/*/finalize`).
     pub fn fail_next(&self, method: &str, path_prefix: &str, fault: Fault, count: usize) {
         self.with(|s| {
             s.targeted_faults.push(Targeted {
@@ -797,6 +798,11 @@ fn present(mut body: Value) -> Value {
     body
 }
 
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let (want, got): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| *w == "*" || w == g)
+}
+
 fn star(key: &str) -> String {
     let tail: String = key
         .chars()
@@ -984,6 +990,27 @@ fn execute(
                     Some("id"),
                 );
             };
+            if method == "DELETE" && resource == "invoiceitems" {
+                let item = object.clone();
+                let invoice = item["invoice"].as_str().unwrap_or_default().to_owned();
+                let account_objects = s.objects.get_mut(account).unwrap();
+                if let Some(target) = account_objects.get_mut("invoices").and_then(|m| m.get_mut(&invoice)) {
+                    if target["status"] != "draft" {
+                        return error(400, "invalid_request_error", Some("invoice_not_editable"),
+                            "The invoice item is on an invoice that is not a draft.", None);
+                    }
+                    let amount = item["amount"].as_i64().unwrap_or(0);
+                    for field in ["total", "amount_due", "amount_remaining"] {
+                        target[field] = json!(target[field].as_i64().unwrap_or(0) - amount);
+                    }
+                    let line_id = format!("il_{id}");
+                    if let Some(lines) = target["lines"]["data"].as_array_mut() {
+                        lines.retain(|l| l["id"] != line_id.as_str());
+                    }
+                }
+                account_objects.get_mut("invoiceitems").map(|m| m.remove(id));
+                return (200, json!({"id": id, "object": "invoiceitem", "deleted": true}));
+            }
             if method == "DELETE" {
                 if object["status"] != "draft" {
                     return error(
@@ -1001,6 +1028,13 @@ fn execute(
                     .and_then(|a| a.get_mut(&resource))
                     .and_then(|m| m.remove(id));
                 if let Some(gone) = gone {
+                    // Stripe does not delete a deleted draft's items: they become pending
+                    // again, and would be billed on the customer's next invoice.
+                    if let Some(items) = s.objects.get_mut(account).and_then(|a| a.get_mut("invoiceitems")) {
+                        for item in items.values_mut().filter(|i| i["invoice"] == id) {
+                            item["invoice"] = Value::Null;
+                        }
+                    }
                     emit(s, account, "invoice.deleted", &gone);
                 }
                 return (200, deleted);
