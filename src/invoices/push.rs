@@ -386,15 +386,17 @@ impl PushWorker {
         base: &str,
     ) -> Result<Value, Outcome> {
         self.ensure_live(invoice_id).await?;
-        keyed_call(&self.db, base, |key| async move { client.post(path, form, &key).await })
-            .await
-            .map_err(|e| match e {
-                StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
-                    "{e}; Stripe keeps that answer for the key, so the step is looked up and \
+        keyed_call(&self.db, base, |key| async move {
+            client.post(path, form, &key).await
+        })
+        .await
+        .map_err(|e| match e {
+            StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
+                "{e}; Stripe keeps that answer for the key, so the step is looked up and \
                      sent again under a new key"
-                )),
-                other => other.into(),
-            })
+            )),
+            other => other.into(),
+        })
     }
 
     /// The Stripe customer: the one already linked, else one found for the normalised email,
@@ -704,7 +706,13 @@ pub async fn discard_draft(
     for item in items.iter().filter_map(|i| text(i, "id")) {
         let path = format!("invoiceitems/{item}");
         let base = format!("bm:{invoice_id}:discard:{item}");
-        match keyed_call(db, &base, |key| async move { client.delete(&path, &key).await }).await {
+        match keyed_call(
+            db,
+            &base,
+            |key| async move { client.delete(&path, &key).await },
+        )
+        .await
+        {
             Ok(_) => {}
             Err(StepError::Stripe(e)) if e.status() == Some(404) => {}
             Err(e) => return Err(e),
@@ -712,7 +720,13 @@ pub async fn discard_draft(
     }
     let path = format!("invoices/{stripe_id}");
     let base = format!("bm:{invoice_id}:delete");
-    match keyed_call(db, &base, |key| async move { client.delete(&path, &key).await }).await {
+    match keyed_call(
+        db,
+        &base,
+        |key| async move { client.delete(&path, &key).await },
+    )
+    .await
+    {
         Ok(_) => Ok(()),
         Err(StepError::Stripe(e)) if e.status() == Some(404) => Ok(()),
         Err(e) => Err(e),

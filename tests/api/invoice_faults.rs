@@ -31,7 +31,10 @@ async fn applied(app: &TestApp, kind: &'static str) -> i64 {
 async fn wait_applied(app: &TestApp, kind: &'static str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while applied(app, kind).await == 0 {
-        assert!(std::time::Instant::now() < deadline, "no {kind} was applied");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} was applied"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -119,11 +122,12 @@ on_both_backends! {
         let fake = FakeStripe::start().await;
         let app = TestApp::spawn_with(backend, &[("STRIPE_API_BASE", &fake.base_url), ("STRIPE_MAX_ATTEMPTS", "1")]).await;
         connect(&app, SECRET_KEY).await;
-        // Stripe did the work each time, but answered a 500 and keeps it for the key.
-        fake.fail_next("POST", "/v1/customers", Fault::ServerErrorAfterWork, 1);
-        fake.fail_next("POST", "/v1/invoices", Fault::ServerErrorAfterWork, 1);
-        fake.fail_next("POST", "/v1/invoiceitems", Fault::ServerErrorAfterWork, 1);
-        fake.fail_next("POST", "/v1/invoices/*/finalize", Fault::ServerErrorAfterWork, 1);
+        // Each step first gets a 500 before Stripe did anything, then one after it did the
+        // work; Stripe keeps either answer for the key.
+        for path in ["/v1/customers", "/v1/invoices", "/v1/invoiceitems", "/v1/invoices/*/finalize"] {
+            fake.fail_next("POST", path, Fault::ServerError, 1);
+            fake.fail_next("POST", path, Fault::ServerErrorAfterWork, 1);
+        }
         let finance = app.token(Role::Finance);
         let first = create(&app, &finance, &invoice_body("stored@example.com")).await["id"].as_str().unwrap().to_owned();
         let second = create(&app, &finance, &invoice_body("stored@example.com")).await["id"].as_str().unwrap().to_owned();

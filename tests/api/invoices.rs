@@ -47,7 +47,12 @@ pub async fn create(app: &TestApp, token: &str, body: &Value) -> Value {
 }
 
 /// Polls an invoice until `done` holds (at most `seconds`).
-pub async fn wait_for(app: &TestApp, id: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for(
+    app: &TestApp,
+    id: &str,
+    seconds: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let support = app.token(Role::Support);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
@@ -242,9 +247,16 @@ on_both_backends! {
         let app = TestApp::spawn_with(backend, &[
             ("STRIPE_API_BASE", &fake.base_url), ("STRIPE_TIMEOUT_SECS", "1"),
         ]).await;
-        connect(&app, SECRET_KEY).await;
+        let connection = connect(&app, SECRET_KEY).await;
+        // Stripe's own events for every invoice come back while it is being pushed, and search
+        // lags writes as Stripe's does.
+        fake.send_webhooks_to(&app.url(&format!("/webhooks/stripe/{connection}")), SIGNING);
+        fake.set_search_lag(Duration::from_secs(30));
         fake.set_fault_rate(0.3, &[
+            Fault::Unavailable,
+            // Stored under the key and replayed, before and after Stripe did the work.
             Fault::ServerError,
+            Fault::ServerErrorAfterWork,
             Fault::RateLimited { retry_after: 0 },
             Fault::DropAfterWork,
             Fault::SlowAfterWork { delay: Duration::from_millis(1300) },
@@ -252,7 +264,13 @@ on_both_backends! {
         let finance = app.token(Role::Finance);
         let mut ids = Vec::new();
         for n in 0..200 {
-            let mut body = invoice_body(&format!("customer{}@example.com", n % 20));
+            // One person, typed three ways.
+            let email = match n % 3 {
+                0 => format!("customer{}@example.com", n % 20),
+                1 => format!("Customer{}@Example.com", n % 20),
+                _ => format!("CUSTOMER{}@EXAMPLE.COM", n % 20),
+            };
+            let mut body = invoice_body(&email);
             body["lines"] = json!([{"description": format!("Order {n}"), "quantity": 1, "unit_amount": 1000 + n}]);
             ids.push(create(&app, &finance, &body).await["id"].as_str().unwrap().to_owned());
         }
@@ -282,11 +300,26 @@ on_both_backends! {
         ours.dedup();
         assert_eq!(ours.len(), 200);
         assert!(remote.iter().all(|i| i["lines"]["data"].as_array().unwrap().len() == 1), "one item each");
+        // Each Stripe invoice bills our line and total, and ours still shows them.
+        app.settle().await;
+        let ours: std::collections::HashMap<&str, &Value> = all.iter().map(|i| (i["id"].as_str().unwrap(), i)).collect();
+        for invoice in &remote {
+            let local = ours[invoice["metadata"]["billmirror_invoice_id"].as_str().unwrap()];
+            assert_eq!(invoice["total"], local["total"], "{invoice} {local}");
+            assert_eq!(invoice["status"], "open");
+        }
+        for id in ids.iter().step_by(17) {
+            let detail: Value = app.get(&format!("/api/invoices/{id}"), &support).await.json().await.unwrap();
+            assert_eq!(detail["lines"].as_array().unwrap().len(), 1, "{detail}");
+            assert_eq!(detail["lines"][0]["amount"], detail["total"], "{detail}");
+            assert!(detail["total"].as_i64().unwrap() >= 1000, "{detail}");
+        }
+        assert!(fake.events(ACCOUNT).len() > 600, "Stripe's echoes were sent");
         let customers = fake.objects(ACCOUNT, "customers");
         let mut emails: Vec<&str> = customers.iter().map(|c| c["email"].as_str().unwrap()).collect();
         emails.sort();
         emails.dedup();
-        assert_eq!((customers.len(), emails.len()), (20, 20), "no duplicate customers");
+        assert_eq!((customers.len(), emails.len()), (20, 20), "one customer per normalised email");
     }
 
     async fn a_push_resumed_after_stripe_forgot_its_keys_creates_no_duplicate(backend: Backend) {

@@ -799,7 +799,8 @@ fn present(mut body: Value) -> Value {
 }
 
 fn path_matches(pattern: &str, path: &str) -> bool {
-    let (want, got): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    let (want, got): (Vec<&str>, Vec<&str>) =
+        (pattern.split('/').collect(), path.split('/').collect());
     want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| *w == "*" || w == g)
 }
 
@@ -994,10 +995,18 @@ fn execute(
                 let item = object.clone();
                 let invoice = item["invoice"].as_str().unwrap_or_default().to_owned();
                 let account_objects = s.objects.get_mut(account).unwrap();
-                if let Some(target) = account_objects.get_mut("invoices").and_then(|m| m.get_mut(&invoice)) {
+                if let Some(target) = account_objects
+                    .get_mut("invoices")
+                    .and_then(|m| m.get_mut(&invoice))
+                {
                     if target["status"] != "draft" {
-                        return error(400, "invalid_request_error", Some("invoice_not_editable"),
-                            "The invoice item is on an invoice that is not a draft.", None);
+                        return error(
+                            400,
+                            "invalid_request_error",
+                            Some("invoice_not_editable"),
+                            "The invoice item is on an invoice that is not a draft.",
+                            None,
+                        );
                     }
                     let amount = item["amount"].as_i64().unwrap_or(0);
                     for field in ["total", "amount_due", "amount_remaining"] {
@@ -1008,8 +1017,13 @@ fn execute(
                         lines.retain(|l| l["id"] != line_id.as_str());
                     }
                 }
-                account_objects.get_mut("invoiceitems").map(|m| m.remove(id));
-                return (200, json!({"id": id, "object": "invoiceitem", "deleted": true}));
+                account_objects
+                    .get_mut("invoiceitems")
+                    .map(|m| m.remove(id));
+                return (
+                    200,
+                    json!({"id": id, "object": "invoiceitem", "deleted": true}),
+                );
             }
             if method == "DELETE" {
                 if object["status"] != "draft" {
@@ -1030,7 +1044,11 @@ fn execute(
                 if let Some(gone) = gone {
                     // Stripe does not delete a deleted draft's items: they become pending
                     // again, and would be billed on the customer's next invoice.
-                    if let Some(items) = s.objects.get_mut(account).and_then(|a| a.get_mut("invoiceitems")) {
+                    if let Some(items) = s
+                        .objects
+                        .get_mut(account)
+                        .and_then(|a| a.get_mut("invoiceitems"))
+                    {
                         for item in items.values_mut().filter(|i| i["invoice"] == id) {
                             item["invoice"] = Value::Null;
                         }
