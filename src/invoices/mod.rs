@@ -307,12 +307,16 @@ pub async fn void(
                 .ok_or(ConnectionError::NotFound)?
         };
         let client = connections.client_for(&row)?;
-        let current = client
-            .get(&format!("invoices/{stripe_id}"), &[])
-            .await
-            .map_err(ConnectionError::Stripe)?;
-        let draft = current["status"] == "draft";
-        let done = if draft {
+        let current = match client.get(&format!("invoices/{stripe_id}"), &[]).await {
+            Ok(current) => Some(current),
+            // Already deleted (by a push that saw the void first): nothing left to take back.
+            Err(e) if e.status() == Some(404) => None,
+            Err(e) => return Err(ConnectionError::Stripe(e).into()),
+        };
+        let draft = current.as_ref().is_some_and(|c| c["status"] == "draft");
+        let done = if current.is_none() {
+            Ok(())
+        } else if draft {
             push::discard_draft(db, &client, &invoice.id, stripe_id).await
         } else {
             let path = format!("invoices/{stripe_id}/void");
@@ -329,7 +333,7 @@ pub async fn void(
             Err(push::StepError::Storage(e)) => return Err(e.into()),
         }
         // A deleted draft is gone from Stripe: nothing here points at it any more.
-        unlink = draft;
+        unlink = draft || current.is_none();
     } else {
         progress.sync_state = Some("cancelled".into());
     }

@@ -782,8 +782,10 @@ fn present(mut body: Value) -> Value {
         return body;
     }
     if body["object"] == "invoice" {
+        // Seeded invoices may keep every line under `all_lines`, embedding only some.
+        let all = body["all_lines"].as_array().map(Vec::len);
         if let Some(lines) = body["lines"]["data"].as_array_mut() {
-            let total = lines.len();
+            let total = all.unwrap_or(lines.len()).max(lines.len());
             lines.truncate(EMBEDDED_LINES);
             body["lines"]["has_more"] = json!(total > EMBEDDED_LINES);
             body["lines"]["total_count"] = json!(total);
