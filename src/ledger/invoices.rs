@@ -236,6 +236,9 @@ struct Ours {
 /// checked they equal ours before finalizing). A draft of ours deleted in Stripe leaves our
 /// row voided, pointing at nothing.
 fn keep_what_we_know(existing: Ours, f: &mut Fields) {
+    // Judged on Stripe's events alone, before our own status is folded in.
+    let stripe_shows_a_draft =
+        matches!(f.status.as_str(), "draft" | "void" | "deleted") && f.finalized_at.is_none();
     if status_rank(&existing.status) > status_rank(&f.status) {
         f.status = existing.status.clone();
     }
@@ -249,7 +252,7 @@ fn keep_what_we_know(existing: Ours, f: &mut Fields) {
     if existing.origin != "billmirror" {
         return;
     }
-    if matches!(f.status.as_str(), "draft" | "void" | "deleted") && f.finalized_at.is_none() {
+    if stripe_shows_a_draft {
         f.total = existing.total;
         f.amount_due = existing.amount_due;
         f.amount_remaining = existing.amount_remaining;
@@ -379,4 +382,68 @@ fn write_lines(
             .execute(conn)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours(origin: &str, status: &str, total: i64) -> Ours {
+        Ours {
+            origin: origin.to_owned(),
+            status: status.to_owned(),
+            customer_email: Some("pat@example.com".to_owned()),
+            customer_email_normalized: Some("pat@example.com".to_owned()),
+            customer_name: Some("Pat".to_owned()),
+            total,
+            amount_due: total,
+            amount_remaining: total,
+        }
+    }
+
+    fn echo(status: &str, total: i64) -> Fields {
+        Fields {
+            stripe_id: Some("in_1".to_owned()),
+            status: status.to_owned(),
+            total,
+            amount_due: total,
+            amount_remaining: total,
+            ..Fields::default()
+        }
+    }
+
+    #[test]
+    fn stripes_empty_draft_does_not_replace_our_amounts_even_after_we_finalized() {
+        for local_status in ["draft", "open"] {
+            let mut f = echo("draft", 0);
+            keep_what_we_know(ours("billmirror", local_status, 6_000), &mut f);
+            assert_eq!(
+                (f.total, f.amount_due, f.amount_remaining),
+                (6_000, 6_000, 6_000)
+            );
+            assert_eq!(f.status, local_status, "status never moves back");
+            assert_eq!(f.customer_email.as_deref(), Some("pat@example.com"));
+        }
+    }
+
+    #[test]
+    fn once_stripe_shows_it_finalized_stripes_amounts_are_billed() {
+        let mut f = echo("open", 6_000);
+        f.finalized_at = time::from_unix(1_700_000_000);
+        f.amount_remaining = 1_000;
+        keep_what_we_know(ours("billmirror", "open", 6_000), &mut f);
+        assert_eq!(f.amount_remaining, 1_000);
+    }
+
+    #[test]
+    fn a_mirrored_invoice_takes_stripes_amounts_and_our_deleted_draft_is_void_and_unlinked() {
+        let mut mirrored = echo("draft", 0);
+        keep_what_we_know(ours("stripe", "draft", 6_000), &mut mirrored);
+        assert_eq!(mirrored.total, 0);
+
+        let mut deleted = echo("deleted", 0);
+        keep_what_we_know(ours("billmirror", "void", 6_000), &mut deleted);
+        assert_eq!((deleted.status.as_str(), deleted.stripe_id), ("void", None));
+        assert_eq!(deleted.total, 6_000);
+    }
 }
