@@ -99,6 +99,11 @@ impl Workers {
             })
             .collect();
         tasks.push(tokio::spawn(state.push.clone().run(receiver.clone())));
+        tasks.push(tokio::spawn(crate::sync::lines::run(
+            state.db.clone(),
+            state.connections.clone(),
+            receiver.clone(),
+        )));
         if let Some(every) = state.config.events_catchup_interval {
             tasks.push(tokio::spawn(catch_up_regularly(
                 state.db.clone(),

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use crate::domain::money::display;
 use crate::domain::time::rfc3339;
 use crate::invoices::view;
-use crate::storage::billing::{self as store, PaymentRow, SubscriptionRow};
+use crate::storage::attempts::{self, AttemptRow};
+use crate::storage::billing::{self as store, DisputeRow, PaymentRow, SubscriptionRow};
 use crate::storage::{Backend, Db, DbConnection, StorageError};
 
 /// How many of the newest payments and invoices the context shows.
@@ -54,7 +55,28 @@ pub fn subscription_json(s: &SubscriptionRow) -> Value {
     })
 }
 
-fn payment_json(p: &PaymentRow) -> Value {
+/// One attempt (charge) of a payment: what support reads to say why a card was declined.
+pub fn attempt_json(a: &AttemptRow) -> Value {
+    // An error reported without a charge is keyed by its event: that is no charge id to show.
+    let charge = (!a.charge_id.starts_with("evt_")).then_some(&a.charge_id);
+    json!({
+        "charge": charge, "status": a.status, "amount": a.amount, "currency": a.currency,
+        "amount_display": display(a.amount, &a.currency),
+        "failure_code": a.failure_code, "decline_code": a.decline_code,
+        "failure_message": a.failure_message,
+        "method": {"type": a.method_type, "brand": a.card_brand, "last4": a.card_last4},
+        "created": t(a.stripe_created),
+    })
+}
+
+/// The dispute a payment is flagged with: Stripe does not always send the `charge.updated` that
+/// sets `disputed`, so the disputes pointing at the payment decide it too.
+pub fn dispute_flag(d: &DisputeRow) -> Value {
+    json!({"id": d.stripe_id, "status": d.status, "reason": d.reason,
+           "evidence_due_by": t(d.evidence_due_by)})
+}
+
+fn payment_json(p: &PaymentRow, attempts: &[&AttemptRow], dispute: Option<&DisputeRow>) -> Value {
     let refund = match p.amount_refunded {
         0 => Value::Null,
         r if r >= p.amount => json!("full"),
@@ -64,9 +86,12 @@ fn payment_json(p: &PaymentRow) -> Value {
         "id": p.stripe_id, "connection_id": p.connection_id, "customer": p.stripe_customer_id,
         "payment_intent": p.payment_intent_id, "charge": p.charge_id, "invoice": p.stripe_invoice_id,
         "amount": p.amount, "currency": p.currency, "amount_display": display(p.amount, &p.currency),
-        "created": t(p.stripe_created), "status": p.status, "failure_message": p.failure_message,
+        "created": t(p.stripe_created), "status": p.status, "failure_code": p.failure_code,
+        "failure_message": p.failure_message,
         "method": {"type": p.method_type, "brand": p.card_brand, "last4": p.card_last4},
-        "amount_refunded": p.amount_refunded, "refund": refund, "disputed": p.disputed,
+        "amount_refunded": p.amount_refunded, "refund": refund,
+        "disputed": p.disputed || dispute.is_some(), "dispute": dispute.map(dispute_flag),
+        "attempts": attempts.iter().map(|a| attempt_json(a)).collect::<Vec<_>>(),
         "description": p.description,
     })
 }
@@ -78,7 +103,12 @@ struct Lists {
     subscriptions: Vec<SubscriptionRow>,
     invoices: Vec<crate::storage::invoices::InvoiceRow>,
     refunds: Vec<store::RefundRow>,
-    disputes: Vec<store::DisputeRow>,
+    disputes: Vec<DisputeRow>,
+    attempts: Vec<AttemptRow>,
+}
+
+fn stripe_ids(payments: &[PaymentRow]) -> Vec<String> {
+    payments.iter().map(|p| p.stripe_id.clone()).collect()
 }
 
 fn payment_ids(payments: &[PaymentRow]) -> (Vec<String>, Vec<String>) {
@@ -98,8 +128,10 @@ fn read_in_turn(conn: &mut DbConnection, emails: &[String]) -> Result<Lists, Sto
     let customers = store::customers_by_email(conn, emails)?;
     let ids: Vec<String> = customers.iter().map(|c| c.stripe_id.clone()).collect();
     let payments = store::payments_of(conn, &ids, SHOWN + 1)?;
-    let (charges, intents) = payment_ids(&payments[..payments.len().min(SHOWN as usize)]);
+    let shown = &payments[..payments.len().min(SHOWN as usize)];
+    let (charges, intents) = payment_ids(shown);
     Ok(Lists {
+        attempts: attempts::of_payments(conn, &stripe_ids(shown))?,
         subscriptions: store::subscriptions_of(conn, &ids, None)?,
         invoices: store::invoices_of(conn, &ids, emails, SHOWN)?,
         refunds: store::refunds_of(conn, &charges, &intents)?,
@@ -128,15 +160,19 @@ async fn read_side_by_side(db: &Db, emails: Vec<String>) -> Result<Lists, Storag
         }),
         db.run(move |conn| store::invoices_of(conn, &ids, &emails, SHOWN)),
     )?;
-    let (charges, intents) = payment_ids(&payments[..payments.len().min(SHOWN as usize)]);
-    let (refunds, disputes) = tokio::try_join!(
+    let shown = &payments[..payments.len().min(SHOWN as usize)];
+    let (charges, intents) = payment_ids(shown);
+    let shown_ids = stripe_ids(shown);
+    let (refunds, disputes, attempts) = tokio::try_join!(
         db.run({
             let (charges, intents) = (charges.clone(), intents.clone());
             move |conn| store::refunds_of(conn, &charges, &intents)
         }),
         db.run(move |conn| store::disputes_of(conn, &charges, &intents)),
+        db.run(move |conn| attempts::of_payments(conn, &shown_ids)),
     )?;
     Ok(Lists {
+        attempts,
         customers,
         payments,
         subscriptions,
@@ -166,6 +202,7 @@ pub async fn context(
         invoices,
         refunds,
         disputes,
+        attempts,
     } = lists;
     let payments_truncated = payments.len() as i64 > SHOWN;
     let payments = &payments[..payments.len().min(SHOWN as usize)];
@@ -191,7 +228,18 @@ pub async fn context(
             "id": c.stripe_id, "connection_id": c.connection_id, "email": c.email, "name": c.name,
             "deleted": c.deleted, "created": t(c.stripe_created),
         })).collect::<Vec<_>>(),
-        "payments": payments.iter().map(payment_json).collect::<Vec<_>>(),
+        "payments": payments.iter().map(|p| {
+            let tried: Vec<&AttemptRow> = attempts.iter()
+                .filter(|a| a.connection_id == p.connection_id && a.payment_stripe_id == p.stripe_id)
+                .collect();
+            // The newest dispute of the payment, whichever of its ids the dispute names.
+            let dispute = disputes.iter().find(|d| {
+                d.connection_id == p.connection_id
+                    && ((d.charge_id.is_some() && d.charge_id == p.charge_id)
+                        || (d.payment_intent_id.is_some() && d.payment_intent_id == p.payment_intent_id))
+            });
+            payment_json(p, &tried, dispute)
+        }).collect::<Vec<_>>(),
         "payments_truncated": payments_truncated,
         "subscriptions": subscriptions.iter().map(subscription_json).collect::<Vec<_>>(),
         "invoices": invoices.into_iter().map(|i| view::summary(i, public_url)).collect::<Vec<_>>(),

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::domain::money::display;
 use crate::domain::time;
+use crate::storage::attempts;
 use crate::storage::invoices::{self as store, InvoiceRow};
 use crate::storage::{tokens, DbConnection, StorageError};
 
@@ -42,6 +43,10 @@ pub struct InvoiceView {
     pub created_at: NaiveDateTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<Value>>,
+    /// False while Stripe's events showed only the first page of a longer invoice's lines and the
+    /// rest has not been read yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines_complete: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payments: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,10 +54,6 @@ pub struct InvoiceView {
 }
 
 pub fn summary(row: InvoiceRow, public_url: &str) -> InvoiceView {
-    let sync = match row.sync_state.as_str() {
-        "mirrored" => "pushed".to_owned(),
-        other => other.to_owned(),
-    };
     InvoiceView {
         pay_url: row
             .pay_token
@@ -68,7 +69,7 @@ pub fn summary(row: InvoiceRow, public_url: &str) -> InvoiceView {
         connection_id: row.connection_id,
         origin: row.origin,
         status: row.status,
-        sync,
+        sync: row.sync_state,
         sync_error: row.sync_error,
         currency: row.currency,
         total: row.total,
@@ -85,6 +86,7 @@ pub fn summary(row: InvoiceRow, public_url: &str) -> InvoiceView {
         paid_at: row.paid_at,
         created_at: row.created_at,
         lines: None,
+        lines_complete: None,
         payments: None,
         timeline: None,
     }
@@ -108,44 +110,125 @@ pub fn detail(
         Some(stripe_id) => store::payments_for(conn, &row.connection_id, stripe_id)?,
         None => Vec::new(),
     };
-    let mut timeline: Vec<(NaiveDateTime, Value)> = tokens::audit_entries(conn, &row.id)?
+    let lines_complete = store::lines_complete(conn, &row.id)?;
+    let mut timeline: Vec<Moment> = tokens::audit_entries(conn, &row.id)?
         .into_iter()
-        .map(|a| {
-            (
-                a.at,
-                json!({"at": time::rfc3339(a.at), "what": a.action, "by": a.actor}),
-            )
-        })
+        .map(|a| Moment::new(a.at, &a.action, &a.actor))
         .collect();
     let mut stripe_moment = |at: Option<NaiveDateTime>, what: &str| {
-        if let Some(at) = at {
-            timeline.push((
-                at,
-                json!({"at": time::rfc3339(at), "what": what, "by": "stripe"}),
-            ));
-        }
+        timeline.extend(at.map(|at| Moment::new(at, what, "stripe")));
     };
     stripe_moment(row.finalized_at, "invoice.finalized");
     stripe_moment(row.paid_at, "invoice.paid");
     stripe_moment(row.voided_at, "invoice.voided");
+    let ids: Vec<String> = payments.iter().map(|p| p.0.clone()).collect();
+    let attempts = attempts::of_payments(conn, &ids)?;
     let payments: Vec<Value> = payments
         .into_iter()
         .map(
             |(id, amount, currency, status, method, brand, last4, created)| {
                 stripe_moment(created, &format!("payment.{status}"));
+                let tried: Vec<Value> = attempts
+                    .iter()
+                    .filter(|a| a.payment_stripe_id == id && a.connection_id == row.connection_id)
+                    .map(crate::billing::attempt_json)
+                    .collect();
                 json!({
                     "id": id, "amount": amount, "currency": currency, "status": status,
                     "amount_display": display(amount, &currency),
                     "method": {"type": method, "brand": brand, "last4": last4},
                     "created": created.map(time::rfc3339),
+                    "attempts": tried,
                 })
             },
         )
         .collect();
-    timeline.sort_by_key(|entry| entry.0);
+    timeline.sort_by(Moment::order);
     let mut view = summary(row, public_url);
     view.lines = Some(lines);
+    view.lines_complete = Some(lines_complete);
     view.payments = Some(payments);
-    view.timeline = Some(timeline.into_iter().map(|(_, v)| v).collect());
+    view.timeline = Some(timeline.into_iter().map(|m| m.json).collect());
     Ok(view)
+}
+
+/// One entry of an invoice's timeline.
+struct Moment {
+    at: NaiveDateTime,
+    cause: u8,
+    json: Value,
+}
+
+impl Moment {
+    fn new(at: NaiveDateTime, what: &str, by: &str) -> Moment {
+        Moment {
+            at,
+            cause: cause_rank(what),
+            json: json!({"at": time::rfc3339(at), "what": what, "by": by}),
+        }
+    }
+
+    /// By the full timestamp, then by order of cause. Stripe's times have whole seconds and ours
+    /// microseconds, so within Stripe's second our create (10:00:00.7) still comes before the
+    /// finalize it caused (10:00:00): the comparison is at the coarser of the two precisions.
+    fn order(a: &Moment, b: &Moment) -> std::cmp::Ordering {
+        let second = |m: &Moment| m.at.and_utc().timestamp();
+        second(a)
+            .cmp(&second(b))
+            .then_with(|| a.cause.cmp(&b.cause))
+            .then_with(|| a.at.cmp(&b.at))
+    }
+}
+
+/// Where a step sits in an invoice's life: what causes what comes first.
+fn cause_rank(what: &str) -> u8 {
+    match what {
+        w if w.ends_with(".create") || w == "invoice.created" => 0,
+        "invoice.finalized" => 2,
+        // Our push records its end after Stripe finalized.
+        "invoice.pushed" => 3,
+        w if w.starts_with("payment.") => 4,
+        "invoice.paid" => 5,
+        "invoice.void" | "invoice.voided" | "invoice.push_cancelled" => 6,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(unix: i64, micros: u32) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp(unix, micros * 1000)
+            .unwrap()
+            .naive_utc()
+    }
+
+    #[test]
+    fn the_timeline_orders_by_time_then_by_cause_within_stripes_second() {
+        let mut moments = [
+            Moment::new(at(100, 0), "invoice.paid", "stripe"),
+            Moment::new(at(100, 0), "invoice.finalized", "stripe"),
+            Moment::new(at(100, 700_000), "invoice.create", "token:finance"),
+            Moment::new(at(99, 900_000), "invoice.retry", "token:finance"),
+            Moment::new(at(101, 0), "payment.succeeded", "stripe"),
+            Moment::new(at(100, 900_000), "invoice.pushed", "billmirror"),
+        ];
+        moments.sort_by(Moment::order);
+        let order: Vec<&str> = moments
+            .iter()
+            .map(|m| m.json["what"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "invoice.retry",
+                "invoice.create",
+                "invoice.finalized",
+                "invoice.pushed",
+                "invoice.paid",
+                "payment.succeeded"
+            ]
+        );
+    }
 }

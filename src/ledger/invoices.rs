@@ -6,10 +6,12 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::Value;
 
+use super::apply::ApplyError;
 use super::json::{self, as_id, as_string, as_time, take};
 use super::keys::{listed, sort_for_fold, Key};
 use super::Event;
 use crate::domain::{ids, time};
+use crate::storage::invoices as store;
 use crate::storage::schema::{invoice_lines, invoices, payments};
 use crate::storage::DbConnection;
 
@@ -73,7 +75,7 @@ pub fn rebuild(
     connection_id: &str,
     stripe_id: &str,
     mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
+) -> Result<Vec<Key>, ApplyError> {
     sort_for_fold(&mut events, |e| status_of(e).map_or(0, status_rank));
     let now = time::now();
     let mut f = Fields {
@@ -84,7 +86,7 @@ pub fn rebuild(
         ..Fields::default()
     };
     let mut local_id = None;
-    let mut lines: Option<&[Value]> = None;
+    let mut lines: Option<Lines> = None;
     let mut seen_invoice = false;
     for event in &events {
         let o = &event.object;
@@ -141,8 +143,8 @@ pub fn rebuild(
         f.finalized_at = f.finalized_at.or(transitions("finalized_at"));
         f.paid_at = f.paid_at.or(transitions("paid_at"));
         f.voided_at = f.voided_at.or(transitions("voided_at"));
-        if o.get("lines").is_some() {
-            lines = Some(listed(o, "lines"));
+        if let Some(seen) = Lines::of(o) {
+            lines = Some(Lines::prefer(lines, seen));
         }
         if let Some(id) = json::str(o, &["metadata", "billmirror_invoice_id"]) {
             local_id = Some(id);
@@ -166,9 +168,43 @@ pub fn rebuild(
     let currency = f.currency.clone();
     let written = write(conn, connection_id, stripe_id, local_id.as_deref(), f)?;
     if let (Some(lines), Written::Mirrored(id)) = (lines, &written) {
-        write_lines(conn, id, &currency, lines)?;
+        write_lines(conn, id, &currency, lines.items)?;
+        if lines.complete {
+            store::mark_lines_complete(conn, id)?;
+        } else {
+            let known = i32::try_from(lines.items.len()).unwrap_or(i32::MAX);
+            store::mark_lines_incomplete(conn, id, connection_id, stripe_id, known)?;
+        }
     }
     Ok(Vec::new())
+}
+
+/// The lines one event shows: Stripe's payloads carry the first page only, saying so with
+/// `has_more: true`.
+#[derive(Debug, Clone, Copy)]
+struct Lines<'e> {
+    items: &'e [Value],
+    complete: bool,
+}
+
+impl<'e> Lines<'e> {
+    fn of(object: &'e Value) -> Option<Lines<'e>> {
+        let list = object.get("lines").filter(|l| l.is_object())?;
+        Some(Lines {
+            items: listed(object, "lines"),
+            complete: list["has_more"] != true,
+        })
+    }
+
+    /// The list to keep after seeing `seen`, events taken in fold order: a complete list is the
+    /// truth of its moment; a truncated page replaces what is known only when it shows more, so
+    /// a longer list is never shrunk to a first page.
+    fn prefer(known: Option<Lines<'e>>, seen: Lines<'e>) -> Lines<'e> {
+        match known {
+            Some(known) if !seen.complete && known.items.len() >= seen.items.len() => known,
+            _ => seen,
+        }
+    }
 }
 
 /// Folds in what the payments pointing at this invoice say: a succeeded one means it is paid, the
@@ -308,6 +344,11 @@ fn write(
             diesel::update(invoices::table.find(&id))
                 .set(&f)
                 .execute(conn)?;
+            if let (false, Some(created)) = (ours, f.stripe_created) {
+                diesel::update(invoices::table.find(&id))
+                    .set(invoices::created_at.eq(created))
+                    .execute(conn)?;
+            }
             Ok(if ours {
                 Written::Ours
             } else {
@@ -322,7 +363,8 @@ fn write(
                     invoices::connection_id.eq(connection_id),
                     invoices::origin.eq("stripe"),
                     invoices::sync_state.eq("mirrored"),
-                    invoices::created_at.eq(time::now()),
+                    // A mirrored invoice was made when Stripe made it, not when we heard of it.
+                    invoices::created_at.eq(f.stripe_created.unwrap_or_else(time::now)),
                     invoices::currency.eq(&f.currency),
                     invoices::total.eq(f.total),
                     invoices::amount_due.eq(f.amount_due),
@@ -410,6 +452,36 @@ mod tests {
             amount_remaining: total,
             ..Fields::default()
         }
+    }
+
+    #[test]
+    fn a_first_page_never_replaces_a_longer_list_but_a_complete_one_does() {
+        let all: Vec<Value> = (0..362).map(|n| serde_json::json!({"id": n})).collect();
+        let complete = |n: usize| Lines {
+            items: &all[..n],
+            complete: true,
+        };
+        let page = |n: usize| Lines {
+            items: &all[..n],
+            complete: false,
+        };
+        let kept = |known: Option<Lines>, seen: Lines| {
+            let l = Lines::prefer(known, seen);
+            (l.items.len(), l.complete)
+        };
+        assert_eq!(kept(Some(complete(362)), page(10)), (362, true));
+        assert_eq!(kept(None, page(10)), (10, false));
+        assert_eq!(kept(Some(page(10)), page(20)), (20, false));
+        assert_eq!(
+            kept(Some(complete(5)), page(10)),
+            (10, false),
+            "more lines than known"
+        );
+        assert_eq!(
+            kept(Some(page(10)), complete(3)),
+            (3, true),
+            "a complete list is the truth of its moment"
+        );
     }
 
     #[test]

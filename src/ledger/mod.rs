@@ -10,6 +10,7 @@
 //! folded as such, so a stale snapshot cannot undo them.
 
 pub mod apply;
+mod attempts;
 mod catalog;
 mod customers;
 mod disputes;

@@ -5,9 +5,11 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::Value;
 
+use super::apply::ApplyError;
 use super::json;
 use super::keys::{listed, sort_for_fold, Key, Kind};
 use super::{upsert, Event};
+use crate::storage::attempts::{self, AttemptRow};
 use crate::storage::schema::payments;
 use crate::storage::DbConnection;
 
@@ -67,7 +69,7 @@ pub fn rebuild(
     connection_id: &str,
     stripe_id: &str,
     mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
+) -> Result<Vec<Key>, ApplyError> {
     sort_for_fold(&mut events, |e| status_of(e).map_or(0, status_rank));
     let now = crate::domain::time::now();
     let mut f = Fields {
@@ -128,11 +130,35 @@ pub fn rebuild(
         f.failure_code = None;
         f.failure_message = None;
     }
+    let attempts: Vec<AttemptRow> = super::attempts::fold(&events)
+        .into_iter()
+        .map(|a| AttemptRow {
+            id: crate::domain::ids::new_id("att"),
+            connection_id: connection_id.to_owned(),
+            payment_stripe_id: stripe_id.to_owned(),
+            charge_id: a.charge_id,
+            status: a.status,
+            amount: a.amount,
+            currency: if a.currency.is_empty() {
+                f.currency.clone()
+            } else {
+                a.currency
+            },
+            failure_code: a.failure_code,
+            decline_code: a.decline_code,
+            failure_message: a.failure_message,
+            method_type: a.method_type,
+            card_brand: a.card_brand,
+            card_last4: a.card_last4,
+            stripe_created: a.created,
+        })
+        .collect();
     let follow_up = f
         .stripe_invoice_id
         .clone()
         .map(|invoice| Key::new(Kind::Invoice, invoice));
     upsert!(conn, payments, connection_id, stripe_id, &f);
+    attempts::write_all(conn, &attempts)?;
     Ok(follow_up.into_iter().collect())
 }
 

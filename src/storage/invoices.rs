@@ -5,8 +5,11 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::Timestamp;
 
-use super::schema::{idempotency_keys, invoice_lines, invoices, outbox_jobs, payments};
+use super::schema::{
+    idempotency_keys, incomplete_invoice_lines, invoice_lines, invoices, outbox_jobs, payments,
+};
 use super::{DbConnection, StorageError};
+use crate::domain::time;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = invoices)]
@@ -137,6 +140,94 @@ pub fn lines(conn: &mut DbConnection, invoice_id: &str) -> Result<Vec<LineRow>, 
         .select(LineRow::as_select())
         .order(invoice_lines::line_no.asc())
         .load(conn)?)
+}
+
+/// Whether the invoice's lines are all known (no page of them is still to be read from Stripe).
+pub fn lines_complete(conn: &mut DbConnection, invoice_id: &str) -> Result<bool, StorageError> {
+    let incomplete: i64 = incomplete_invoice_lines::table
+        .filter(incomplete_invoice_lines::invoice_id.eq(invoice_id))
+        .count()
+        .get_result(conn)?;
+    Ok(incomplete == 0)
+}
+
+/// Records that a mirrored invoice's known lines are only Stripe's first page; the lines reader
+/// will fetch the rest. Already recorded: only the count changes, the retry schedule stays.
+pub fn mark_lines_incomplete(
+    conn: &mut DbConnection,
+    invoice_id: &str,
+    connection_id: &str,
+    stripe_invoice_id: &str,
+    known_lines: i32,
+) -> Result<(), StorageError> {
+    let row = (
+        incomplete_invoice_lines::invoice_id.eq(invoice_id),
+        incomplete_invoice_lines::connection_id.eq(connection_id),
+        incomplete_invoice_lines::stripe_invoice_id.eq(stripe_invoice_id),
+        incomplete_invoice_lines::known_lines.eq(known_lines),
+        incomplete_invoice_lines::fetch_after.eq(time::now()),
+    );
+    macro_rules! statement {
+        () => {
+            diesel::insert_into(incomplete_invoice_lines::table)
+                .values(row)
+                .on_conflict(incomplete_invoice_lines::invoice_id)
+                .do_update()
+                .set(incomplete_invoice_lines::known_lines.eq(known_lines))
+        };
+    }
+    match conn {
+        DbConnection::Postgres(c) => statement!().execute(c)?,
+        DbConnection::Sqlite(c) => statement!().execute(c)?,
+    };
+    Ok(())
+}
+
+pub fn mark_lines_complete(conn: &mut DbConnection, invoice_id: &str) -> Result<(), StorageError> {
+    diesel::delete(incomplete_invoice_lines::table.find(invoice_id)).execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = incomplete_invoice_lines)]
+pub struct IncompleteLines {
+    pub invoice_id: String,
+    pub connection_id: String,
+    pub stripe_invoice_id: String,
+    pub known_lines: i32,
+    pub attempts: i32,
+}
+
+/// Incomplete invoices whose lines may be fetched now, the longest waiting first.
+pub fn due_incomplete_lines(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<IncompleteLines>, StorageError> {
+    Ok(incomplete_invoice_lines::table
+        .filter(incomplete_invoice_lines::fetch_after.le(now))
+        .select(IncompleteLines::as_select())
+        .order(incomplete_invoice_lines::fetch_after.asc())
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Puts off the next fetch of an invoice's lines: after a fetch (the fold of what it stored
+/// removes the row) or after a failure, with its reason.
+pub fn defer_lines_fetch(
+    conn: &mut DbConnection,
+    invoice_id: &str,
+    until: NaiveDateTime,
+    error: Option<&str>,
+) -> Result<(), StorageError> {
+    diesel::update(incomplete_invoice_lines::table.find(invoice_id))
+        .set((
+            incomplete_invoice_lines::fetch_after.eq(until),
+            incomplete_invoice_lines::attempts.eq(incomplete_invoice_lines::attempts + 1),
+            incomplete_invoice_lines::last_error.eq(error),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The payments recorded against a Stripe invoice: (id, amount, currency, status, method,

@@ -2,6 +2,7 @@
 //! queries each part of billmirror runs. Diesel is synchronous, so every query runs on tokio's
 //! blocking pool through [`Db::run`], never on the async executor.
 
+pub mod attempts;
 pub mod billing;
 mod connection;
 pub mod connections;

@@ -340,6 +340,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    payment_attempts (id) {
+        id -> Text,
+        connection_id -> Text,
+        payment_stripe_id -> Text,
+        charge_id -> Text,
+        status -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        failure_code -> Nullable<Text>,
+        decline_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        method_type -> Nullable<Text>,
+        card_brand -> Nullable<Text>,
+        card_last4 -> Nullable<Text>,
+        stripe_created -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    incomplete_invoice_lines (invoice_id) {
+        invoice_id -> Text,
+        connection_id -> Text,
+        stripe_invoice_id -> Text,
+        known_lines -> Integer,
+        attempts -> Integer,
+        fetch_after -> Timestamp,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 
@@ -357,7 +388,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     subscriptions,
     invoices,
     invoice_lines,
+    incomplete_invoice_lines,
     payments,
+    payment_attempts,
     refunds,
     disputes,
     outbox_jobs,

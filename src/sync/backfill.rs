@@ -313,30 +313,18 @@ async fn fill(
     }
 }
 
-/// A listed invoice carries its first ten lines; fetch the rest so the ledger has them all.
-async fn complete_lines(client: &StripeClient, invoice: &mut Value) -> Result<(), StripeError> {
+/// A listed invoice carries its first ten lines; fetch them all so the ledger has every one.
+pub(crate) async fn complete_lines(
+    client: &StripeClient,
+    invoice: &mut Value,
+) -> Result<(), StripeError> {
     if invoice["lines"]["has_more"] != true {
         return Ok(());
     }
     let id = invoice["id"].as_str().unwrap_or_default().to_owned();
-    let mut lines: Vec<Value> = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut query = vec![("limit", "100".to_owned())];
-        if let Some(after) = &after {
-            query.push(("starting_after", after.clone()));
-        }
-        let page = client.get(&format!("invoices/{id}/lines"), &query).await?;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        after = data
-            .last()
-            .and_then(|l| l["id"].as_str())
-            .map(str::to_owned);
-        lines.extend(data);
-        if page["has_more"] != true || after.is_none() {
-            break;
-        }
-    }
+    let lines = client
+        .list_all(&format!("invoices/{id}/lines"), &[])
+        .await?;
     invoice["lines"] = json!({"object": "list", "data": lines, "has_more": false});
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod backfill;
 pub mod catchup;
+pub mod lines;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -15,4 +15,5 @@ mod ordering;
 mod secrets;
 mod storage;
 mod stripe_client;
+mod support_view;
 mod webhooks;
