@@ -313,7 +313,7 @@ async fn time_backfill(backend: &str, limit: u32, objects: usize) -> String {
             tokio::spawn(billmirror::ledger::worker::run(
                 db.clone(),
                 stored.clone(),
-                8,
+                Default::default(),
                 stopped.clone(),
             ))
         })

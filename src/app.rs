@@ -10,7 +10,9 @@ use crate::config::Config;
 use crate::connections::Connections;
 use crate::http::AppState;
 use crate::invoices::push::PushWorker;
+use crate::jobs::{self, JobKind};
 use crate::storage::{events, Backend, Db};
+use crate::sync::lines::LinesReader;
 use crate::vault::{KeySource, Vault};
 use crate::webhook::inbox::Inbox;
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
@@ -40,9 +42,8 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
     }
     let connections = connections(&config, &db, endpoints.clone())?;
     connections.load_endpoints().await?;
-    let push = PushWorker::new(db.clone(), connections.clone(), config.stripe.retry_backoff);
     Ok(AppState {
-        push,
+        jobs: jobs::Wakers::new(),
         inbox: Inbox::start(db.clone()),
         db,
         config: Arc::new(config),
@@ -93,15 +94,30 @@ impl Workers {
                 tokio::spawn(ledger::worker::run(
                     state.db.clone(),
                     state.inbox.stored.clone(),
-                    state.config.webhooks.max_event_attempts,
+                    (&state.config.webhooks).into(),
                     receiver.clone(),
                 ))
             })
             .collect();
-        tasks.push(tokio::spawn(state.push.clone().run(receiver.clone())));
-        tasks.push(tokio::spawn(crate::sync::lines::run(
+        let settings = state.config.jobs;
+        let policy = |concurrency| jobs::Policy {
+            concurrency,
+            lease: LEASE,
+            backoff: settings.backoff,
+            max_attempts: settings.max_attempts,
+        };
+        tasks.push(tokio::spawn(jobs::run(
             state.db.clone(),
-            state.connections.clone(),
+            PushWorker::new(state.db.clone(), state.connections.clone()),
+            policy(8),
+            state.jobs.bell(JobKind::PushInvoice),
+            receiver.clone(),
+        )));
+        tasks.push(tokio::spawn(jobs::run(
+            state.db.clone(),
+            LinesReader::new(state.db.clone(), state.connections.clone()),
+            policy(2),
+            state.jobs.bell(JobKind::CompleteInvoiceLines),
             receiver.clone(),
         )));
         if let Some(every) = state.config.events_catchup_interval {
@@ -130,6 +146,9 @@ impl Workers {
         }
     }
 }
+
+/// How long a claimed job stays its runner's; a runner that died releases it by letting it expire.
+const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 const RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -326,7 +326,7 @@ fn sync(
         let worker = tokio::spawn(crate::ledger::worker::run(
             db.clone(),
             stored.clone(),
-            config.webhooks.max_event_attempts,
+            (&config.webhooks).into(),
             stopped,
         ));
         let outcome = if events {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::backoff::Backoff;
 use crate::domain::secret::Secret;
 use crate::storage::DatabaseTarget;
 
@@ -39,6 +40,15 @@ pub struct Config {
     pub key_recheck_interval: Option<Duration>,
     /// How often `serve` lists recent events from Stripe to recover missed webhooks; off by default.
     pub events_catchup_interval: Option<Duration>,
+    /// Background jobs (invoice pushes, reading invoice lines): their retry policy and attempts.
+    pub jobs: JobSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    pub backoff: Backoff,
+    /// Attempts before a job that keeps failing with errors that might pass is `dead`.
+    pub max_attempts: u32,
 }
 
 /// How billmirror calls Stripe's API.
@@ -47,7 +57,8 @@ pub struct StripeSettings {
     pub api_base: String,
     pub timeout: Duration,
     pub max_attempts: u32,
-    pub retry_backoff: Duration,
+    /// Between attempts of one call; `Retry-After` wins.
+    pub backoff: Backoff,
     /// Requests per second per connection; `None` picks the mode's default, `Some(0)` means none.
     pub rate_limit: Option<u32>,
 }
@@ -59,6 +70,8 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     /// Attempts before an event that cannot be applied is parked as `dead`.
     pub max_event_attempts: u32,
+    /// Between attempts to apply an event.
+    pub retry_backoff: Backoff,
 }
 
 /// The connection configured from the environment. Keys are checked for their kind here; the full
@@ -142,6 +155,19 @@ impl Config {
                 max_body_bytes: env.ranged("WEBHOOK_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?
                     as usize,
                 max_event_attempts: env.ranged("MAX_EVENT_ATTEMPTS", 8, 1..=100)? as u32,
+                retry_backoff: Backoff {
+                    base: Duration::from_secs(env.ranged(
+                        "EVENT_RETRY_BACKOFF_SECS",
+                        10,
+                        1..=3600,
+                    )?),
+                    cap: Duration::from_secs(env.ranged(
+                        "EVENT_RETRY_MAX_SECS",
+                        3600,
+                        1..=86_400,
+                    )?),
+                    jitter: false,
+                },
             })
         })();
         let env_connection = env_connection(&env);
@@ -150,11 +176,11 @@ impl Config {
                 api_base: env.with("STRIPE_API_BASE", "https://api.stripe.com", http_url)?,
                 timeout: Duration::from_secs(env.ranged("STRIPE_TIMEOUT_SECS", 30, 1..=600)?),
                 max_attempts: env.ranged("STRIPE_MAX_ATTEMPTS", 5, 1..=20)? as u32,
-                retry_backoff: Duration::from_millis(env.ranged(
+                backoff: stripe_backoff(Duration::from_millis(env.ranged(
                     "STRIPE_RETRY_BACKOFF_MS",
                     500,
                     1..=60_000,
-                )?),
+                )?)),
                 rate_limit: match env.optional("STRIPE_RATE_LIMIT") {
                     None => Some(None),
                     Some(_) => env
@@ -190,6 +216,21 @@ impl Config {
             crate::domain::time::parse_duration(v).map(Some)
         });
 
+        let jobs = (|| {
+            Some(JobSettings {
+                backoff: Backoff {
+                    base: Duration::from_millis(env.ranged(
+                        "JOB_RETRY_BACKOFF_MS",
+                        1000,
+                        1..=600_000,
+                    )?),
+                    cap: Duration::from_secs(env.ranged("JOB_RETRY_MAX_SECS", 600, 1..=86_400)?),
+                    jitter: true,
+                },
+                max_attempts: env.ranged("JOB_MAX_ATTEMPTS", 30, 1..=1000)? as u32,
+            })
+        })();
+
         let read = env.read.take();
         let errors = env.errors.take();
         let config = (|| {
@@ -208,6 +249,7 @@ impl Config {
                 master_key,
                 key_recheck_interval: key_recheck_interval?,
                 events_catchup_interval: events_catchup_interval?,
+                jobs: jobs?,
             })
         })();
         let config = match config {
@@ -215,6 +257,15 @@ impl Config {
             _ => Err(ConfigError(errors)),
         };
         (config, read)
+    }
+}
+
+/// A Stripe call's retries: from the first delay, doubling with jitter up to 64 times it.
+pub fn stripe_backoff(base: Duration) -> Backoff {
+    Backoff {
+        base,
+        cap: base * 64,
+        jitter: true,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod domain;
 pub mod http;
 pub mod invoices;
+pub mod jobs;
 pub mod ledger;
 pub mod storage;
 pub mod stripe;

@@ -120,8 +120,7 @@ pub fn new_client(
             api_base: settings.api_base.clone(),
             timeout: settings.timeout,
             max_attempts: settings.max_attempts,
-            base_backoff: settings.retry_backoff,
-            max_backoff: settings.retry_backoff * 64,
+            backoff: settings.backoff,
             requests_per_second: rate,
         },
     )

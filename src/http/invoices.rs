@@ -11,6 +11,7 @@ use super::pagination::Page;
 use super::AppState;
 use crate::auth::Principal;
 use crate::invoices::{self, view, InvoiceError};
+use crate::jobs::JobKind;
 use crate::storage::invoices::{self as store, InvoiceFilter};
 
 impl From<InvoiceError> for ApiError {
@@ -65,7 +66,7 @@ pub async fn create(
     };
     let (id, created) = invoices::create(&state.db, &principal, key, body.into_inner()).await?;
     if created {
-        state.push.wake.notify_one();
+        state.jobs.wake(JobKind::PushInvoice);
         tracing::info!(invoice.id = %id, actor = %principal.name, "invoice created");
     }
     let view = detail(&state, id).await?;
@@ -173,6 +174,6 @@ pub async fn retry(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     invoices::retry_push(&state.db, &id, &principal.name).await?;
-    state.push.wake.notify_one();
+    state.jobs.wake(JobKind::PushInvoice);
     Ok(HttpResponse::Ok().json(detail(&state, id.into_inner()).await?))
 }

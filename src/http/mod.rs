@@ -40,7 +40,8 @@ pub struct AppState {
     pub endpoints: Endpoints,
     pub inbox: Inbox,
     pub connections: Connections,
-    pub push: crate::invoices::push::PushWorker,
+    /// Rung after enqueueing a job, so its runner starts it at once.
+    pub jobs: crate::jobs::Wakers,
 }
 
 /// Builds the server on an already bound listener (tests bind port 0). actix-web stops on

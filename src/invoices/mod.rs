@@ -13,10 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::auth::Principal;
 use crate::connections::{ConnectionError, Connections};
 use crate::domain::{ids, time};
+use crate::jobs::{self, JobKind, JobState, NewJob};
 use crate::storage::connections::{self as connection_store, status as connection_status};
-use crate::storage::invoices::{
-    self as store, IdempotencyRow, InvoiceRow, JobRow, LineRow, PushProgress,
-};
+use crate::storage::invoices::{self as store, IdempotencyRow, InvoiceRow, LineRow, PushProgress};
+use crate::storage::jobs as job_store;
 use crate::storage::{tokens, Db, StorageError};
 use input::{Due, InputError, NewInvoice};
 
@@ -104,7 +104,7 @@ fn rows_for(
     new: &NewInvoice,
     connection_id: &str,
     now: NaiveDateTime,
-) -> (InvoiceRow, Vec<LineRow>, JobRow) {
+) -> (InvoiceRow, Vec<LineRow>, String) {
     let id = ids::new_id("inv");
     let total = new.total();
     let due_date = match new.due {
@@ -169,21 +169,7 @@ fn rows_for(
         Due::DaysAfterFinalizing(days) => json!({"days_until_due": days}),
         Due::On(_) => json!({}),
     };
-    let job = JobRow {
-        id: ids::new_id("job"),
-        kind: "push_invoice".into(),
-        subject_id: id,
-        connection_id: connection_id.to_owned(),
-        status: "pending".into(),
-        attempts: 0,
-        run_after: now,
-        locked_until: None,
-        last_error: None,
-        created_at: now,
-        updated_at: now,
-        payload: Some(payload.to_string()),
-    };
-    (invoice, lines, job)
+    (invoice, lines, payload.to_string())
 }
 
 /// Creates an invoice and its push job. With an idempotency key, the same key and body give the
@@ -215,8 +201,18 @@ pub async fn create(
                 }
                 let connection_id = choose_connection(conn, new.connection_id.as_deref())?;
                 let now = time::now();
-                let (invoice, lines, job) = rows_for(&new, &connection_id, now);
-                store::insert(conn, &invoice, &lines, &job)?;
+                let (invoice, lines, payload) = rows_for(&new, &connection_id, now);
+                store::insert(conn, &invoice, &lines)?;
+                jobs::enqueue(
+                    conn,
+                    &NewJob {
+                        kind: JobKind::PushInvoice,
+                        subject_id: &invoice.id,
+                        connection_id: &connection_id,
+                        payload: Some(payload),
+                        dedupe_key: &invoice.id,
+                    },
+                )?;
                 if let Some(key) = &key {
                     store::insert_idempotency(
                         conn,
@@ -348,9 +344,18 @@ pub async fn void(
             if unlink {
                 store::unlink_stripe_invoice(conn, &id)?;
             }
-            if let Some(job) = store::job_for(conn, &id)? {
-                if job.status == "pending" || job.status == "failed" {
-                    store::finish_job(conn, &job.id, "cancelled", Some("voided"), time::now())?;
+            if let Some(job) = job_store::find_for(conn, JobKind::PushInvoice, &id)? {
+                if matches!(
+                    job.status,
+                    JobState::Pending | JobState::Failed | JobState::Dead
+                ) {
+                    job_store::finish(
+                        conn,
+                        &job.id,
+                        JobState::Cancelled,
+                        Some("voided"),
+                        time::now(),
+                    )?;
                 }
             }
             tokens::audit(
@@ -372,7 +377,8 @@ pub async fn retry_push(db: &Db, id: &str, actor: &str) -> Result<(), InvoiceErr
     db.run(move |conn| {
         Ok(conn.write_transaction(|conn| {
             let invoice = store::find(conn, &id)?.ok_or(InvoiceError::NotFound)?;
-            let job = store::job_for(conn, &id)?.ok_or(InvoiceError::NotFound)?;
+            let job = job_store::find_for(conn, JobKind::PushInvoice, &id)?
+                .ok_or(InvoiceError::NotFound)?;
             if invoice.sync_state != "failed" {
                 return Err(InvoiceError::Conflict(
                     "not_failed",
@@ -382,7 +388,16 @@ pub async fn retry_push(db: &Db, id: &str, actor: &str) -> Result<(), InvoiceErr
                     ),
                 ));
             }
-            store::finish_job(conn, &job.id, "pending", None, time::now())?;
+            jobs::enqueue(
+                conn,
+                &NewJob {
+                    kind: job.kind,
+                    subject_id: &job.subject_id,
+                    connection_id: &job.connection_id,
+                    payload: job.payload.clone(),
+                    dedupe_key: &job.dedupe_key,
+                },
+            )?;
             store::record_progress(
                 conn,
                 &id,

@@ -1,4 +1,4 @@
-//! The push worker: takes invoice jobs from the outbox and makes each invoice exist in Stripe
+//! The push worker: runs the `push_invoice` jobs of the job queue, making each invoice exist in Stripe
 //! exactly once: customer (found by our id in metadata, then by email, else created), invoice
 //! (found by our id in metadata, else created), its lines, finalization. Every creating call
 //! carries an idempotency key derived from our ids, so a retry after a lost answer gets Stripe's
@@ -7,38 +7,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
-use tokio::sync::{watch, Mutex, Notify};
-use tokio::task::JoinSet;
+use tokio::sync::Mutex;
 
 use super::customer_key;
 use crate::connections::{ConnectionError, Connections};
 use crate::domain::money::display;
 use crate::domain::time;
+use crate::jobs::{Handler, JobKind, JobRow, Outcome, Settled};
 use crate::ledger::invoices::status_rank;
 use crate::storage::connections::{self as connection_store, status as connection_status};
-use crate::storage::invoices::{self as store, InvoiceRow, JobRow, LineRow, PushProgress};
-use crate::storage::{stripe_keys, tokens, Db, StorageError};
+use crate::storage::invoices::{self as store, InvoiceRow, LineRow, PushProgress};
+use crate::storage::{stripe_keys, tokens, Db, DbConnection, StorageError};
 use crate::stripe::{StripeClient, StripeError};
-
-/// How one attempt at a job ended.
-enum Outcome {
-    Done,
-    Cancelled(&'static str),
-    /// Stripe or the database is unavailable: try again later.
-    Retry(String),
-    /// Stripe refused (a 4xx it says not to retry): a person must fix the cause.
-    Failed(String),
-}
-
-impl From<StorageError> for Outcome {
-    fn from(error: StorageError) -> Self {
-        Outcome::Retry(format!("the database: {error}"))
-    }
-}
 
 impl From<StripeError> for Outcome {
     fn from(error: StripeError) -> Self {
@@ -63,141 +46,67 @@ impl From<ConnectionError> for Outcome {
     }
 }
 
+/// The `push_invoice` jobs' handler.
 #[derive(Clone)]
 pub struct PushWorker {
     db: Db,
     connections: Connections,
-    /// Woken when an invoice is created or a push retried.
-    pub wake: Arc<Notify>,
     /// One push at a time per customer, so that two invoices to one new address make one
     /// Stripe customer.
     customer_locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
-    base_backoff: Duration,
 }
 
-/// Jobs pushed at once by one worker.
-const CONCURRENCY: usize = 8;
-/// How long a claimed job stays ours; a worker that died releases it by letting it expire.
-const LEASE: chrono::Duration = chrono::Duration::minutes(5);
+impl Handler for PushWorker {
+    const KIND: JobKind = JobKind::PushInvoice;
+
+    async fn run(&self, job: JobRow) -> Outcome {
+        self.push(&job).await
+    }
+
+    /// The invoice's sync state follows its job: pushed, cancelled, failed (with the reason), or
+    /// still pending with the transient error shown until a later attempt succeeds.
+    fn record(
+        &self,
+        conn: &mut DbConnection,
+        job: &JobRow,
+        settled: &Settled,
+    ) -> Result<(), StorageError> {
+        let now = time::now();
+        let (sync_state, error) = match settled {
+            Settled::Done => (Some("pushed"), None),
+            Settled::Cancelled(_) => (Some("cancelled"), None),
+            Settled::Failed(e) | Settled::Dead(e) => (Some("failed"), Some(e.clone())),
+            Settled::Retrying(e) => (None, Some(e.clone())),
+        };
+        let progress = PushProgress {
+            sync_state: sync_state.map(str::to_owned),
+            sync_error: Some(error),
+            updated_at: Some(now),
+            ..PushProgress::default()
+        };
+        store::record_progress(conn, &job.subject_id, &progress)?;
+        let (action, detail) = match settled {
+            Settled::Done => (
+                "invoice.pushed",
+                serde_json::json!({"attempts": job.attempts}),
+            ),
+            Settled::Failed(e) | Settled::Dead(e) => {
+                ("invoice.push_failed", serde_json::json!({"error": e}))
+            }
+            Settled::Cancelled(why) => ("invoice.push_cancelled", serde_json::json!({"why": why})),
+            Settled::Retrying(_) => return Ok(()),
+        };
+        tokens::audit(conn, "billmirror", action, &job.subject_id, detail)
+    }
+}
 
 impl PushWorker {
-    pub fn new(db: Db, connections: Connections, base_backoff: Duration) -> PushWorker {
+    pub fn new(db: Db, connections: Connections) -> PushWorker {
         PushWorker {
             db,
             connections,
-            wake: Arc::new(Notify::new()),
             customer_locks: Arc::default(),
-            base_backoff,
         }
-    }
-
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut running = JoinSet::new();
-        loop {
-            while running.len() < CONCURRENCY {
-                let now = time::now();
-                match self
-                    .db
-                    .run(move |conn| store::claim_job(conn, now, now + LEASE))
-                    .await
-                {
-                    Ok(Some(job)) => {
-                        let worker = self.clone();
-                        running.spawn(async move { worker.attempt(job).await });
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot claim push jobs");
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = self.wake.notified() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            }
-        }
-        // Let attempts in flight finish: each ends by recording its outcome.
-        while running.join_next().await.is_some() {}
-    }
-
-    async fn attempt(&self, job: JobRow) {
-        let outcome = self.push(&job).await;
-        if let Err(e) = self.record(&job, outcome).await {
-            // The lease expires and another attempt picks the job up.
-            tracing::error!(job.id = %job.id, error = %e, "cannot record a push outcome");
-        }
-    }
-
-    async fn record(&self, job: &JobRow, outcome: Outcome) -> Result<(), StorageError> {
-        let now = time::now();
-        let (job_status, invoice_sync, error, run_after) = match &outcome {
-            Outcome::Done => ("done", Some("pushed"), None, now),
-            Outcome::Cancelled(_) => ("cancelled", Some("cancelled"), None, now),
-            Outcome::Failed(e) => ("failed", Some("failed"), Some(e.clone()), now),
-            Outcome::Retry(e) => {
-                let exponent = job.attempts.clamp(0, 12) as u32;
-                let delay = (self.base_backoff * 2u32.pow(exponent)).min(Duration::from_secs(600));
-                (
-                    "pending",
-                    None,
-                    Some(e.clone()),
-                    now + chrono::Duration::from_std(delay).unwrap_or(LEASE),
-                )
-            }
-        };
-        match &outcome {
-            Outcome::Failed(e) => {
-                tracing::warn!(invoice.id = %job.subject_id, error = %e, "push failed; retry after fixing the cause")
-            }
-            Outcome::Retry(e) => {
-                tracing::info!(invoice.id = %job.subject_id, attempt = job.attempts, error = %e, "push will be retried")
-            }
-            _ => {}
-        }
-        let job = job.clone();
-        self.db
-            .run(move |conn| {
-                conn.write_transaction(|conn| {
-                    store::finish_job(conn, &job.id, job_status, error.as_deref(), run_after)?;
-                    let progress = PushProgress {
-                        sync_state: invoice_sync.map(str::to_owned),
-                        // A transient error is shown while the push waits, and cleared by success.
-                        sync_error: Some(error.clone()),
-                        updated_at: Some(now),
-                        ..PushProgress::default()
-                    };
-                    store::record_progress(conn, &job.subject_id, &progress)?;
-                    match &outcome {
-                        Outcome::Done => tokens::audit(
-                            conn,
-                            "billmirror",
-                            "invoice.pushed",
-                            &job.subject_id,
-                            serde_json::json!({"attempts": job.attempts}),
-                        )?,
-                        Outcome::Failed(e) => tokens::audit(
-                            conn,
-                            "billmirror",
-                            "invoice.push_failed",
-                            &job.subject_id,
-                            serde_json::json!({"error": e}),
-                        )?,
-                        Outcome::Cancelled(why) => tokens::audit(
-                            conn,
-                            "billmirror",
-                            "invoice.push_cancelled",
-                            &job.subject_id,
-                            serde_json::json!({"why": why}),
-                        )?,
-                        Outcome::Retry(_) => {}
-                    }
-                    Ok(())
-                })
-            })
-            .await
     }
 
     async fn invoice(&self, id: &str) -> Result<Option<InvoiceRow>, StorageError> {
@@ -217,10 +126,10 @@ impl PushWorker {
             Ok(found) => found,
             Err(e) => return e.into(),
         }) else {
-            return Outcome::Cancelled("the invoice no longer exists");
+            return Outcome::Cancelled("the invoice no longer exists".into());
         };
         if invoice.status == "void" {
-            return Outcome::Cancelled("voided before it was pushed");
+            return Outcome::Cancelled("voided before it was pushed".into());
         }
         let cid = job.connection_id.clone();
         let connection = match self
@@ -332,7 +241,9 @@ impl PushWorker {
     async fn ensure_live(&self, invoice_id: &str) -> Result<(), Outcome> {
         match self.invoice(invoice_id).await? {
             Some(current) if !matches!(current.status.as_str(), "void" | "deleted") => Ok(()),
-            _ => Err(Outcome::Cancelled("voided while it was being pushed")),
+            _ => Err(Outcome::Cancelled(
+                "voided while it was being pushed".into(),
+            )),
         }
     }
 

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
 use diesel::Connection;
 use tokio::sync::{watch, Notify};
 
 use super::apply::{self, ApplyError};
+use chrono::TimeDelta;
+
+use crate::config::WebhookSettings;
+use crate::domain::backoff::Backoff;
 use crate::domain::time;
 use crate::storage::events::{self, EventRow};
 use crate::storage::{Backend, Db, DbConnection, StorageError};
@@ -24,6 +27,36 @@ const POSTGRES_BATCH_TIME: Duration = Duration::from_millis(100);
 /// How often the worker looks for due retries when nothing new arrives.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How failed events are retried: after `backoff`, until `max_attempts`, then `dead`.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRetry {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+}
+
+impl Default for EventRetry {
+    /// The defaults of `MAX_EVENT_ATTEMPTS`, `EVENT_RETRY_BACKOFF_SECS` and `EVENT_RETRY_MAX_SECS`.
+    fn default() -> Self {
+        EventRetry {
+            max_attempts: 8,
+            backoff: Backoff {
+                base: Duration::from_secs(10),
+                cap: Duration::from_secs(3600),
+                jitter: false,
+            },
+        }
+    }
+}
+
+impl From<&WebhookSettings> for EventRetry {
+    fn from(settings: &WebhookSettings) -> Self {
+        EventRetry {
+            max_attempts: settings.max_event_attempts,
+            backoff: settings.retry_backoff,
+        }
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
@@ -37,7 +70,7 @@ pub struct Pass {
 pub async fn run(
     db: Db,
     stored: Arc<Notify>,
-    max_attempts: u32,
+    retry: EventRetry,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tracing::info!("apply worker started");
@@ -49,9 +82,7 @@ pub async fn run(
             Backend::Sqlite => SQLITE_BATCH_TIME,
             Backend::Postgres => POSTGRES_BATCH_TIME,
         };
-        let pass = db
-            .run(move |conn| apply_due(conn, max_attempts, batch_time))
-            .await;
+        let pass = db.run(move |conn| apply_due(conn, retry, batch_time)).await;
         match pass {
             Ok(pass) if pass.applied + pass.failed + pass.retried > 0 => continue,
             Ok(_) => {}
@@ -70,7 +101,7 @@ pub async fn run(
 /// events). Inside it each event is applied in a savepoint, so one bad event rolls back alone.
 pub fn apply_due(
     conn: &mut DbConnection,
-    max_attempts: u32,
+    retry: EventRetry,
     batch_time: Duration,
 ) -> Result<Pass, StorageError> {
     let per_transaction = BATCH;
@@ -104,7 +135,7 @@ pub fn apply_due(
                         pass.retried += 1;
                     }
                     Err(error) => {
-                        record_failure(conn, &row, &error, max_attempts)?;
+                        record_failure(conn, &row, &error, retry)?;
                         pass.failed += 1;
                     }
                 }
@@ -134,10 +165,11 @@ fn record_failure(
     conn: &mut DbConnection,
     row: &EventRow,
     error: &ApplyError,
-    max_attempts: u32,
+    retry: EventRetry,
 ) -> Result<(), StorageError> {
     let attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
-    let next = (attempt < max_attempts).then(|| time::now() + backoff(attempt));
+    let next =
+        (attempt < retry.max_attempts).then(|| time::now() + retry.backoff.delay_span(attempt));
     tracing::warn!(
         stripe.event_id = %row.stripe_event_id,
         event.type = %row.event_type,
@@ -146,23 +178,4 @@ fn record_failure(
         "cannot apply event: {error}"
     );
     events::mark_failed(conn, &row.id, &error.to_string(), next)
-}
-
-/// 10 s, 20 s, 40 s, … capped at one hour.
-pub fn backoff(attempt: u32) -> TimeDelta {
-    let seconds = 10i64.saturating_mul(1 << attempt.saturating_sub(1).min(12));
-    TimeDelta::seconds(seconds.min(3600))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_an_hour() {
-        assert_eq!(backoff(1).num_seconds(), 10);
-        assert_eq!(backoff(2).num_seconds(), 20);
-        assert_eq!(backoff(4).num_seconds(), 80);
-        assert_eq!(backoff(30).num_seconds(), 3600);
-    }
 }

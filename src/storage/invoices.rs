@@ -3,13 +3,13 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::Timestamp;
 
+use super::jobs::{self, NewJob};
 use super::schema::{
-    idempotency_keys, incomplete_invoice_lines, invoice_lines, invoices, outbox_jobs, payments,
+    idempotency_keys, incomplete_invoice_lines, invoice_lines, invoices, payments,
 };
 use super::{DbConnection, StorageError};
-use crate::domain::time;
+use crate::domain::states::JobKind;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = invoices)]
@@ -67,24 +67,6 @@ pub struct LineRow {
     pub period_end: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, QueryableByName)]
-#[diesel(table_name = outbox_jobs)]
-pub struct JobRow {
-    pub id: String,
-    pub kind: String,
-    pub subject_id: String,
-    pub connection_id: String,
-    /// `pending`, `done`, `failed`, `cancelled`.
-    pub status: String,
-    pub attempts: i32,
-    pub run_after: NaiveDateTime,
-    pub locked_until: Option<NaiveDateTime>,
-    pub last_error: Option<String>,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
-    pub payload: Option<String>,
-}
-
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = idempotency_keys)]
 pub struct IdempotencyRow {
@@ -95,11 +77,11 @@ pub struct IdempotencyRow {
     pub created_at: NaiveDateTime,
 }
 
+/// Writes a new invoice and its lines, in the caller's transaction (which also enqueues its push).
 pub fn insert(
     conn: &mut DbConnection,
     invoice: &InvoiceRow,
     lines: &[LineRow],
-    job: &JobRow,
 ) -> Result<(), StorageError> {
     diesel::insert_into(invoices::table)
         .values(invoice)
@@ -109,9 +91,6 @@ pub fn insert(
             .values(line)
             .execute(conn)?;
     }
-    diesel::insert_into(outbox_jobs::table)
-        .values(job)
-        .execute(conn)?;
     Ok(())
 }
 
@@ -151,8 +130,8 @@ pub fn lines_complete(conn: &mut DbConnection, invoice_id: &str) -> Result<bool,
     Ok(incomplete == 0)
 }
 
-/// Records that a mirrored invoice's known lines are only Stripe's first page; the lines reader
-/// will fetch the rest. Already recorded: only the count changes, the retry schedule stays.
+/// Records that a mirrored invoice's known lines are only Stripe's first page, and enqueues the
+/// job that reads the rest (in the caller's transaction).
 pub fn mark_lines_incomplete(
     conn: &mut DbConnection,
     invoice_id: &str,
@@ -165,7 +144,6 @@ pub fn mark_lines_incomplete(
         incomplete_invoice_lines::connection_id.eq(connection_id),
         incomplete_invoice_lines::stripe_invoice_id.eq(stripe_invoice_id),
         incomplete_invoice_lines::known_lines.eq(known_lines),
-        incomplete_invoice_lines::fetch_after.eq(time::now()),
     );
     macro_rules! statement {
         () => {
@@ -180,7 +158,16 @@ pub fn mark_lines_incomplete(
         DbConnection::Postgres(c) => statement!().execute(c)?,
         DbConnection::Sqlite(c) => statement!().execute(c)?,
     };
-    Ok(())
+    jobs::enqueue(
+        conn,
+        &NewJob {
+            kind: JobKind::CompleteInvoiceLines,
+            subject_id: invoice_id,
+            connection_id,
+            payload: None,
+            dedupe_key: invoice_id,
+        },
+    )
 }
 
 pub fn mark_lines_complete(conn: &mut DbConnection, invoice_id: &str) -> Result<(), StorageError> {
@@ -188,46 +175,16 @@ pub fn mark_lines_complete(conn: &mut DbConnection, invoice_id: &str) -> Result<
     Ok(())
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = incomplete_invoice_lines)]
-pub struct IncompleteLines {
-    pub invoice_id: String,
-    pub connection_id: String,
-    pub stripe_invoice_id: String,
-    pub known_lines: i32,
-    pub attempts: i32,
-}
-
-/// Incomplete invoices whose lines may be fetched now, the longest waiting first.
-pub fn due_incomplete_lines(
-    conn: &mut DbConnection,
-    now: NaiveDateTime,
-    limit: i64,
-) -> Result<Vec<IncompleteLines>, StorageError> {
-    Ok(incomplete_invoice_lines::table
-        .filter(incomplete_invoice_lines::fetch_after.le(now))
-        .select(IncompleteLines::as_select())
-        .order(incomplete_invoice_lines::fetch_after.asc())
-        .limit(limit)
-        .load(conn)?)
-}
-
-/// Puts off the next fetch of an invoice's lines: after a fetch (the fold of what it stored
-/// removes the row) or after a failure, with its reason.
-pub fn defer_lines_fetch(
+/// The Stripe invoice whose lines are still to be read, while they are.
+pub fn incomplete_lines_of(
     conn: &mut DbConnection,
     invoice_id: &str,
-    until: NaiveDateTime,
-    error: Option<&str>,
-) -> Result<(), StorageError> {
-    diesel::update(incomplete_invoice_lines::table.find(invoice_id))
-        .set((
-            incomplete_invoice_lines::fetch_after.eq(until),
-            incomplete_invoice_lines::attempts.eq(incomplete_invoice_lines::attempts + 1),
-            incomplete_invoice_lines::last_error.eq(error),
-        ))
-        .execute(conn)?;
-    Ok(())
+) -> Result<Option<String>, StorageError> {
+    Ok(incomplete_invoice_lines::table
+        .find(invoice_id)
+        .select(incomplete_invoice_lines::stripe_invoice_id)
+        .first(conn)
+        .optional()?)
 }
 
 /// The payments recorded against a Stripe invoice: (id, amount, currency, status, method,
@@ -323,70 +280,6 @@ pub fn insert_idempotency(
         .values(row)
         .execute(conn)?;
     Ok(())
-}
-
-/// Takes the next due job for `lease`: marks it locked until then and counts the attempt. On
-/// PostgreSQL `SKIP LOCKED` lets several instances claim side by side; SQLite has one writer.
-pub fn claim_job(
-    conn: &mut DbConnection,
-    now: NaiveDateTime,
-    locked_until: NaiveDateTime,
-) -> Result<Option<JobRow>, StorageError> {
-    let lock = if conn.is_sqlite() {
-        ""
-    } else {
-        "FOR UPDATE SKIP LOCKED"
-    };
-    let sql = format!(
-        "UPDATE outbox_jobs SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
-         WHERE id = (SELECT id FROM outbox_jobs WHERE status = 'pending' AND run_after <= $2 \
-         AND (locked_until IS NULL OR locked_until < $2) ORDER BY run_after, id LIMIT 1 {lock}) \
-         RETURNING *"
-    );
-    conn.write_transaction(|conn| {
-        Ok(diesel::sql_query(sql)
-            .bind::<Timestamp, _>(locked_until)
-            .bind::<Timestamp, _>(now)
-            .get_result::<JobRow>(conn)
-            .optional()?)
-    })
-}
-
-/// Ends a job's attempt: `done`, `failed`, `cancelled`, or `pending` again after `run_after`.
-pub fn finish_job(
-    conn: &mut DbConnection,
-    id: &str,
-    status: &str,
-    last_error: Option<&str>,
-    run_after: NaiveDateTime,
-) -> Result<(), StorageError> {
-    diesel::update(outbox_jobs::table.find(id))
-        .set((
-            outbox_jobs::status.eq(status),
-            outbox_jobs::last_error.eq(last_error),
-            outbox_jobs::run_after.eq(run_after),
-            outbox_jobs::locked_until.eq(None::<NaiveDateTime>),
-            outbox_jobs::updated_at.eq(run_after),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-pub fn job_for(conn: &mut DbConnection, invoice_id: &str) -> Result<Option<JobRow>, StorageError> {
-    Ok(outbox_jobs::table
-        .filter(outbox_jobs::subject_id.eq(invoice_id))
-        .filter(outbox_jobs::kind.eq("push_invoice"))
-        .select(JobRow::as_select())
-        .first(conn)
-        .optional()?)
-}
-
-/// Jobs that are due or running, for tests and health.
-pub fn open_jobs(conn: &mut DbConnection) -> Result<i64, StorageError> {
-    Ok(outbox_jobs::table
-        .filter(outbox_jobs::status.eq("pending"))
-        .count()
-        .get_result(conn)?)
 }
 
 /// What the push worker learned from Stripe, written onto our invoice.

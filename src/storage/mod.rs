@@ -8,6 +8,7 @@ mod connection;
 pub mod connections;
 pub mod events;
 pub mod invoices;
+pub mod jobs;
 pub mod migrate;
 pub mod schema;
 pub mod stripe_keys;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use diesel::r2d2::{Pool, PooledConnection};
 
-pub use connection::{ConnectionManager, DbConnection};
+pub use connection::{ConnectionManager, DbConnection, MultiBackend};
 
 /// Where the ledger lives, decided once from `DATABASE_URL`'s scheme.
 #[derive(Clone, PartialEq, Eq)]

@@ -288,7 +288,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    outbox_jobs (id) {
+    jobs (id) {
         id -> Text,
         kind -> Text,
         subject_id -> Text,
@@ -301,6 +301,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         payload -> Nullable<Text>,
+        dedupe_key -> Text,
     }
 }
 
@@ -365,9 +366,6 @@ diesel::table! {
         connection_id -> Text,
         stripe_invoice_id -> Text,
         known_lines -> Integer,
-        attempts -> Integer,
-        fetch_after -> Timestamp,
-        last_error -> Nullable<Text>,
     }
 }
 
@@ -393,7 +391,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     payment_attempts,
     refunds,
     disputes,
-    outbox_jobs,
+    jobs,
     idempotency_keys,
     sync_cursors,
     stripe_key_epochs,

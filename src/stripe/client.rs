@@ -19,6 +19,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
 use super::rate_limit::RateLimiter;
+use crate::domain::backoff::Backoff;
 use crate::domain::ids;
 use crate::domain::secret::{mask, Secret};
 
@@ -30,9 +31,8 @@ pub struct ClientSettings {
     pub timeout: Duration,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
-    /// The first retry's delay; doubled each time, with jitter, up to `max_backoff`.
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
+    /// Between attempts of one call, unless Stripe says `Retry-After`.
+    pub backoff: Backoff,
     /// Requests per second this client sends at most.
     pub requests_per_second: f64,
 }
@@ -250,8 +250,8 @@ impl StripeClient {
             }
             let delay = failure
                 .retry_after
-                .unwrap_or_else(|| self.backoff(attempt))
-                .min(self.settings.max_backoff.max(Duration::from_secs(1)) * 4);
+                .unwrap_or_else(|| self.settings.backoff.delay(attempt))
+                .min(self.settings.backoff.cap.max(Duration::from_secs(1)) * 4);
             tracing::debug!(
                 stripe.path = path,
                 attempt,
@@ -262,18 +262,6 @@ impl StripeClient {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
-    }
-
-    /// Exponential backoff with full jitter, so that many clients do not retry in step.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .settings
-            .base_backoff
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.settings.max_backoff);
-        let [a, b] = ids::random_bytes::<2>();
-        let share = f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX);
-        ceiling.mul_f64(0.5 + share / 2.0)
     }
 }
 

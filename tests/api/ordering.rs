@@ -57,7 +57,8 @@ fn deliver(conn: &mut DbConnection, connection_id: &str, body: &str) {
 
 fn apply_all(conn: &mut DbConnection) {
     loop {
-        let pass = ledger::worker::apply_due(conn, 8, Duration::from_millis(10)).unwrap();
+        let pass =
+            ledger::worker::apply_due(conn, Default::default(), Duration::from_millis(10)).unwrap();
         assert_eq!(pass.failed, 0, "an event of a story failed to apply");
         if pass.applied == 0 {
             return;
@@ -99,7 +100,7 @@ on_both_backends! {
                 deliver(&mut conn, &connection, body);
             }
             for _ in 0..3 {
-                let pass = ledger::worker::apply_due(&mut conn, 8, Duration::ZERO).unwrap();
+                let pass = ledger::worker::apply_due(&mut conn, Default::default(), Duration::ZERO).unwrap();
                 assert_eq!(pass.applied, 1, "{pass:?}");
             }
         })

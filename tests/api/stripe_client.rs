@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use billmirror::domain::backoff::Backoff;
 use billmirror::domain::Secret;
 use billmirror::stripe::{ClientSettings, StripeClient};
 
@@ -13,8 +14,11 @@ fn settings(fake: &FakeStripe) -> ClientSettings {
         api_base: fake.base_url.clone(),
         timeout: Duration::from_millis(500),
         max_attempts: 5,
-        base_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(50),
+            jitter: true,
+        },
         requests_per_second: 0.0,
     }
 }
@@ -113,8 +117,11 @@ async fn errors_never_carry_the_key() {
             api_base: fake.base_url.clone(),
             timeout: Duration::from_secs(1),
             max_attempts: 1,
-            base_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(1),
+            backoff: Backoff {
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(1),
+                jitter: true,
+            },
             requests_per_second: 0.0,
         },
     )

@@ -1,4 +1,3 @@
-DROP INDEX incomplete_invoice_lines_due;
 DROP TABLE incomplete_invoice_lines;
 DROP INDEX payment_attempts_payment;
 DROP TABLE payment_attempts;

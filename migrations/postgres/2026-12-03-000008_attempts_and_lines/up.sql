@@ -20,15 +20,10 @@ CREATE TABLE payment_attempts (
 CREATE INDEX payment_attempts_payment ON payment_attempts (payment_stripe_id);
 
 -- Stripe's event payloads cut an invoice's lines at the first page (`has_more: true`). A mirrored
--- invoice whose known lines are such a page has a row here until the rest is read from Stripe;
--- `fetch_after` is when the reader may next try.
+-- invoice whose known lines are such a page has a row here until a job has read the rest.
 CREATE TABLE incomplete_invoice_lines (
     invoice_id TEXT PRIMARY KEY NOT NULL REFERENCES invoices (id) ON DELETE CASCADE,
     connection_id TEXT NOT NULL REFERENCES connections (id),
     stripe_invoice_id TEXT NOT NULL,
-    known_lines INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    fetch_after TIMESTAMP NOT NULL,
-    last_error TEXT
+    known_lines INTEGER NOT NULL
 );
-CREATE INDEX incomplete_invoice_lines_due ON incomplete_invoice_lines (fetch_after);

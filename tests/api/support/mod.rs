@@ -76,6 +76,7 @@ impl TestApp {
             // Nothing listens there: a test that talks to Stripe names its fake.
             ("STRIPE_API_BASE", "http://127.0.0.1:9"),
             ("STRIPE_RETRY_BACKOFF_MS", "5"),
+            ("JOB_RETRY_BACKOFF_MS", "5"),
             ("STRIPE_TIMEOUT_SECS", "2"),
             ("STRIPE_RATE_LIMIT", "0"),
             ("PUBLIC_URL", "https://billmirror.example.com"),
