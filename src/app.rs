@@ -11,36 +11,34 @@ use crate::connections::Connections;
 use crate::http::AppState;
 use crate::invoices::push::PushWorker;
 use crate::jobs::{self, JobKind};
-use crate::storage::{events, Backend, Db};
+use crate::storage::{Backend, Db};
 use crate::sync::lines::LinesReader;
 use crate::vault::{KeySource, Vault};
 use crate::webhook::inbox::Inbox;
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
 use crate::{ledger, telemetry};
 
-/// Builds the state every request shares. Registers the connection configured from the
-/// environment, so that its events have a connection row to belong to, opens the vault (creating
-/// the SQLite key file on first use) and loads every saved connection's webhook secrets.
+/// Builds the state every request shares. Opens the vault (creating the SQLite key file on first
+/// use), registers the connection configured from the environment (its secret key sealed into its
+/// row, so it pushes and syncs like any other; its key report runs in the background once the
+/// workers start) and loads every saved connection's webhook secrets.
 pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
     let endpoints = Endpoints::default();
-    if let Some(env) = &config.env_connection {
-        let mode = env.mode();
-        events::ensure_connection(
-            &mut *db.blocking()?,
-            ENV_CONNECTION_ID,
-            "environment",
-            mode.unwrap_or("unknown"),
-            "env",
-        )?;
-        if !env.webhook_secrets.is_empty() {
-            endpoints.set(Endpoint {
-                connection_id: ENV_CONNECTION_ID.to_owned(),
-                mode,
-                secrets: env.webhook_secrets.clone(),
-            });
-        }
-    }
     let connections = connections(&config, &db, endpoints.clone())?;
+    connections.fill_fingerprints().await?;
+    match &config.env_connection {
+        Some(env) => {
+            connections.register_env(env).await?;
+            if !env.webhook_secrets.is_empty() {
+                endpoints.set(Endpoint {
+                    connection_id: ENV_CONNECTION_ID.to_owned(),
+                    mode: env.mode(),
+                    secrets: env.webhook_secrets.clone(),
+                });
+            }
+        }
+        None => connections.retire_env().await?,
+    }
     connections.load_endpoints().await?;
     Ok(AppState {
         jobs: jobs::Wakers::new(),
@@ -128,6 +126,13 @@ impl Workers {
                 receiver.clone(),
             )));
         }
+        let env_key = state.config.env_connection.as_ref();
+        if env_key.is_some_and(|env| env.secret_key.is_some()) {
+            tasks.push(tokio::spawn(check_env_key(
+                state.connections.clone(),
+                receiver.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(keep_connections_current(
             state.connections.clone(),
             state.config.key_recheck_interval,
@@ -149,6 +154,25 @@ impl Workers {
 
 /// How long a claimed job stays its runner's; a runner that died releases it by letting it expire.
 const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The environment's key report, once at start: in the background, because Stripe may be slow or
+/// unreachable and the start must neither wait for it nor fail on it (an unreachable Stripe
+/// leaves the key `unverified`; the periodic re-check and `validate` try again).
+async fn check_env_key(connections: Connections, mut shutdown: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = shutdown.changed() => {}
+        checked = connections.validate(ENV_CONNECTION_ID, "billmirror") => match checked {
+            Ok(report) => tracing::info!(
+                connection.id = ENV_CONNECTION_ID,
+                ok = report.ok,
+                can_push = report.can_push,
+                key = report.verdict().as_str(),
+                "the environment's key report ran"
+            ),
+            Err(e) => tracing::warn!(connection.id = ENV_CONNECTION_ID, error = %e, "the environment's key report failed"),
+        },
+    }
+}
 
 const RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -191,7 +215,7 @@ async fn catch_up_regularly(
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let rows = match db.run(crate::storage::connections::active).await {
+        let rows = match db.run(crate::storage::connections::active_with_keys).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list connections to catch up");

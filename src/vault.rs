@@ -43,6 +43,21 @@ pub enum KeySource {
 #[derive(Clone)]
 pub struct Vault {
     cipher: Aes256Gcm,
+    /// Keys the fingerprints of secret keys; derived from the master key, so a copy of the
+    /// database alone cannot confirm a guessed key against a fingerprint.
+    fingerprint_key: [u8; 32],
+}
+
+/// The label the fingerprint key is derived under: one master key, separate keys per use.
+const FINGERPRINT_LABEL: &[u8] = b"billmirror/secret-key-fingerprint/v1";
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length; `new_from_slice` cannot fail for HMAC.
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Parses 64 hexadecimal characters into the 32-byte key; `None` for anything else.
@@ -54,7 +69,17 @@ impl Vault {
     pub fn new(key: [u8; 32]) -> Vault {
         Vault {
             cipher: Aes256Gcm::new(&key.into()),
+            fingerprint_key: hmac_sha256(&key, FINGERPRINT_LABEL),
         }
+    }
+
+    /// A stable, keyed fingerprint of a secret (hex HMAC-SHA256): equal secrets have equal
+    /// fingerprints, and the secret cannot be read back from it. Used to connect a key only once.
+    pub fn fingerprint(&self, secret: &Secret) -> String {
+        hex::encode(hmac_sha256(
+            &self.fingerprint_key,
+            secret.expose().as_bytes(),
+        ))
     }
 
     /// The vault for this configuration: the configured key; else, on SQLite, the key file
@@ -165,6 +190,25 @@ mod tests {
             .is_err());
         // Two seals of one value differ: the nonce is fresh each time.
         assert_ne!(sealed, vault.seal(&secret, "conn_1/secret_key"));
+    }
+
+    #[test]
+    fn a_fingerprint_is_stable_keyed_and_reveals_nothing() {
+        let vault = Vault::new([7; 32]);
+        let key = Secret::new("sk_test_51HxYzAbCdEfGhIjKlMn4f2a");
+        let print = vault.fingerprint(&key);
+        assert_eq!(print.len(), 64);
+        assert_eq!(print, Vault::new([7; 32]).fingerprint(&key));
+        assert!(!print.contains("51HxYz"));
+        assert_ne!(
+            print,
+            vault.fingerprint(&Secret::new("sk_test_51HxYzAbCdEfGhIjKlMn4f2b"))
+        );
+        assert_ne!(
+            print,
+            Vault::new([8; 32]).fingerprint(&key),
+            "keyed by the master key"
+        );
     }
 
     #[test]

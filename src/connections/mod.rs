@@ -10,17 +10,19 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::config::EnvConnection;
 use crate::config::StripeSettings;
 use crate::domain::secret::mask;
 use crate::domain::{ids, time, Secret};
 use crate::storage::connections::{
-    self as store, status, Affected, ConnectionRow, WebhookHealth, WebhookSecretRow,
+    self as store, status, Affected, ConnectionRow, EnvConnectionKeys, EnvKeyChange, SealedKey,
+    WebhookHealth, WebhookSecretRow,
 };
 use crate::storage::{tokens, Db, StorageError};
 use crate::stripe::report::{self, ExpectedWebhook, KeyInput, KeyReport};
 use crate::stripe::{ClientSettings, Mode, StripeClient, StripeError};
 use crate::vault::{Vault, VaultError};
-use crate::webhook::{Endpoint, Endpoints};
+use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
 
 mod webhooks;
 
@@ -60,6 +62,9 @@ pub struct ConnectionView {
     pub publishable_key: Option<String>,
     pub secret_key: Option<String>,
     pub can_push: bool,
+    /// What Stripe last said about the secret key: `unverified` (never checked, e.g. Stripe was
+    /// unreachable), `verified` (`can_push` then says whether it may write) or `rejected`.
+    pub key_status: String,
     pub webhook_url: String,
     pub webhook_secrets: Vec<SecretView>,
     pub last_report: Option<serde_json::Value>,
@@ -84,6 +89,12 @@ pub struct SecretView {
     /// When an event signed with this secret last arrived: shows which secret Stripe uses now.
     #[serde(with = "time::serde_rfc3339::option")]
     pub last_signed_event_at: Option<NaiveDateTime>,
+}
+
+/// Why a new connection is refused as a duplicate, naming the connection it duplicates.
+enum Twin {
+    SameKey(String),
+    SameAccount(String),
 }
 
 pub struct NewConnection {
@@ -168,7 +179,12 @@ impl Connections {
         }
     }
 
+    /// Where Stripe posts this connection's events; the environment's connection keeps the
+    /// URL without an id, as the README tells operators to register it.
     pub fn webhook_url(&self, connection_id: &str) -> String {
+        if connection_id == ENV_CONNECTION_ID {
+            return format!("{}/webhooks/stripe", self.public_url);
+        }
         format!("{}/webhooks/stripe/{connection_id}", self.public_url)
     }
 
@@ -239,6 +255,7 @@ impl Connections {
         };
         let now = time::now();
         let account = report.stripe_account_id.clone();
+        let fingerprint = self.vault.fingerprint(&secret_key);
         let row = ConnectionRow {
             id: id.clone(),
             name: name.unwrap_or_else(|| {
@@ -264,6 +281,8 @@ impl Connections {
             created_at: now,
             updated_at: now,
             disconnected_at: None,
+            key_status: report.verdict().as_str().to_owned(),
+            secret_key_fingerprint: Some(fingerprint.clone()),
         };
         let secrets: Vec<WebhookSecretRow> = new
             .keys
@@ -280,15 +299,20 @@ impl Connections {
         });
         let actor = actor.to_owned();
         let saved = row.clone();
-        self.db
+        let outcome = self
+            .db
             .run(move |conn| {
                 conn.write_transaction(|conn| {
+                    // By key first: it is known even when Stripe could not say whose key it is.
+                    if let Some(twin) = store::active_with_fingerprint(conn, &fingerprint)? {
+                        return Ok(Err(Twin::SameKey(twin.id)));
+                    }
                     if let Some(account) = &saved.stripe_account_id {
                         let twin = store::active(conn)?.into_iter().find(|c| {
                             c.stripe_account_id.as_ref() == Some(account) && c.mode == saved.mode
                         });
                         if let Some(twin) = twin {
-                            return Ok(Err(twin.id));
+                            return Ok(Err(Twin::SameAccount(twin.id)));
                         }
                     }
                     store::insert(conn, &saved)?;
@@ -299,14 +323,38 @@ impl Connections {
                     Ok::<_, StorageError>(Ok(()))
                 })
             })
-            .await?
-            .map_err(|twin| {
-                ConnectionError::Conflict(format!(
+            .await;
+        let twin = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(twin)) => Some(twin),
+            // Two requests with one key at the same moment: the unique index refused the second.
+            Err(e) if e.is_unique_violation() => {
+                let fingerprint = row.secret_key_fingerprint.clone().unwrap_or_default();
+                let twin = self
+                    .db
+                    .run(move |conn| store::active_with_fingerprint(conn, &fingerprint))
+                    .await?
+                    .map_or_else(|| "another connection".to_owned(), |t| t.id);
+                Some(Twin::SameKey(twin))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match twin {
+            None => {}
+            Some(Twin::SameKey(twin)) => {
+                return Err(ConnectionError::Conflict(format!(
+                    "This secret key is already connected as {twin}: use that connection, or \
+                     disconnect it first (DELETE /api/connections/{twin})."
+                )))
+            }
+            Some(Twin::SameAccount(twin)) => {
+                return Err(ConnectionError::Conflict(format!(
                     "The {} account {} is already connected as {twin}.",
                     row.mode,
                     row.stripe_account_id.as_deref().unwrap_or_default()
-                ))
-            })?;
+                )))
+            }
+        }
         tracing::info!(connection.id = %id, connection.mode = %row.mode, "connection created");
         self.refresh_endpoint(&id).await?;
         self.view(&id).await
@@ -339,10 +387,22 @@ impl Connections {
             .ok_or(ConnectionError::NotFound)
     }
 
-    /// A saved API connection that still syncs; the environment's and disconnected ones refused.
+    /// A saved connection that still syncs, from the API or the environment.
     async fn active_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
         let row = self.row(id).await?;
-        if row.origin != "api" {
+        if row.status != status::ACTIVE {
+            return Err(ConnectionError::Conflict(
+                "This connection is disconnected.".into(),
+            ));
+        }
+        Ok(row)
+    }
+
+    /// An active connection whose keys and secrets the API may change: the environment's are
+    /// refused, since the next start would put back what `STRIPE_*` says.
+    async fn api_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
+        let row = self.row(id).await?;
+        if row.origin == store::ENV_ORIGIN {
             return Err(ConnectionError::Conflict(
                 "This connection is configured from the environment (STRIPE_*): change those \
                  variables instead."
@@ -395,6 +455,7 @@ impl Connections {
             publishable_key: row.publishable_key.as_deref().map(mask),
             secret_key: row.secret_key_hint,
             can_push: row.can_push,
+            key_status: row.key_status,
             webhook_secrets: secrets,
             last_report: row
                 .last_report
@@ -430,7 +491,7 @@ impl Connections {
         let keys = KeyInput {
             publishable_key: row.publishable_key.clone(),
             secret_key: Some(self.secret_key(&row)?),
-            webhook_secrets: self.active_secrets(&row.id).await?,
+            webhook_secrets: self.signing_secrets(&row).await?,
         };
         let url = self.webhook_url(&row.id);
         let report = report::run(&keys, Some(&client), ExpectedWebhook::Exact(&url)).await;
@@ -438,6 +499,7 @@ impl Connections {
         let (id, actor) = (row.id.clone(), actor.to_owned());
         let (account, can_push, ok) =
             (report.stripe_account_id.clone(), report.can_push, report.ok);
+        let verdict = report.verdict().as_str();
         self.db
             .run(move |conn| {
                 conn.write_transaction(|conn| {
@@ -447,6 +509,7 @@ impl Connections {
                         &text,
                         time::now(),
                         account.as_deref(),
+                        verdict,
                         can_push,
                     )?;
                     tokens::audit(conn, &actor, "connection.validate", &id, json!({"ok": ok}))
@@ -464,6 +527,19 @@ impl Connections {
         Ok(self
             .vault
             .open(sealed, &secret_context(&row.id, "secret_key"))?)
+    }
+
+    /// The secrets that verify this connection's webhooks: the environment's come from
+    /// `STRIPE_WEBHOOK_SECRET` (held by the endpoint set at start), the others from the database.
+    async fn signing_secrets(&self, row: &ConnectionRow) -> Result<Vec<Secret>, ConnectionError> {
+        if row.origin == store::ENV_ORIGIN {
+            return Ok(self
+                .endpoints
+                .get(&row.id)
+                .map(|e| e.secrets.clone())
+                .unwrap_or_default());
+        }
+        self.active_secrets(&row.id).await
     }
 
     async fn active_secrets(&self, connection_id: &str) -> Result<Vec<Secret>, ConnectionError> {
@@ -496,9 +572,11 @@ impl Connections {
     }
 
     /// Loads every active API connection's secrets: at start, and periodically so that a change
-    /// made on another instance reaches this one. Fails when the master key opens nothing.
+    /// made on another instance reaches this one. Fails when the master key opens nothing. The
+    /// environment's secrets come from `STRIPE_WEBHOOK_SECRET`, set once at start.
     pub async fn load_endpoints(&self) -> Result<usize, ConnectionError> {
-        let rows = self.db.run(store::active).await?;
+        let mut rows = self.db.run(store::active).await?;
+        rows.retain(|row| row.origin != store::ENV_ORIGIN);
         for row in &rows {
             self.refresh_endpoint(&row.id).await?;
         }
@@ -509,9 +587,104 @@ impl Connections {
         Ok(rows.len())
     }
 
+    /// Makes the environment's connection a full one: its secret key sealed into its row (so it
+    /// can be pushed through and synced like any other), or removed when `STRIPE_SECRET_KEY` is
+    /// not set. Safe when several instances start at once. It never talks to Stripe itself, so
+    /// the start never waits on Stripe: the key report runs in the background (`app::Workers`).
+    pub async fn register_env(&self, env: &EnvConnection) -> Result<(), ConnectionError> {
+        let id = ENV_CONNECTION_ID;
+        let secret_key = env.secret_key.as_ref().map(|key| SealedKey {
+            sealed: self.vault.seal(key, &secret_context(id, "secret_key")),
+            hint: key.masked(),
+            fingerprint: self.vault.fingerprint(key),
+        });
+        let keys = EnvConnectionKeys {
+            mode: env.mode().unwrap_or("unknown").to_owned(),
+            publishable_key: env.publishable_key.clone(),
+            secret_key,
+        };
+        let change = self
+            .db
+            .run(move |conn| store::register_env(conn, id, &keys, time::now()))
+            .await?;
+        match &change {
+            EnvKeyChange::Taken => {
+                tracing::info!(
+                    connection.id = id,
+                    "the environment's secret key is stored; checking it with Stripe"
+                )
+            }
+            EnvKeyChange::Removed => {
+                tracing::info!(
+                    connection.id = id,
+                    "STRIPE_SECRET_KEY is not set: the environment's connection has no secret key"
+                )
+            }
+            EnvKeyChange::Duplicate(twin) => tracing::error!(
+                connection.id = id,
+                duplicate_of = %twin,
+                "STRIPE_SECRET_KEY is the secret key of connection {twin}: the environment's \
+                 connection keeps no secret key (it cannot push or sync) until STRIPE_SECRET_KEY \
+                 is another key or {twin} is disconnected"
+            ),
+            EnvKeyChange::Unchanged => {}
+        }
+        // Any cached client may hold a key the row no longer has.
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Marks the environment's connection disconnected when `STRIPE_*` is no longer set, so a
+    /// key sealed by an earlier start is not pushed through or synced any more.
+    pub async fn retire_env(&self) -> Result<(), ConnectionError> {
+        let retired = self
+            .db
+            .run(|conn| store::retire_env(conn, ENV_CONNECTION_ID, time::now()))
+            .await?;
+        if retired {
+            tracing::info!(
+                connection.id = ENV_CONNECTION_ID,
+                "STRIPE_* is not set: the environment's connection is disconnected"
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives keys saved before fingerprints existed their fingerprint. A key connected twice
+    /// back then keeps none on the later connection, and the log says which.
+    pub async fn fill_fingerprints(&self) -> Result<(), ConnectionError> {
+        let rows = self.db.run(store::without_fingerprint).await?;
+        for row in rows {
+            let fingerprint = match self.secret_key(&row) {
+                Ok(key) => self.vault.fingerprint(&key),
+                Err(e) => {
+                    tracing::warn!(connection.id = %row.id, error = %e, "cannot fingerprint this connection's secret key");
+                    continue;
+                }
+            };
+            let id = row.id.clone();
+            let stored = self
+                .db
+                .run(move |conn| store::set_fingerprint(conn, &id, &fingerprint))
+                .await;
+            match stored {
+                Ok(()) => {}
+                Err(e) if e.is_unique_violation() => tracing::warn!(
+                    connection.id = %row.id,
+                    "this connection's secret key is also another active connection's: \
+                     disconnect one of them"
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Stops syncing and pushing for the connection; its ledger rows stay.
     pub async fn disconnect(&self, id: &str, actor: &str) -> Result<Affected, ConnectionError> {
-        let row = self.active_row(id).await?;
+        let row = self.api_row(id).await?;
         let (cid, actor) = (row.id.clone(), actor.to_owned());
         let affected = self
             .db
@@ -540,7 +713,7 @@ impl Connections {
 
     /// Runs every active connection's key report again; one failing does not stop the others.
     pub async fn recheck_all(&self) {
-        let rows = match self.db.run(store::active).await {
+        let rows = match self.db.run(store::active_with_keys).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list connections to recheck");

@@ -14,7 +14,9 @@ use crate::auth::Principal;
 use crate::connections::{ConnectionError, Connections};
 use crate::domain::{ids, time};
 use crate::jobs::{self, JobKind, JobState, NewJob};
-use crate::storage::connections::{self as connection_store, status as connection_status};
+use crate::storage::connections::{
+    self as connection_store, key_status, status as connection_status,
+};
 use crate::storage::invoices::{self as store, IdempotencyRow, InvoiceRow, LineRow, PushProgress};
 use crate::storage::jobs as job_store;
 use crate::storage::{tokens, Db, StorageError};
@@ -51,28 +53,29 @@ fn input_error(code: &'static str, field: &str, message: impl Into<String>) -> I
 }
 
 /// Picks the connection an invoice is pushed through: the one named, else the only live one,
-/// else the only one. It must be active and allowed to create invoices.
+/// else the only one, among the active connections that hold a secret key (the environment's
+/// counts once `STRIPE_SECRET_KEY` is set). The choice never depends on whether Stripe answered
+/// lately, so an outage cannot send an invoice to another account. The connection must then be
+/// able to create invoices, and each reason it cannot has its own code and remedy.
 fn choose_connection(
     conn: &mut crate::storage::DbConnection,
     named: Option<&str>,
 ) -> Result<String, InvoiceError> {
     let row = match named {
-        Some(id) => connection_store::find(conn, id)?
-            .filter(|c| c.origin == "api")
-            .ok_or_else(|| {
-                input_error(
-                    "unknown_connection",
-                    "connection_id",
-                    format!("connection_id `{id}` names no connection made through the API."),
-                )
-            })?,
+        Some(id) => connection_store::find(conn, id)?.ok_or_else(|| {
+            input_error(
+                "unknown_connection",
+                "connection_id",
+                format!("connection_id `{id}` names no connection."),
+            )
+        })?,
         None => {
-            let active = connection_store::active(conn)?;
+            let active = connection_store::active_with_keys(conn)?;
             let live: Vec<_> = active.iter().filter(|c| c.mode == "live").collect();
             match (live.as_slice(), active.as_slice()) {
                 ([one], _) => (*one).clone(),
                 ([], [one]) => one.clone(),
-                (_, []) => return Err(input_error("no_connection", "connection_id", "No Stripe connection can take invoices: connect an account first (POST /api/connections).")),
+                (_, []) => return Err(input_error("no_connection", "connection_id", "No Stripe connection can take invoices: connect an account first (POST /api/connections) or set STRIPE_SECRET_KEY.")),
                 _ => return Err(input_error("connection_required", "connection_id", "connection_id is required: several Stripe connections are active.")),
             }
         }
@@ -86,6 +89,23 @@ fn choose_connection(
                 row.id
             ),
         ));
+    }
+    if row.secret_key_enc.is_none() {
+        return Err(input_error("connection_no_key", "connection_id", format!("connection_id `{}` has no secret key (only STRIPE_WEBHOOK_SECRET or STRIPE_PUBLISHABLE_KEY is set): set STRIPE_SECRET_KEY and restart to push invoices through it.", row.id)));
+    }
+    match row.key_status.as_str() {
+        key_status::REJECTED => {
+            let remedy = if row.origin == connection_store::ENV_ORIGIN {
+                "set a valid STRIPE_SECRET_KEY and restart"
+            } else {
+                "connect a valid key (POST /api/connections)"
+            };
+            return Err(input_error("connection_key_rejected", "connection_id", format!("Stripe refused the secret key of connection_id `{}` (revoked, rolled or unknown): {remedy}; its key report says more.", row.id)));
+        }
+        key_status::UNVERIFIED => {
+            return Err(input_error("connection_unverified", "connection_id", format!("The secret key of connection_id `{0}` has not been checked by Stripe yet (Stripe could not be reached when it was last checked), so whether it may create invoices is unknown: run its key report again with POST /api/connections/{0}/validate.", row.id)));
+        }
+        _ => {}
     }
     if !row.can_push {
         return Err(input_error("connection_read_only", "connection_id", format!("connection_id `{}` has a read-only key: it may not create customers, invoices or invoice items in Stripe (see its key report).", row.id)));

@@ -14,6 +14,16 @@ pub mod status {
     pub const DISCONNECTED: &str = "disconnected";
 }
 
+/// What Stripe last said about a connection's secret key (`KeyVerdict` as stored).
+pub mod key_status {
+    pub const UNVERIFIED: &str = "unverified";
+    pub const VERIFIED: &str = "verified";
+    pub const REJECTED: &str = "rejected";
+}
+
+/// The id and origin of the environment's connection (`webhook::ENV_CONNECTION_ID`).
+pub const ENV_ORIGIN: &str = "env";
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = connections)]
 pub struct ConnectionRow {
@@ -34,6 +44,10 @@ pub struct ConnectionRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub disconnected_at: Option<NaiveDateTime>,
+    /// `unverified`, `verified` or `rejected`: see [`key_status`].
+    pub key_status: String,
+    /// The vault's keyed fingerprint of the secret key; unique among active connections.
+    pub secret_key_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -82,22 +96,70 @@ pub fn list(
     Ok(query.load(conn)?)
 }
 
-/// Every connection made through the API that still syncs.
+/// Every connection that still syncs, made through the API or configured from the environment.
 pub fn active(conn: &mut DbConnection) -> Result<Vec<ConnectionRow>, StorageError> {
     Ok(connections::table
         .filter(connections::status.eq(status::ACTIVE))
-        .filter(connections::origin.eq("api"))
         .select(ConnectionRow::as_select())
         .order(connections::id.asc())
         .load(conn)?)
 }
 
+/// The active connections that hold a secret key: the ones that can be synced, re-checked and
+/// pushed through. (The environment's connection has none when only its webhook secret is set.)
+pub fn active_with_keys(conn: &mut DbConnection) -> Result<Vec<ConnectionRow>, StorageError> {
+    Ok(connections::table
+        .filter(connections::status.eq(status::ACTIVE))
+        .filter(connections::secret_key_enc.is_not_null())
+        .select(ConnectionRow::as_select())
+        .order(connections::id.asc())
+        .load(conn)?)
+}
+
+/// The active connection holding the secret key with this fingerprint, if any.
+pub fn active_with_fingerprint(
+    conn: &mut DbConnection,
+    fingerprint: &str,
+) -> Result<Option<ConnectionRow>, StorageError> {
+    Ok(connections::table
+        .filter(connections::status.eq(status::ACTIVE))
+        .filter(connections::secret_key_fingerprint.eq(fingerprint))
+        .select(ConnectionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Rows whose key predates fingerprints (made before they existed): filled in at start.
+pub fn without_fingerprint(conn: &mut DbConnection) -> Result<Vec<ConnectionRow>, StorageError> {
+    Ok(connections::table
+        .filter(connections::secret_key_enc.is_not_null())
+        .filter(connections::secret_key_fingerprint.is_null())
+        .select(ConnectionRow::as_select())
+        .order(connections::id.asc())
+        .load(conn)?)
+}
+
+pub fn set_fingerprint(
+    conn: &mut DbConnection,
+    id: &str,
+    fingerprint: &str,
+) -> Result<(), StorageError> {
+    diesel::update(connections::table.find(id))
+        .set(connections::secret_key_fingerprint.eq(fingerprint))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Stores a key report. `verdict` is what it learned about the key (see [`key_status`]); when it
+/// learned nothing (Stripe unreachable) the last verdict and `can_push` stand: an outage during a
+/// re-check says nothing new about the key, and must not stop invoices from being taken.
 pub fn store_report(
     conn: &mut DbConnection,
     id: &str,
     report: &str,
     at: NaiveDateTime,
     stripe_account_id: Option<&str>,
+    verdict: &str,
     can_push: bool,
 ) -> Result<(), StorageError> {
     let target = connections::table.find(id);
@@ -105,16 +167,167 @@ pub fn store_report(
         .set((
             connections::last_report.eq(report),
             connections::last_report_at.eq(at),
-            connections::can_push.eq(can_push),
             connections::updated_at.eq(at),
         ))
         .execute(conn)?;
+    if verdict != key_status::UNVERIFIED {
+        diesel::update(target)
+            .set((
+                connections::key_status.eq(verdict),
+                connections::can_push.eq(can_push),
+            ))
+            .execute(conn)?;
+    }
     if let Some(account) = stripe_account_id {
         diesel::update(target)
             .set(connections::stripe_account_id.eq(account))
             .execute(conn)?;
     }
     Ok(())
+}
+
+/// What the environment (`STRIPE_*`) says about its connection at start.
+pub struct EnvConnectionKeys {
+    pub mode: String,
+    pub publishable_key: Option<String>,
+    /// The sealed secret key, its masked hint and its fingerprint; `None` without a secret key.
+    pub secret_key: Option<SealedKey>,
+}
+
+pub struct SealedKey {
+    pub sealed: String,
+    pub hint: String,
+    pub fingerprint: String,
+}
+
+/// What [`register_env`] did with the environment's secret key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnvKeyChange {
+    /// The row already held this key (or still holds none).
+    Unchanged,
+    /// The row took a key it did not hold (first start, or STRIPE_SECRET_KEY changed).
+    Taken,
+    /// The row's key was removed (STRIPE_SECRET_KEY unset, or a duplicate).
+    Removed,
+    /// Another active connection holds this key: the row was left without one.
+    Duplicate(String),
+}
+
+/// Creates or refreshes the environment's connection row. Every statement is idempotent and
+/// safe when two instances start together on one database: the row is inserted with
+/// `ON CONFLICT DO NOTHING`, and the key is replaced only where the stored fingerprint differs,
+/// together with everything learned about the old key (the new one is checked again).
+pub fn register_env(
+    conn: &mut DbConnection,
+    id: &str,
+    keys: &EnvConnectionKeys,
+    now: NaiveDateTime,
+) -> Result<EnvKeyChange, StorageError> {
+    conn.write_transaction(|conn| {
+        let insert = diesel::insert_into(connections::table).values((
+            connections::id.eq(id),
+            connections::name.eq("environment"),
+            connections::mode.eq(&keys.mode),
+            connections::origin.eq(ENV_ORIGIN),
+            connections::status.eq(status::ACTIVE),
+            connections::can_push.eq(false),
+            connections::key_status.eq(key_status::UNVERIFIED),
+            connections::created_at.eq(now),
+            connections::updated_at.eq(now),
+        ));
+        match conn {
+            DbConnection::Postgres(c) => insert.on_conflict_do_nothing().execute(c)?,
+            DbConnection::Sqlite(c) => insert.on_conflict_do_nothing().execute(c)?,
+        };
+        diesel::update(connections::table.find(id))
+            .set((
+                connections::mode.eq(&keys.mode),
+                connections::publishable_key.eq(&keys.publishable_key),
+                connections::status.eq(status::ACTIVE),
+                connections::disconnected_at.eq(None::<NaiveDateTime>),
+                connections::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        // What was learned about a key no longer held.
+        let forget = || {
+            (
+                connections::can_push.eq(false),
+                connections::key_status.eq(key_status::UNVERIFIED),
+                connections::stripe_account_id.eq(None::<String>),
+                connections::last_report.eq(None::<String>),
+                connections::last_report_at.eq(None::<NaiveDateTime>),
+            )
+        };
+        let remove_key = |conn: &mut DbConnection| -> Result<bool, StorageError> {
+            let removed = diesel::update(
+                connections::table
+                    .find(id)
+                    .filter(connections::secret_key_enc.is_not_null()),
+            )
+            .set((
+                connections::secret_key_enc.eq(None::<String>),
+                connections::secret_key_hint.eq(None::<String>),
+                connections::secret_key_fingerprint.eq(None::<String>),
+                forget(),
+            ))
+            .execute(conn)?;
+            Ok(removed > 0)
+        };
+        let Some(key) = &keys.secret_key else {
+            return Ok(if remove_key(conn)? {
+                EnvKeyChange::Removed
+            } else {
+                EnvKeyChange::Unchanged
+            });
+        };
+        if let Some(twin) =
+            active_with_fingerprint(conn, &key.fingerprint)?.filter(|twin| twin.id != id)
+        {
+            remove_key(conn)?;
+            return Ok(EnvKeyChange::Duplicate(twin.id));
+        }
+        let taken = diesel::update(
+            connections::table.find(id).filter(
+                connections::secret_key_fingerprint
+                    .is_null()
+                    .or(connections::secret_key_fingerprint.ne(&key.fingerprint)),
+            ),
+        )
+        .set((
+            connections::secret_key_enc.eq(&key.sealed),
+            connections::secret_key_hint.eq(&key.hint),
+            connections::secret_key_fingerprint.eq(&key.fingerprint),
+            forget(),
+        ))
+        .execute(conn)?;
+        Ok(if taken > 0 {
+            EnvKeyChange::Taken
+        } else {
+            EnvKeyChange::Unchanged
+        })
+    })
+}
+
+/// Disconnects the environment's connection once `STRIPE_*` is gone; returns whether it was
+/// active. Re-registering it (`register_env`) makes it active again.
+pub fn retire_env(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+) -> Result<bool, StorageError> {
+    let retired = diesel::update(
+        connections::table
+            .find(id)
+            .filter(connections::origin.eq(ENV_ORIGIN))
+            .filter(connections::status.eq(status::ACTIVE)),
+    )
+    .set((
+        connections::status.eq(status::DISCONNECTED),
+        connections::disconnected_at.eq(at),
+        connections::updated_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(retired > 0)
 }
 
 pub fn mark_disconnected(

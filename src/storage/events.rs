@@ -288,7 +288,8 @@ pub fn insert_rejection(
     Ok(())
 }
 
-/// Creates or refreshes the row of the connection configured from the environment.
+/// Creates or refreshes a bare connection row, without keys (tests and benchmarks use it; the
+/// environment's connection is registered by `storage::connections::register_env`).
 pub fn ensure_connection(
     conn: &mut DbConnection,
     id: &str,

@@ -43,6 +43,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         disconnected_at -> Nullable<Timestamp>,
+        key_status -> Text,
+        secret_key_fingerprint -> Nullable<Text>,
     }
 }
 

@@ -108,9 +108,49 @@ impl KeyReport {
             .is_some_and(|c| c.code == Some("key_rejected"))
     }
 
+    /// What this report learned about the secret key itself. A Stripe that could not be reached
+    /// teaches nothing: `can_push` is then false only because nothing was checked.
+    pub fn verdict(&self) -> KeyVerdict {
+        if self.key_rejected() {
+            return KeyVerdict::Rejected;
+        }
+        let authenticated = self
+            .check(CheckName::Authentication)
+            .is_some_and(|c| c.status == Status::Pass);
+        let permissions_known = self
+            .check(CheckName::Permissions)
+            .is_some_and(|c| c.code != Some("stripe_unreachable"));
+        if authenticated && permissions_known {
+            KeyVerdict::Verified
+        } else {
+            KeyVerdict::Unverified
+        }
+    }
+
     fn finish(mut self) -> KeyReport {
         self.ok = self.checks.iter().all(|c| c.status != Status::Fail);
         self
+    }
+}
+
+/// What Stripe said about a secret key, as a connection keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVerdict {
+    /// Stripe never answered about it (unreachable, or an error that says nothing of the key).
+    Unverified,
+    /// Stripe accepted it and said what it may do (`can_push`).
+    Verified,
+    /// Stripe refused it: revoked, rolled or unknown.
+    Rejected,
+}
+
+impl KeyVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyVerdict::Unverified => "unverified",
+            KeyVerdict::Verified => "verified",
+            KeyVerdict::Rejected => "rejected",
+        }
     }
 }
 

@@ -338,7 +338,7 @@ pub async fn refresh_customers(
     emails: &[String],
     known_customers: &[(String, String)],
 ) -> Result<Value, BackfillError> {
-    let rows = db.run(connection_store::active).await?;
+    let rows = db.run(connection_store::active_with_keys).await?;
     let mut stored = Vec::new();
     let mut fetched = 0usize;
     for row in rows {

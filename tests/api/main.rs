@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod billing;
 mod cli;
+mod connection_keys;
 mod connections;
 mod health;
 mod invoice_faults;

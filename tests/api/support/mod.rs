@@ -43,6 +43,11 @@ macro_rules! on_both_backends {
 /// The webhook secret of the connection configured from the environment in every test app.
 pub const WEBHOOK_SECRET: &str = "whsec_billmirror_test_secret_0001";
 
+/// The publishable key of the environment's connection in every test app: it makes that
+/// connection a test-mode one. No `STRIPE_SECRET_KEY` is set by default, so the environment's
+/// connection only receives webhooks; a test that pushes or syncs through it sets one.
+pub const ENV_PUBLISHABLE_KEY: &str = "pk_test_billmirror0000000000000000";
+
 /// The master key every test app seals its secrets with.
 pub const MASTER_KEY: &str = "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
 
@@ -69,25 +74,7 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, extra_vars: &[(&str, &str)]) -> TestApp {
         let test_db = TestDb::create(backend);
-        let mut vars: HashMap<String, String> = [
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("STRIPE_SECRET_KEY", "sk_test_billmirror0000000000000000"),
-            ("BILLMIRROR_MASTER_KEY", MASTER_KEY),
-            // Nothing listens there: a test that talks to Stripe names its fake.
-            ("STRIPE_API_BASE", "http://127.0.0.1:9"),
-            ("STRIPE_RETRY_BACKOFF_MS", "5"),
-            ("JOB_RETRY_BACKOFF_MS", "5"),
-            ("STRIPE_TIMEOUT_SECS", "2"),
-            ("STRIPE_RATE_LIMIT", "0"),
-            ("PUBLIC_URL", "https://billmirror.example.com"),
-        ]
-        .iter()
-        .chain(extra_vars)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        vars.insert("DATABASE_URL".into(), test_db.url());
-        vars.insert("DATABASE_POOL_SIZE".into(), "4".into());
-        let config = Config::from_vars(&vars).expect("test configuration is valid");
+        let config = config_for(&test_db, extra_vars);
         let db = test_db.open_migrated();
         let admin_token = {
             let mut conn = db.blocking().unwrap();
@@ -112,6 +99,12 @@ impl TestApp {
             connections,
             _workers: workers,
         }
+    }
+
+    /// The configuration this app would have with `extra_vars`: to start another instance on
+    /// its database.
+    pub fn config(&self, extra_vars: &[(&str, &str)]) -> Config {
+        config_for(&self.test_db, extra_vars)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,6 +208,30 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// A test app's configuration over `test_db`; `extra_vars` win, and an empty value unsets one.
+pub fn config_for(test_db: &TestDb, extra_vars: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("STRIPE_PUBLISHABLE_KEY", ENV_PUBLISHABLE_KEY),
+        ("BILLMIRROR_MASTER_KEY", MASTER_KEY),
+        // Nothing listens there: a test that talks to Stripe names its fake.
+        ("STRIPE_API_BASE", "http://127.0.0.1:9"),
+        ("STRIPE_RETRY_BACKOFF_MS", "5"),
+        ("JOB_RETRY_BACKOFF_MS", "5"),
+        ("STRIPE_TIMEOUT_SECS", "2"),
+        ("STRIPE_RATE_LIMIT", "0"),
+        ("PUBLIC_URL", "https://billmirror.example.com"),
+    ]
+    .iter()
+    .chain(extra_vars)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.retain(|_, v| !v.is_empty());
+    vars.insert("DATABASE_URL".into(), test_db.url());
+    vars.insert("DATABASE_POOL_SIZE".into(), "4".into());
+    Config::from_vars(&vars).expect("test configuration is valid")
 }
 
 /// Reads an error answer and returns its stable code.
