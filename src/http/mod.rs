@@ -8,6 +8,7 @@ pub mod error;
 mod events;
 mod health;
 mod invoices;
+mod jobs;
 mod metrics;
 pub mod pagination;
 mod pay;

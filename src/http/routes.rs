@@ -5,7 +5,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
-use super::{billing, connections, events, health, invoices, pay, tokens, webhooks};
+use super::{billing, connections, events, health, invoices, jobs, pay, tokens, webhooks};
 use crate::domain::Role;
 
 pub struct ApiRoute {
@@ -104,6 +104,13 @@ pub fn api_routes() -> Vec<ApiRoute> {
         }),
         api(Method::POST, "/api/events/{id}/replay", Ops, || {
             web::post().to(events::replay)
+        }),
+        api(Method::GET, "/api/jobs", Ops, || web::get().to(jobs::list)),
+        api(Method::GET, "/api/jobs/{id}", Ops, || {
+            web::get().to(jobs::get)
+        }),
+        api(Method::POST, "/api/jobs/{id}/retry", Ops, || {
+            web::post().to(jobs::retry)
         }),
     ]
 }

@@ -11,6 +11,7 @@ mod connections;
 mod health;
 mod invoice_faults;
 mod invoices;
+mod jobs;
 mod mapping;
 mod ordering;
 mod secrets;

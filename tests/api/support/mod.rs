@@ -59,6 +59,10 @@ pub struct TestApp {
     pub admin_token: String,
     pub test_db: TestDb,
     pub connections: billmirror::connections::Connections,
+    /// Set by a test that leaves work unfinished on purpose (Stripe kept down to the end).
+    pub unfinished_work_expected: bool,
+    /// How long the drop check waits for the workers to finish what is pending.
+    pub drop_grace: std::time::Duration,
     _workers: app::Workers,
 }
 
@@ -97,8 +101,23 @@ impl TestApp {
             admin_token: admin_token.expose().to_owned(),
             test_db,
             connections,
+            unfinished_work_expected: false,
+            drop_grace: std::time::Duration::from_secs(15),
             _workers: workers,
         }
+    }
+
+    /// Events still to apply (pending, or failed and waiting for a retry) and jobs still to run.
+    pub fn unfinished_work(&self) -> Result<(i64, i64), String> {
+        let mut conn = self.db.blocking().map_err(|e| e.to_string())?;
+        let events: i64 = billmirror::storage::events::count_by_status(&mut conn)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(status, _)| status == "pending" || status == "failed")
+            .map(|(_, n)| n)
+            .sum();
+        let jobs = billmirror::storage::jobs::open(&mut conn).map_err(|e| e.to_string())?;
+        Ok((events, jobs))
     }
 
     /// The configuration this app would have with `extra_vars`: to start another instance on
@@ -232,6 +251,30 @@ pub fn config_for(test_db: &TestDb, extra_vars: &[(&str, &str)]) -> Config {
     vars.insert("DATABASE_URL".into(), test_db.url());
     vars.insert("DATABASE_POOL_SIZE".into(), "4".into());
     Config::from_vars(&vars).expect("test configuration is valid")
+}
+
+/// A test ends with nothing left to do: every event applied (or parked as dead) and every job
+/// settled, as crates.io's test app checks its background jobs. Work still pending after a short
+/// grace fails the test; a test that means to leave work sets `unfinished_work_expected`.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.unfinished_work_expected {
+            return;
+        }
+        let deadline = std::time::Instant::now() + self.drop_grace;
+        loop {
+            match self.unfinished_work() {
+                Ok((0, 0)) => return,
+                Ok((events, jobs)) if std::time::Instant::now() > deadline => panic!(
+                    "the test left {events} event(s) unapplied and {jobs} job(s) unsettled; \
+                     settle them, or set `unfinished_work_expected` if that is the point"
+                ),
+                // The database is gone (a test of an outage): nothing to check.
+                Err(_) => return,
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    }
 }
 
 /// Reads an error answer and returns its stable code.

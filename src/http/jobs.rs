@@ -1,0 +1,99 @@
+//! `/api/jobs`: the background job queue for ops: what is waiting, what stopped and why, and a
+//! way to run a failed or dead job again.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::pagination::{Page, PageQuery};
+use super::AppState;
+use crate::auth::Principal;
+use crate::jobs::{self, JobKind, JobState, RetryError};
+use crate::storage::jobs as store;
+use crate::storage::tokens::audit;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    kind: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// A filter value that must be one word of a state enum.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    name: &'static str,
+    value: Option<String>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|e| ApiError::unprocessable("invalid_filter", format!("{name}: {e}.")))
+        })
+        .transpose()
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = PageQuery {
+        limit: query.limit,
+        after: None,
+    }
+    .limit()?;
+    let kind: Option<JobKind> = parsed("kind", query.kind)?;
+    let status: Option<JobState> = parsed("status", query.status)?;
+    let after = query.after;
+    let rows = state
+        .db
+        .run(move |conn| store::list(conn, kind, status, after.as_deref(), limit + 1))
+        .await?;
+    Ok(HttpResponse::Ok().json(Page::from_rows(rows, limit, |j| j.id.clone())))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let job = state
+        .db
+        .run(move |conn| store::find(conn, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+pub async fn retry(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, actor) = (id.into_inner(), principal.name.clone());
+    let job = state
+        .db
+        .run(move |conn| {
+            Ok(conn.write_transaction(|conn| {
+                let job = jobs::retry(conn, &id)?;
+                audit(
+                    conn,
+                    &actor,
+                    "job.retry",
+                    &job.id,
+                    serde_json::json!({"kind": job.kind, "subject_id": job.subject_id}),
+                )?;
+                Ok::<_, RetryError>(job)
+            }))
+        })
+        .await?
+        .map_err(|e| match e {
+            RetryError::NotFound => ApiError::not_found("job"),
+            RetryError::NotStopped(_) => ApiError::conflict("job_not_stopped", e.to_string()),
+            RetryError::Storage(e) => ApiError::internal(e),
+        })?;
+    state.jobs.wake(job.kind);
+    Ok(HttpResponse::Accepted().json(job))
+}
