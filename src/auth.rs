@@ -68,12 +68,6 @@ pub enum TokenError {
     Storage(#[from] StorageError),
 }
 
-impl From<diesel::result::Error> for TokenError {
-    fn from(error: diesel::result::Error) -> Self {
-        TokenError::Storage(error.into())
-    }
-}
-
 pub fn generate_token() -> Secret {
     Secret::new(format!(
         "{TOKEN_PREFIX}{}",

@@ -44,12 +44,6 @@ pub enum ConnectionError {
     Vault(#[from] VaultError),
 }
 
-impl From<diesel::result::Error> for ConnectionError {
-    fn from(error: diesel::result::Error) -> Self {
-        ConnectionError::Storage(error.into())
-    }
-}
-
 /// A connection as the API shows it: keys masked, secrets never.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionView {

@@ -2,7 +2,6 @@
 //! answer that creates it.
 
 use actix_web::{web, HttpResponse};
-use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -11,8 +10,7 @@ use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::{self, Principal, TokenError, TokenInfo};
 use crate::domain::Role;
-use crate::storage::schema::api_tokens;
-use crate::storage::tokens::TokenRow;
+use crate::storage::tokens;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,16 +57,7 @@ pub async fn list(
     let after = query.after.clone();
     let rows = state
         .db
-        .run(move |conn| {
-            let mut select = api_tokens::table
-                .select(TokenRow::as_select())
-                .order(api_tokens::id.asc())
-                .into_boxed();
-            if let Some(after) = after {
-                select = select.filter(api_tokens::id.gt(after));
-            }
-            Ok(select.limit(limit + 1).load(conn)?)
-        })
+        .run(move |conn| tokens::page(conn, after.as_deref(), limit + 1))
         .await?;
     let page = Page::from_rows(
         rows.into_iter().map(TokenInfo::from).collect(),

@@ -38,12 +38,6 @@ pub enum InvoiceError {
     Storage(#[from] StorageError),
 }
 
-impl From<diesel::result::Error> for InvoiceError {
-    fn from(error: diesel::result::Error) -> Self {
-        InvoiceError::Storage(error.into())
-    }
-}
-
 fn input_error(code: &'static str, field: &str, message: impl Into<String>) -> InvoiceError {
     InvoiceError::Input(InputError {
         code,

@@ -230,12 +230,6 @@ pub enum RetryError {
     Storage(#[from] StorageError),
 }
 
-impl From<diesel::result::Error> for RetryError {
-    fn from(error: diesel::result::Error) -> Self {
-        RetryError::Storage(error.into())
-    }
-}
-
 /// Runs a failed or dead job again from its first attempt, at once.
 pub fn retry(conn: &mut DbConnection, id: &str) -> Result<JobRow, RetryError> {
     let job = store::find(conn, id)?.ok_or(RetryError::NotFound)?;

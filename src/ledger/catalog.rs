@@ -1,46 +1,13 @@
 //! Prices (and legacy plans, which are prices) and products: the names subscriptions show.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
-
 use super::json::{self, as_id, as_string, take};
-use super::keys::{sort_for_fold, Key};
-use super::{upsert, Event};
-use crate::storage::schema::{prices, products};
-use crate::storage::DbConnection;
+use super::keys::sort_for_fold;
+use super::Event;
+use crate::storage::ledger::{PriceFields, ProductFields};
 
-#[derive(Debug, Default, AsChangeset, Insertable)]
-#[diesel(table_name = prices, treat_none_as_null = true)]
-struct PriceFields {
-    stripe_product_id: Option<String>,
-    nickname: Option<String>,
-    unit_amount: Option<i64>,
-    currency: Option<String>,
-    billing_interval: Option<String>,
-    interval_count: Option<i32>,
-    active: bool,
-    deleted: bool,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
-
-#[derive(Debug, Default, AsChangeset, Insertable)]
-#[diesel(table_name = products, treat_none_as_null = true)]
-struct ProductFields {
-    name: Option<String>,
-    active: bool,
-    deleted: bool,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
-
-pub fn rebuild_price(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
-    sort_for_fold(&mut events, |_| 0);
+/// A price (or legacy plan) from all its events, in any order.
+pub fn fold_price(events: &mut [Event]) -> PriceFields {
+    sort_for_fold(events, |_| 0);
     let now = crate::domain::time::now();
     let mut f = PriceFields {
         active: true,
@@ -48,7 +15,7 @@ pub fn rebuild_price(
         updated_at: now,
         ..PriceFields::default()
     };
-    for event in &events {
+    for event in events.iter() {
         let o = &event.object;
         take(&mut f.stripe_product_id, o, "product", as_id);
         take(&mut f.nickname, o, "nickname", as_string);
@@ -67,17 +34,12 @@ pub fn rebuild_price(
         f.active = json::bool(o, &["active"]).unwrap_or(f.active);
         f.deleted |= event.action() == "deleted";
     }
-    upsert!(conn, prices, connection_id, stripe_id, &f);
-    Ok(Vec::new())
+    f
 }
 
-pub fn rebuild_product(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
-    sort_for_fold(&mut events, |_| 0);
+/// A product from all its events, in any order.
+pub fn fold_product(events: &mut [Event]) -> ProductFields {
+    sort_for_fold(events, |_| 0);
     let now = crate::domain::time::now();
     let mut f = ProductFields {
         active: true,
@@ -85,12 +47,11 @@ pub fn rebuild_product(
         updated_at: now,
         ..ProductFields::default()
     };
-    for event in &events {
+    for event in events.iter() {
         let o = &event.object;
         take(&mut f.name, o, "name", as_string);
         f.active = json::bool(o, &["active"]).unwrap_or(f.active);
         f.deleted |= event.action() == "deleted";
     }
-    upsert!(conn, products, connection_id, stripe_id, &f);
-    Ok(Vec::new())
+    f
 }

@@ -1,29 +1,10 @@
 //! Disputes, from `charge.dispute.*`. Once closed (won, lost, or a closed warning) a dispute stays
 //! closed.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
-
 use super::json::{self, as_id, as_string, as_time, take};
-use super::keys::{sort_for_fold, Key};
-use super::{upsert, Event};
-use crate::storage::schema::disputes;
-use crate::storage::DbConnection;
-
-#[derive(Debug, Default, AsChangeset, Insertable)]
-#[diesel(table_name = disputes, treat_none_as_null = true)]
-struct Fields {
-    charge_id: Option<String>,
-    payment_intent_id: Option<String>,
-    amount: i64,
-    currency: String,
-    reason: Option<String>,
-    status: String,
-    evidence_due_by: Option<NaiveDateTime>,
-    stripe_created: Option<NaiveDateTime>,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
+use super::keys::sort_for_fold;
+use super::Event;
+use crate::storage::ledger::DisputeFields as Fields;
 
 fn is_closed(status: &str) -> bool {
     matches!(status, "won" | "lost" | "warning_closed")
@@ -38,13 +19,9 @@ fn status_rank(status: Option<&str>) -> u8 {
     }
 }
 
-pub fn rebuild(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
-    sort_for_fold(&mut events, |e| status_rank(e.object["status"].as_str()));
+/// A dispute from all its events, in any order.
+pub fn fold(events: &mut [Event]) -> Fields {
+    sort_for_fold(events, |e| status_rank(e.object["status"].as_str()));
     let now = crate::domain::time::now();
     let mut f = Fields {
         status: "needs_response".to_owned(),
@@ -52,7 +29,7 @@ pub fn rebuild(
         updated_at: now,
         ..Fields::default()
     };
-    for event in &events {
+    for event in events.iter() {
         let o = &event.object;
         take(&mut f.charge_id, o, "charge", as_id);
         take(&mut f.payment_intent_id, o, "payment_intent", as_id);
@@ -69,6 +46,5 @@ pub fn rebuild(
             }
         }
     }
-    upsert!(conn, disputes, connection_id, stripe_id, &f);
-    Ok(Vec::new())
+    f
 }

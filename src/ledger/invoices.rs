@@ -2,47 +2,19 @@
 //! point at them. Status only moves forward: `draft` → `open` → `past_due` → `uncollectible` →
 //! `paid`, and `void`/`deleted` end it, so a late `invoice.updated` cannot reopen a paid invoice.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use serde_json::Value;
 
 use super::apply::ApplyError;
 use super::json::{self, as_id, as_string, as_time, take};
-use super::keys::{listed, sort_for_fold, Key};
+use super::keys::{listed, sort_for_fold};
 use super::Event;
-use crate::domain::{ids, time};
+use crate::domain::time;
 use crate::storage::invoices as store;
-use crate::storage::schema::{invoice_lines, invoices, payments};
+use crate::storage::ledger::{
+    self as ledger_store, InvoiceFields as Fields, KnownInvoice as Ours, LinkedPayment,
+    MirroredLine,
+};
 use crate::storage::DbConnection;
-
-#[derive(Debug, Default, AsChangeset)]
-#[diesel(table_name = invoices, treat_none_as_null = true)]
-struct Fields {
-    stripe_id: Option<String>,
-    number: Option<String>,
-    stripe_customer_id: Option<String>,
-    customer_email: Option<String>,
-    customer_email_normalized: Option<String>,
-    customer_name: Option<String>,
-    stripe_subscription_id: Option<String>,
-    currency: String,
-    total: i64,
-    amount_due: i64,
-    amount_paid: i64,
-    amount_remaining: i64,
-    status: String,
-    due_date: Option<NaiveDateTime>,
-    hosted_invoice_url: Option<String>,
-    attempt_count: i32,
-    next_payment_attempt: Option<NaiveDateTime>,
-    last_payment_error: Option<String>,
-    finalized_at: Option<NaiveDateTime>,
-    paid_at: Option<NaiveDateTime>,
-    voided_at: Option<NaiveDateTime>,
-    stripe_created: Option<NaiveDateTime>,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
 
 pub(crate) fn status_rank(status: &str) -> u8 {
     match status {
@@ -70,13 +42,56 @@ fn status_of(event: &Event) -> Option<&str> {
     })
 }
 
+/// What an invoice's events say, folded.
+#[derive(Debug)]
+pub struct Folded<'e> {
+    pub fields: Fields,
+    /// Our invoice's id, when our metadata names it (an invoice billmirror pushed).
+    pub local_id: Option<String>,
+    lines: Option<Lines<'e>>,
+}
+
+/// Rebuilds invoice `stripe_id` from all its events and writes it: into our row when it is one
+/// billmirror pushed, else into its mirrored row with Stripe's lines.
 pub fn rebuild(
     conn: &mut DbConnection,
     connection_id: &str,
     stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, ApplyError> {
-    sort_for_fold(&mut events, |e| status_of(e).map_or(0, status_rank));
+    events: &mut [Event],
+) -> Result<(), ApplyError> {
+    let linked = ledger_store::payments_of_invoice(conn, connection_id, stripe_id)?;
+    let Some(Folded {
+        fields,
+        local_id,
+        lines,
+    }) = fold(stripe_id, events, &linked)
+    else {
+        // Only an invoice payment so far: the invoice itself will come, and fold this in then.
+        return Ok(());
+    };
+    let currency = fields.currency.clone();
+    let written = write(conn, connection_id, stripe_id, local_id.as_deref(), fields)?;
+    if let (Some(lines), Written::Mirrored(id)) = (lines, &written) {
+        ledger_store::replace_lines(conn, id, &mirrored_lines(lines.items, &currency))?;
+        if lines.complete {
+            store::mark_lines_complete(conn, id)?;
+        } else {
+            let known = i32::try_from(lines.items.len()).unwrap_or(i32::MAX);
+            store::mark_lines_incomplete(conn, id, connection_id, stripe_id, known)?;
+        }
+    }
+    Ok(())
+}
+
+/// Invoice `stripe_id` from all its events, in any order, and the payments pointing at it; `None`
+/// while only invoice payments have been seen.
+pub fn fold<'e>(
+    stripe_id: &str,
+    events: &'e mut [Event],
+    linked: &[LinkedPayment],
+) -> Option<Folded<'e>> {
+    sort_for_fold(events, |e| status_of(e).map_or(0, status_rank));
+    let events: &'e [Event] = events;
     let now = time::now();
     let mut f = Fields {
         stripe_id: Some(stripe_id.to_owned()),
@@ -88,7 +103,7 @@ pub fn rebuild(
     let mut local_id = None;
     let mut lines: Option<Lines> = None;
     let mut seen_invoice = false;
-    for event in &events {
+    for event in events {
         let o = &event.object;
         if let Some(status) = status_of(event) {
             if status_rank(status) >= status_rank(&f.status) {
@@ -151,10 +166,9 @@ pub fn rebuild(
         }
     }
     if !seen_invoice {
-        // Only an invoice payment so far: the invoice itself will come, and fold this in then.
-        return Ok(Vec::new());
+        return None;
     }
-    apply_payments(conn, connection_id, stripe_id, &mut f)?;
+    apply_payments(linked, &mut f);
     if f.status == "paid" {
         f.amount_remaining = 0;
         f.next_payment_attempt = None;
@@ -164,19 +178,11 @@ pub fn rebuild(
         .customer_email
         .as_deref()
         .map(super::customers::normalize_email);
-
-    let currency = f.currency.clone();
-    let written = write(conn, connection_id, stripe_id, local_id.as_deref(), f)?;
-    if let (Some(lines), Written::Mirrored(id)) = (lines, &written) {
-        write_lines(conn, id, &currency, lines.items)?;
-        if lines.complete {
-            store::mark_lines_complete(conn, id)?;
-        } else {
-            let known = i32::try_from(lines.items.len()).unwrap_or(i32::MAX);
-            store::mark_lines_incomplete(conn, id, connection_id, stripe_id, known)?;
-        }
-    }
-    Ok(Vec::new())
+    Some(Folded {
+        fields: f,
+        local_id,
+        lines,
+    })
 }
 
 /// The lines one event shows: Stripe's payloads carry the first page only, saying so with
@@ -209,37 +215,25 @@ impl<'e> Lines<'e> {
 
 /// Folds in what the payments pointing at this invoice say: a succeeded one means it is paid, the
 /// latest failed one gives the reason shown while it is past due.
-fn apply_payments(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    f: &mut Fields,
-) -> Result<(), diesel::result::Error> {
-    let linked: Vec<(String, Option<String>, i64, Option<NaiveDateTime>)> = payments::table
-        .filter(payments::connection_id.eq(connection_id))
-        .filter(payments::stripe_invoice_id.eq(stripe_id))
-        .select((
-            payments::status,
-            payments::failure_message,
-            payments::amount,
-            payments::stripe_created,
-        ))
-        .order((payments::stripe_created.asc(), payments::stripe_id.asc()))
-        .load(conn)?;
-    for (status, failure, amount, created) in linked {
-        match status.as_str() {
+fn apply_payments(linked: &[LinkedPayment], f: &mut Fields) {
+    for payment in linked {
+        match payment.status.as_str() {
             "succeeded" | "refunded" | "partially_refunded" => {
                 if status_rank(&f.status) < status_rank("paid") {
                     f.status = "paid".to_owned();
                 }
-                f.amount_paid = f.amount_paid.max(amount);
-                f.paid_at = f.paid_at.or(created);
+                f.amount_paid = f.amount_paid.max(payment.amount);
+                f.paid_at = f.paid_at.or(payment.stripe_created);
             }
-            "failed" => f.last_payment_error = failure.or(f.last_payment_error.take()),
+            "failed" => {
+                f.last_payment_error = payment
+                    .failure_message
+                    .clone()
+                    .or(f.last_payment_error.take())
+            }
             _ => {}
         }
     }
-    Ok(())
 }
 
 /// Which row an invoice's events were written to.
@@ -248,19 +242,6 @@ enum Written {
     Ours,
     /// One mirrored from Stripe, by its row id: Stripe's lines are its lines.
     Mirrored(String),
-}
-
-/// What an invoice of ours keeps whatever its events say.
-#[derive(Queryable)]
-struct Ours {
-    origin: String,
-    status: String,
-    customer_email: Option<String>,
-    customer_email_normalized: Option<String>,
-    customer_name: Option<String>,
-    total: i64,
-    amount_due: i64,
-    amount_remaining: i64,
 }
 
 /// Folds what the row already holds into the fields the events gave. Status never moves back
@@ -300,130 +281,60 @@ fn keep_what_we_know(existing: Ours, f: &mut Fields) {
 }
 
 /// Writes the invoice row: ours when our metadata names it (an invoice billmirror pushed), else
-/// the mirrored row for this Stripe id.
+/// the mirrored row for this Stripe id, created on first sight.
 fn write(
     conn: &mut DbConnection,
     connection_id: &str,
     stripe_id: &str,
     local_id: Option<&str>,
     mut f: Fields,
-) -> Result<Written, diesel::result::Error> {
-    let mut existing: Option<String> = None;
-    if let Some(local) = local_id {
-        existing = invoices::table
-            .find(local)
-            .select(invoices::id)
-            .first(conn)
-            .optional()?;
-    }
-    if existing.is_none() {
-        existing = invoices::table
-            .filter(invoices::connection_id.eq(connection_id))
-            .filter(invoices::stripe_id.eq(stripe_id))
-            .select(invoices::id)
-            .first(conn)
-            .optional()?;
-    }
-    match existing {
-        Some(id) => {
-            let known: Ours = invoices::table
-                .find(&id)
-                .select((
-                    invoices::origin,
-                    invoices::status,
-                    invoices::customer_email,
-                    invoices::customer_email_normalized,
-                    invoices::customer_name,
-                    invoices::total,
-                    invoices::amount_due,
-                    invoices::amount_remaining,
-                ))
-                .first(conn)?;
+) -> Result<Written, ApplyError> {
+    match ledger_store::invoice_row_for(conn, connection_id, stripe_id, local_id)? {
+        Some((id, known)) => {
             let ours = known.origin == "billmirror";
             keep_what_we_know(known, &mut f);
-            diesel::update(invoices::table.find(&id))
-                .set(&f)
-                .execute(conn)?;
-            if let (false, Some(created)) = (ours, f.stripe_created) {
-                diesel::update(invoices::table.find(&id))
-                    .set(invoices::created_at.eq(created))
-                    .execute(conn)?;
-            }
+            // A mirrored invoice was made when Stripe made it, not when we heard of it.
+            let created = (!ours).then_some(f.stripe_created).flatten();
+            ledger_store::update_invoice(conn, &id, &f, created)?;
             Ok(if ours {
                 Written::Ours
             } else {
                 Written::Mirrored(id)
             })
         }
-        None => {
-            let id = ids::new_id("inv");
-            diesel::insert_into(invoices::table)
-                .values((
-                    invoices::id.eq(&id),
-                    invoices::connection_id.eq(connection_id),
-                    invoices::origin.eq("stripe"),
-                    invoices::sync_state.eq("mirrored"),
-                    // A mirrored invoice was made when Stripe made it, not when we heard of it.
-                    invoices::created_at.eq(f.stripe_created.unwrap_or_else(time::now)),
-                    invoices::currency.eq(&f.currency),
-                    invoices::total.eq(f.total),
-                    invoices::amount_due.eq(f.amount_due),
-                    invoices::amount_remaining.eq(f.amount_remaining),
-                    invoices::status.eq(&f.status),
-                    invoices::observed_at.eq(f.observed_at),
-                    invoices::updated_at.eq(f.updated_at),
-                ))
-                .execute(conn)?;
-            diesel::update(invoices::table.find(&id))
-                .set(&f)
-                .execute(conn)?;
-            Ok(Written::Mirrored(id))
-        }
+        None => Ok(Written::Mirrored(ledger_store::insert_mirrored_invoice(
+            conn,
+            connection_id,
+            &f,
+        )?)),
     }
 }
 
-/// Replaces the invoice's lines with the latest list Stripe sent. Webhook payloads carry the
-/// first page of lines (up to ten); longer invoices are completed by the backfill.
-fn write_lines(
-    conn: &mut DbConnection,
-    invoice_id: &str,
-    currency: &str,
-    lines: &[Value],
-) -> Result<(), diesel::result::Error> {
-    diesel::delete(invoice_lines::table.filter(invoice_lines::invoice_id.eq(invoice_id)))
-        .execute(conn)?;
-    for (n, line) in lines.iter().enumerate() {
-        let quantity = json::i64(line, &["quantity"]).unwrap_or(1);
-        let amount = json::i64(line, &["amount"]).unwrap_or(0);
-        let unit_amount = json::i64(line, &["price", "unit_amount"])
-            // Since basil the unit amount is a decimal string under `pricing`.
-            .or_else(|| {
-                json::str(line, &["pricing", "unit_amount_decimal"]).and_then(|d| d.parse().ok())
-            })
-            .or_else(|| json::i64(line, &["plan", "amount"]));
-        let price = json::id(line, &["price"])
-            .or_else(|| json::str(line, &["pricing", "price_details", "price"]))
-            .or_else(|| json::id(line, &["plan"]));
-        diesel::insert_into(invoice_lines::table)
-            .values((
-                invoice_lines::id.eq(ids::new_id("line")),
-                invoice_lines::invoice_id.eq(invoice_id),
-                invoice_lines::stripe_id.eq(json::str(line, &["id"])),
-                invoice_lines::line_no.eq(i32::try_from(n + 1).unwrap_or(i32::MAX)),
-                invoice_lines::description
-                    .eq(json::str(line, &["description"]).unwrap_or_default()),
-                invoice_lines::quantity.eq(quantity),
-                invoice_lines::unit_amount.eq(unit_amount),
-                invoice_lines::amount.eq(amount),
-                invoice_lines::currency
-                    .eq(json::str(line, &["currency"]).unwrap_or_else(|| currency.to_owned())),
-                invoice_lines::stripe_price_id.eq(price),
-                invoice_lines::period_start.eq(json::time(line, &["period", "start"])),
-                invoice_lines::period_end.eq(json::time(line, &["period", "end"])),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
+/// Stripe's lines as stored: amounts in minor units, the unit amount wherever this API version
+/// puts it.
+fn mirrored_lines(lines: &[Value], currency: &str) -> Vec<MirroredLine> {
+    lines
+        .iter()
+        .map(|line| MirroredLine {
+            stripe_id: json::str(line, &["id"]),
+            description: json::str(line, &["description"]).unwrap_or_default(),
+            quantity: json::i64(line, &["quantity"]).unwrap_or(1),
+            unit_amount: json::i64(line, &["price", "unit_amount"])
+                // Since basil the unit amount is a decimal string under `pricing`.
+                .or_else(|| {
+                    json::str(line, &["pricing", "unit_amount_decimal"])
+                        .and_then(|d| d.parse().ok())
+                })
+                .or_else(|| json::i64(line, &["plan", "amount"])),
+            amount: json::i64(line, &["amount"]).unwrap_or(0),
+            currency: json::str(line, &["currency"]).unwrap_or_else(|| currency.to_owned()),
+            stripe_price_id: json::id(line, &["price"])
+                .or_else(|| json::str(line, &["pricing", "price_details", "price"]))
+                .or_else(|| json::id(line, &["plan"])),
+            period_start: json::time(line, &["period", "start"]),
+            period_end: json::time(line, &["period", "end"]),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ pub mod json;
 mod keys;
 mod payments;
 mod refunds;
-pub mod snapshot;
 mod subscriptions;
 pub mod worker;
 
@@ -123,30 +122,3 @@ pub fn maps(event_type: &str) -> bool {
             .iter()
             .any(|family| event_type.starts_with(family))
 }
-
-/// Writes a mirrored object's fields into its row, found by (connection, Stripe id), creating the
-/// row on first sight. One statement (`INSERT … ON CONFLICT DO UPDATE`) on either backend.
-macro_rules! upsert {
-    ($conn:expr, $table:ident, $connection_id:expr, $stripe_id:expr, $fields:expr) => {{
-        macro_rules! statement {
-            () => {
-                diesel::insert_into($table::table)
-                    .values((
-                        $table::id.eq(crate::domain::ids::new_id(stringify!($table))),
-                        $table::connection_id.eq($connection_id),
-                        $table::stripe_id.eq($stripe_id),
-                        $table::created_at.eq(crate::domain::time::now()),
-                        $fields,
-                    ))
-                    .on_conflict(($table::connection_id, $table::stripe_id))
-                    .do_update()
-                    .set($fields)
-            };
-        }
-        match $conn {
-            crate::storage::DbConnection::Postgres(c) => statement!().execute(c)?,
-            crate::storage::DbConnection::Sqlite(c) => statement!().execute(c)?,
-        };
-    }};
-}
-pub(crate) use upsert;

@@ -1,40 +1,14 @@
 //! Payments, one per PaymentIntent (or per charge without one), folded from PaymentIntent, charge
 //! and invoice events. A payment that succeeded stays succeeded; `amount_refunded` only grows.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use serde_json::Value;
 
-use super::apply::ApplyError;
+use super::attempts::Attempt;
 use super::json;
-use super::keys::{listed, sort_for_fold, Key, Kind};
-use super::{upsert, Event};
-use crate::storage::attempts::{self, AttemptRow};
-use crate::storage::schema::payments;
-use crate::storage::DbConnection;
-
-#[derive(Debug, Default, AsChangeset, Insertable)]
-#[diesel(table_name = payments, treat_none_as_null = true)]
-struct Fields {
-    payment_intent_id: Option<String>,
-    charge_id: Option<String>,
-    stripe_customer_id: Option<String>,
-    stripe_invoice_id: Option<String>,
-    amount: i64,
-    currency: String,
-    status: String,
-    failure_code: Option<String>,
-    failure_message: Option<String>,
-    method_type: Option<String>,
-    card_brand: Option<String>,
-    card_last4: Option<String>,
-    amount_refunded: i64,
-    disputed: bool,
-    description: Option<String>,
-    stripe_created: Option<NaiveDateTime>,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
+use super::keys::{listed, sort_for_fold};
+use super::Event;
+use crate::storage::attempts::AttemptRow;
+use crate::storage::ledger::PaymentFields as Fields;
 
 fn status_rank(status: &str) -> u8 {
     match status {
@@ -64,13 +38,9 @@ fn status_of(event: &Event) -> Option<&'static str> {
     })
 }
 
-pub fn rebuild(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, ApplyError> {
-    sort_for_fold(&mut events, |e| status_of(e).map_or(0, status_rank));
+/// A payment and every attempt made for it, from all its events, in any order.
+pub fn fold(events: &mut [Event]) -> (Fields, Vec<Attempt>) {
+    sort_for_fold(events, |e| status_of(e).map_or(0, status_rank));
     let now = crate::domain::time::now();
     let mut f = Fields {
         status: "pending".to_owned(),
@@ -79,7 +49,7 @@ pub fn rebuild(
         ..Fields::default()
     };
     let mut amount_from_invoice = None;
-    for event in &events {
+    for event in events.iter() {
         if let Some(status) = status_of(event) {
             if status_rank(status) >= status_rank(&f.status) {
                 f.status = status.to_owned();
@@ -130,17 +100,28 @@ pub fn rebuild(
         f.failure_code = None;
         f.failure_message = None;
     }
-    let attempts: Vec<AttemptRow> = super::attempts::fold(&events)
+    let attempts = super::attempts::fold(events);
+    (f, attempts)
+}
+
+/// The stored rows of a payment's attempts; an attempt that named no currency is in the payment's.
+pub fn attempt_rows(
+    connection_id: &str,
+    payment_stripe_id: &str,
+    payment_currency: &str,
+    attempts: Vec<Attempt>,
+) -> Vec<AttemptRow> {
+    attempts
         .into_iter()
         .map(|a| AttemptRow {
             id: crate::domain::ids::new_id("att"),
             connection_id: connection_id.to_owned(),
-            payment_stripe_id: stripe_id.to_owned(),
+            payment_stripe_id: payment_stripe_id.to_owned(),
             charge_id: a.charge_id,
             status: a.status,
             amount: a.amount,
             currency: if a.currency.is_empty() {
-                f.currency.clone()
+                payment_currency.to_owned()
             } else {
                 a.currency
             },
@@ -152,14 +133,7 @@ pub fn rebuild(
             card_last4: a.card_last4,
             stripe_created: a.created,
         })
-        .collect();
-    let follow_up = f
-        .stripe_invoice_id
-        .clone()
-        .map(|invoice| Key::new(Kind::Invoice, invoice));
-    upsert!(conn, payments, connection_id, stripe_id, &f);
-    attempts::write_all(conn, &attempts)?;
-    Ok(follow_up.into_iter().collect())
+        .collect()
 }
 
 fn read_payment_intent(f: &mut Fields, o: &Value) {

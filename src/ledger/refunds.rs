@@ -1,29 +1,11 @@
 //! Refunds, from `refund.*`, `charge.refund.updated`, and the refund lists older charges carry.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use serde_json::Value;
 
 use super::json::{self, as_id, as_string, as_time, take};
-use super::keys::{listed, sort_for_fold, Key};
-use super::{upsert, Event};
-use crate::storage::schema::refunds;
-use crate::storage::DbConnection;
-
-#[derive(Debug, Default, AsChangeset, Insertable)]
-#[diesel(table_name = refunds, treat_none_as_null = true)]
-struct Fields {
-    charge_id: Option<String>,
-    payment_intent_id: Option<String>,
-    amount: i64,
-    currency: String,
-    reason: Option<String>,
-    status: String,
-    failure_reason: Option<String>,
-    stripe_created: Option<NaiveDateTime>,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
+use super::keys::{listed, sort_for_fold};
+use super::Event;
+use crate::storage::ledger::RefundFields as Fields;
 
 fn status_rank(status: Option<&str>) -> u8 {
     match status {
@@ -46,13 +28,9 @@ fn refund_in<'e>(event: &'e Event, refund_id: &str) -> Option<&'e Value> {
         .find(|r| r["id"] == refund_id)
 }
 
-pub fn rebuild(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
-    sort_for_fold(&mut events, |e| {
+/// Refund `stripe_id` from all the events that show it, in any order.
+pub fn fold(stripe_id: &str, events: &mut [Event]) -> Fields {
+    sort_for_fold(events, |e| {
         status_rank(refund_in(e, stripe_id).and_then(|r| r["status"].as_str()))
     });
     let now = crate::domain::time::now();
@@ -62,7 +40,7 @@ pub fn rebuild(
         updated_at: now,
         ..Fields::default()
     };
-    for event in &events {
+    for event in events.iter() {
         let Some(r) = refund_in(event, stripe_id) else {
             continue;
         };
@@ -79,6 +57,5 @@ pub fn rebuild(
             f.status = status;
         }
     }
-    upsert!(conn, refunds, connection_id, stripe_id, &f);
-    Ok(Vec::new())
+    f
 }

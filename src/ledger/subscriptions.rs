@@ -1,40 +1,12 @@
 //! Subscriptions: plan, interval, status, period and cancellation, from `customer.subscription.*`.
 //! Before `2025-03-31.basil` the period sits on the subscription; since then on its items.
 
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use serde_json::Value;
 
 use super::json::{self, as_id, as_time, take};
-use super::keys::{listed, sort_for_fold, Key};
-use super::{upsert, Event};
-use crate::storage::schema::subscriptions;
-use crate::storage::DbConnection;
-
-#[derive(Debug, Default, AsChangeset, Insertable)]
-#[diesel(table_name = subscriptions, treat_none_as_null = true)]
-struct Fields {
-    stripe_customer_id: Option<String>,
-    status: String,
-    stripe_price_id: Option<String>,
-    stripe_product_id: Option<String>,
-    plan_name: Option<String>,
-    billing_interval: Option<String>,
-    interval_count: Option<i32>,
-    quantity: Option<i64>,
-    amount: Option<i64>,
-    currency: Option<String>,
-    current_period_start: Option<NaiveDateTime>,
-    current_period_end: Option<NaiveDateTime>,
-    cancel_at_period_end: bool,
-    cancel_at: Option<NaiveDateTime>,
-    canceled_at: Option<NaiveDateTime>,
-    ended_at: Option<NaiveDateTime>,
-    trial_end: Option<NaiveDateTime>,
-    stripe_created: Option<NaiveDateTime>,
-    observed_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
+use super::keys::{listed, sort_for_fold};
+use super::Event;
+use crate::storage::ledger::SubscriptionFields as Fields;
 
 /// How far along a subscription's life a status is; breaks ties within one second.
 fn status_rank(status: Option<&str>) -> u8 {
@@ -54,13 +26,9 @@ fn is_final(status: &str) -> bool {
     matches!(status, "canceled" | "incomplete_expired")
 }
 
-pub fn rebuild(
-    conn: &mut DbConnection,
-    connection_id: &str,
-    stripe_id: &str,
-    mut events: Vec<Event>,
-) -> Result<Vec<Key>, diesel::result::Error> {
-    sort_for_fold(&mut events, |e| status_rank(e.object["status"].as_str()));
+/// A subscription from all its events, in any order.
+pub fn fold(events: &mut [Event]) -> Fields {
+    sort_for_fold(events, |e| status_rank(e.object["status"].as_str()));
     let now = crate::domain::time::now();
     let mut f = Fields {
         status: "incomplete".to_owned(),
@@ -69,7 +37,7 @@ pub fn rebuild(
         ..Fields::default()
     };
     let mut ended = false;
-    for event in &events {
+    for event in events.iter() {
         let o = &event.object;
         take(&mut f.stripe_customer_id, o, "customer", as_id);
         if let Some(status) = o["status"].as_str() {
@@ -105,8 +73,7 @@ pub fn rebuild(
         }
         take(&mut f.quantity, o, "quantity", Value::as_i64);
     }
-    upsert!(conn, subscriptions, connection_id, stripe_id, &f);
-    Ok(Vec::new())
+    f
 }
 
 fn read_item(f: &mut Fields, item: &Value) {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::Connection;
 use tokio::sync::{watch, Notify};
 
 use super::apply::{self, ApplyError};
@@ -119,7 +118,7 @@ pub fn apply_due(
                     // The rest stay due and come first in the next pass.
                     break;
                 }
-                match conn.transaction(|conn| apply::apply(conn, &row)) {
+                match conn.savepoint(|conn| apply::apply(conn, &row)) {
                     Ok(()) => {
                         events::mark_applied(conn, &row.id, time::now())?;
                         pass.applied += 1;
@@ -148,16 +147,13 @@ pub fn apply_due(
     }
 }
 
-/// A deadlock or serialisation failure between workers, not a fault of the event.
+/// Another worker holding an object, a deadlock or a serialisation failure: not a fault of the
+/// event.
 fn is_contention(error: &ApplyError) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
     match error {
         ApplyError::Contended(_) => true,
-        ApplyError::Storage(StorageError::Query(Error::DatabaseError(kind, info))) => {
-            matches!(kind, DatabaseErrorKind::SerializationFailure)
-                || info.message().contains("deadlock detected")
-        }
-        _ => false,
+        ApplyError::Storage(e) => e.is_contention(),
+        ApplyError::Payload(_) => false,
     }
 }
 

@@ -7,7 +7,29 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 
-use super::DatabaseTarget;
+use super::{DatabaseTarget, StorageError};
+
+/// Inside diesel's `transaction`, which wants an error it can make from its own: either the
+/// caller's error or the database's.
+enum Failed<E> {
+    Body(E),
+    Database(diesel::result::Error),
+}
+
+impl<E> From<diesel::result::Error> for Failed<E> {
+    fn from(error: diesel::result::Error) -> Self {
+        Failed::Database(error)
+    }
+}
+
+impl<E: From<StorageError>> Failed<E> {
+    fn into_error(self) -> E {
+        match self {
+            Failed::Body(e) => e,
+            Failed::Database(e) => StorageError::from(e).into(),
+        }
+    }
+}
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -31,32 +53,48 @@ impl DbConnection {
         body: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E>
     where
-        E: From<diesel::result::Error>,
+        E: From<StorageError>,
     {
+        let database = |e: diesel::result::Error| E::from(StorageError::from(e));
         if let DbConnection::Sqlite(inner) = self {
             let _writer = SqliteWriter::acquire();
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+                .map_err(database)?;
             let outcome = body(self);
             let DbConnection::Sqlite(inner) = self else {
                 unreachable!("the variant cannot change inside a transaction")
             };
             match outcome {
                 Ok(value) => {
-                    AnsiTransactionManager::commit_transaction(inner)?;
+                    AnsiTransactionManager::commit_transaction(inner).map_err(database)?;
                     Ok(value)
                 }
                 Err(error) => {
-                    AnsiTransactionManager::rollback_transaction(inner)?;
+                    AnsiTransactionManager::rollback_transaction(inner).map_err(database)?;
                     Err(error)
                 }
             }
         } else {
-            self.transaction(body)
+            self.transaction(|conn| body(conn).map_err(Failed::Body))
+                .map_err(Failed::into_error)
         }
     }
 }
 
 impl DbConnection {
+    /// Runs `body` in a savepoint (a nested transaction) of the transaction in progress: an error
+    /// rolls back what `body` wrote and nothing else.
+    pub fn savepoint<T, E>(
+        &mut self,
+        body: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        self.transaction(|conn| body(conn).map_err(Failed::Body))
+            .map_err(Failed::into_error)
+    }
+
     /// A write transaction whose commit need not reach the disk before it returns: for work that is
     /// recomputed from durably stored rows if a power cut loses it (the ledger is rebuilt from the
     /// inbox). Both backends still commit atomically and in order; only the last commits may be
@@ -66,17 +104,21 @@ impl DbConnection {
         body: impl FnOnce(&mut DbConnection) -> Result<T, E>,
     ) -> Result<T, E>
     where
-        E: From<diesel::result::Error>,
+        E: From<StorageError>,
     {
+        let database = |e: diesel::result::Error| E::from(StorageError::from(e));
         if self.is_sqlite() {
             // In WAL mode NORMAL syncs at checkpoints instead of at every commit.
-            self.batch_execute("PRAGMA synchronous = NORMAL")?;
+            self.batch_execute("PRAGMA synchronous = NORMAL")
+                .map_err(database)?;
             let outcome = self.write_transaction(body);
-            self.batch_execute("PRAGMA synchronous = FULL")?;
+            self.batch_execute("PRAGMA synchronous = FULL")
+                .map_err(database)?;
             outcome
         } else {
             self.write_transaction(|conn| {
-                conn.batch_execute("SET LOCAL synchronous_commit = off")?;
+                conn.batch_execute("SET LOCAL synchronous_commit = off")
+                    .map_err(database)?;
                 body(conn)
             })
         }

@@ -9,8 +9,10 @@ pub mod connections;
 pub mod events;
 pub mod invoices;
 pub mod jobs;
+pub mod ledger;
 pub mod migrate;
 pub mod schema;
+pub mod snapshot;
 pub mod stripe_keys;
 pub mod sync;
 pub mod tokens;
@@ -106,6 +108,19 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A deadlock or serialisation failure between writers: nobody's fault, worth trying again.
+    pub fn is_contention(&self) -> bool {
+        match self {
+            StorageError::Query(diesel::result::Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    diesel::result::DatabaseErrorKind::SerializationFailure
+                ) || info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,

@@ -35,6 +35,23 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<TokenRow>, StorageError> {
         .load(conn)?)
 }
 
+/// Tokens in the order they were made; `after` is the previous page's last id.
+pub fn page(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<TokenRow>, StorageError> {
+    let mut select = api_tokens::table
+        .select(TokenRow::as_select())
+        .order(api_tokens::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        select = select.filter(api_tokens::id.gt(after.to_owned()));
+    }
+    Ok(select.load(conn)?)
+}
+
 pub fn count(conn: &mut DbConnection) -> Result<i64, StorageError> {
     Ok(api_tokens::table.count().get_result(conn)?)
 }

@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use billmirror::ledger::{self, snapshot::snapshot};
+use billmirror::ledger;
+use billmirror::storage::snapshot::snapshot;
 use billmirror::storage::{events, DbConnection};
 use billmirror::webhook::{self, Envelope};
 use proptest::prelude::*;

@@ -223,7 +223,7 @@ impl TestApp {
     /// The mirrored ledger of the environment connection.
     pub async fn ledger(&self) -> serde_json::Value {
         self.db
-            .run(|conn| billmirror::ledger::snapshot::snapshot(conn, "env"))
+            .run(|conn| billmirror::storage::snapshot::snapshot(conn, "env"))
             .await
             .unwrap()
     }

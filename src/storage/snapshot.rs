@@ -4,11 +4,11 @@
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use crate::domain::time::rfc3339;
-use crate::storage::schema::{
+use super::schema::{
     customers, disputes, invoice_lines, invoices, payments, refunds, subscriptions,
 };
-use crate::storage::{DbConnection, StorageError};
+use super::{DbConnection, StorageError};
+use crate::domain::time::rfc3339;
 
 fn t(at: Option<chrono::NaiveDateTime>) -> Value {
     at.map_or(Value::Null, |at| Value::String(rfc3339(at)))
