@@ -30,3 +30,59 @@ pub fn fold(events: &mut [Event]) -> Fields {
     f.email_normalized = f.email.as_deref().map(normalize_email);
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::fixtures::{event, variant};
+
+    #[test]
+    fn a_deleted_customer_stays_deleted_and_its_email_is_kept_lower_cased() {
+        let created = event("customer.created__basil__stripe-openapi-fixtures3-2025-03-31.basil");
+        // Every later snapshot carries the email; a null in one would clear it.
+        let created = variant(
+            &created,
+            "evt_1",
+            "customer.created",
+            created.created,
+            json!({"email": " Pat@Example.COM "}),
+        );
+        let updated = variant(
+            &created,
+            "evt_2",
+            "customer.updated",
+            created.created + 10,
+            json!({"email": " Pat@Example.COM ", "name": "Pat"}),
+        );
+        let deleted = variant(
+            &created,
+            "evt_3",
+            "customer.deleted",
+            created.created + 20,
+            json!({}),
+        );
+        let late = variant(
+            &created,
+            "evt_4",
+            "customer.updated",
+            created.created + 30,
+            json!({"name": "Pat D."}),
+        );
+        for mut events in [
+            vec![
+                created.clone(),
+                updated.clone(),
+                deleted.clone(),
+                late.clone(),
+            ],
+            vec![late, deleted, updated, created],
+        ] {
+            let f = fold(&mut events);
+            assert!(f.deleted);
+            assert_eq!(f.name.as_deref(), Some("Pat D."));
+            assert_eq!(f.email_normalized.as_deref(), Some("pat@example.com"));
+        }
+    }
+}

@@ -48,3 +48,39 @@ pub fn fold(events: &mut [Event]) -> Fields {
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::fixtures::{event, variant};
+
+    #[test]
+    fn a_closed_dispute_stays_closed_whatever_the_order() {
+        let created = event("charge.dispute.created__old__stripe-openapi-fixtures3-2020-08-27");
+        let closed = variant(
+            &created,
+            "evt_closed",
+            "charge.dispute.closed",
+            created.created + 100,
+            json!({"status": "lost"}),
+        );
+        let stale = variant(
+            &created,
+            "evt_stale",
+            "charge.dispute.updated",
+            created.created + 200,
+            json!({"status": "under_review"}),
+        );
+        for mut events in [
+            vec![created.clone(), closed.clone(), stale.clone()],
+            vec![stale, closed, created],
+        ] {
+            let f = fold(&mut events);
+            assert_eq!(f.status, "lost");
+            assert_eq!(f.amount, 1000);
+            assert_eq!(f.charge_id.as_deref(), Some("ch_1HKtMED26OHgmetw0jQc7LnY"));
+        }
+    }
+}

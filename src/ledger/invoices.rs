@@ -366,6 +366,38 @@ mod tests {
     }
 
     #[test]
+    fn a_paid_event_makes_the_invoice_paid_whatever_its_status_field_says() {
+        use crate::ledger::fixtures::event;
+        let created = event("invoice.created__basil__stripe-openapi-fixtures3-2025-03-31.basil");
+        let paid = event("invoice.paid__basil__stripe-openapi-fixtures3-2025-03-31.basil");
+        let mut events = [paid, created];
+        let folded = fold("in_1Pgc6tB7WZ01zgkWu9fdqL6I", &mut events, &[]).unwrap();
+        assert_eq!(folded.fields.status, "paid");
+        assert_eq!(folded.fields.amount_remaining, 0);
+        assert_eq!(folded.fields.total, 1000);
+        let lines = folded.lines.unwrap();
+        assert_eq!((lines.items.len(), lines.complete), (1, true));
+    }
+
+    #[test]
+    fn a_succeeded_payment_pointing_at_an_open_invoice_pays_it() {
+        use crate::ledger::fixtures::event;
+        let finalized =
+            event("invoice.finalized__basil__stripe-openapi-fixtures3-2025-03-31.basil");
+        let id = finalized.object["id"].as_str().unwrap().to_owned();
+        let linked = [LinkedPayment {
+            status: "succeeded".into(),
+            failure_message: None,
+            amount: 1000,
+            stripe_created: time::from_unix(1_700_000_000),
+        }];
+        let mut events = [finalized];
+        let folded = fold(&id, &mut events, &linked).unwrap();
+        assert_eq!(folded.fields.status, "paid");
+        assert_eq!(folded.fields.paid_at, time::from_unix(1_700_000_000));
+    }
+
+    #[test]
     fn a_first_page_never_replaces_a_longer_list_but_a_complete_one_does() {
         let all: Vec<Value> = (0..362).map(|n| serde_json::json!({"id": n})).collect();
         let complete = |n: usize| Lines {

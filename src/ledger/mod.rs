@@ -122,3 +122,39 @@ pub fn maps(event_type: &str) -> bool {
             .iter()
             .any(|family| event_type.starts_with(family))
 }
+
+/// Real Stripe payloads from `fixtures/stripe/events`, for the folds' unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Event;
+
+    /// The event stored as `fixtures/stripe/events/{name}.json`.
+    pub fn event(name: &str) -> Event {
+        let path = format!(
+            "{}/fixtures/stripe/events/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        Event::parse(&text).unwrap()
+    }
+
+    /// `event` with another id, type, time, and changes to its object.
+    pub fn variant(
+        base: &Event,
+        id: &str,
+        event_type: &str,
+        created: i64,
+        changes: serde_json::Value,
+    ) -> Event {
+        let mut event = base.clone();
+        event.id = id.to_owned();
+        event.event_type = event_type.to_owned();
+        event.created = created;
+        if let (Some(object), Some(changes)) = (event.object.as_object_mut(), changes.as_object()) {
+            for (k, v) in changes {
+                object.insert(k.clone(), v.clone());
+            }
+        }
+        event
+    }
+}

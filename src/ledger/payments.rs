@@ -208,3 +208,56 @@ fn read_method(f: &mut Fields, method: &Value) {
     f.card_last4 = json::str(method, &[kind.as_str(), "last4"]).or(f.card_last4.take());
     f.method_type = Some(kind);
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::fixtures::{event, variant};
+
+    #[test]
+    fn a_charge_and_its_intent_make_one_succeeded_payment_with_its_card() {
+        let intent =
+            event("payment_intent.succeeded__basil__stripe-openapi-fixtures3-2025-03-31.basil");
+        let intent = variant(
+            &intent,
+            "evt_pi",
+            "payment_intent.succeeded",
+            1_700_000_100,
+            json!({"status": "succeeded", "amount": 100, "latest_charge": "ch_1PgafuB7WZ01zgkWXYmPNZs8"}),
+        );
+        let charge = event("charge.succeeded__basil__stripe-openapi-fixtures3-2025-03-31.basil");
+        let charge = variant(
+            &charge,
+            "evt_ch",
+            "charge.succeeded",
+            1_700_000_100,
+            json!({"payment_intent": "pi_1PgafyB7WZ01zgkWSjxsAJo3"}),
+        );
+        let (f, attempts) = fold(&mut [charge, intent]);
+        assert_eq!(f.status, "succeeded");
+        assert_eq!((f.amount, f.currency.as_str()), (100, "usd"));
+        assert_eq!(f.charge_id.as_deref(), Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"));
+        assert_eq!(f.card_last4.as_deref(), Some("4242"));
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].status, "succeeded");
+    }
+
+    #[test]
+    fn a_failed_then_succeeded_payment_is_succeeded_without_the_old_failure() {
+        let failed = event(
+            "payment_intent.payment_failed__basil__stripe-openapi-fixtures3-2025-03-31.basil",
+        );
+        let succeeded = variant(
+            &failed,
+            "evt_ok",
+            "payment_intent.succeeded",
+            failed.created + 60,
+            json!({"status": "succeeded", "last_payment_error": null}),
+        );
+        let (f, _) = fold(&mut [succeeded, failed]);
+        assert_eq!(f.status, "succeeded");
+        assert_eq!((f.failure_code, f.failure_message), (None, None));
+    }
+}

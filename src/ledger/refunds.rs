@@ -59,3 +59,27 @@ pub fn fold(stripe_id: &str, events: &mut [Event]) -> Fields {
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::fixtures::event;
+
+    #[test]
+    fn a_refund_listed_inside_an_older_charge_is_read_from_the_list() {
+        let refunded = event("charge.refunded__old__stripe-sync-engine-2020-03-02");
+        let listed = listed(&refunded.object, "refunds");
+        let Some(first) = listed.first() else {
+            panic!("the fixture lists its refunds");
+        };
+        let id = first["id"].as_str().unwrap().to_owned();
+        let f = fold(&id, &mut [refunded.clone()]);
+        assert_eq!(f.amount, first["amount"].as_i64().unwrap());
+        assert_eq!(f.charge_id.as_deref(), refunded.object["id"].as_str());
+        assert_eq!(
+            fold("re_other", &mut [refunded]).amount,
+            0,
+            "another refund is not this one"
+        );
+    }
+}

@@ -112,3 +112,50 @@ fn read_price(f: &mut Fields, price: &Value) {
         .or_else(|| json::i64(price, &["interval_count"]))
         .and_then(|n| i32::try_from(n).ok());
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::fixtures::{event, variant};
+
+    #[test]
+    fn since_basil_the_period_comes_from_the_item_and_a_deleted_subscription_stays_canceled() {
+        let created = event(
+            "customer.subscription.created__basil__stripe-openapi-fixtures3-2025-03-31.basil",
+        );
+        let deleted = event(
+            "customer.subscription.deleted__basil__stripe-openapi-fixtures3-2025-03-31.basil",
+        );
+        let deleted = variant(
+            &deleted,
+            "evt_deleted",
+            "customer.subscription.deleted",
+            created.created + 10,
+            json!({}),
+        );
+        let late = variant(
+            &created,
+            "evt_late",
+            "customer.subscription.updated",
+            created.created + 20,
+            json!({"status": "active"}),
+        );
+        let mut events = vec![late, deleted, created];
+        let f = fold(&mut events);
+        assert_eq!(
+            f.status, "canceled",
+            "the deleted event says so, whatever its status field"
+        );
+        assert_eq!(
+            f.current_period_end,
+            crate::domain::time::from_unix(976_287_773)
+        );
+        assert_eq!(
+            f.stripe_price_id.as_deref(),
+            Some("price_1PgafmB7WZ01zgkW6dKueIc5")
+        );
+        assert_eq!(f.quantity, Some(1));
+    }
+}
