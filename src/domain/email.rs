@@ -39,8 +39,14 @@ impl Email {
 
     /// The form emails are matched in: lower case.
     pub fn normalized(&self) -> String {
-        self.address.to_lowercase()
+        normalize(&self.address)
     }
+}
+
+/// The one form every email is matched in, whether typed here or sent by Stripe: trimmed and lower
+/// case, so `Pat@Example.com ` and `pat@example.com` are one person.
+pub fn normalize(address: &str) -> String {
+    address.trim().to_lowercase()
 }
 
 #[cfg(test)]

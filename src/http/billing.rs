@@ -174,14 +174,11 @@ async fn refresh_from_stripe(
                 ApiError::unprocessable("invalid_input", m)
             }
         })?;
-    state.inbox.stored.notify_waiters();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        let pending = state.db.run(crate::storage::events::count_pending).await?;
-        if pending == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    crate::ledger::worker::wait_until_applied(
+        &state.db,
+        &state.inbox.stored,
+        Some(std::time::Duration::from_secs(5)),
+    )
+    .await?;
     Ok(refreshed)
 }

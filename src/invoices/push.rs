@@ -422,17 +422,8 @@ impl PushWorker {
     ) -> Result<Option<Value>, Outcome> {
         let quoted = email.replace('\\', "\\\\").replace('\'', "\\'");
         let query = format!("metadata['billmirror_customer']:'{key}' OR email:'{quoted}'");
-        match client
-            .get(
-                "customers/search",
-                &[("query", query), ("limit", "100".into())],
-            )
-            .await
-        {
-            Ok(found) => Ok(pick_customer(
-                found["data"].as_array().map_or(&[], Vec::as_slice),
-                key,
-            )),
+        match client.search_all("customers/search", &query).await {
+            Ok(found) => Ok(pick_customer(&found, key)),
             Err(e)
                 if e.status()
                     .is_some_and(|s| (400..500).contains(&s) && s != 429) =>

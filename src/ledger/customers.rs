@@ -3,11 +3,8 @@
 use super::json::{self, as_string, as_time, take};
 use super::keys::sort_for_fold;
 use super::Event;
+use crate::domain::email;
 use crate::storage::ledger::CustomerFields as Fields;
-
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
 
 /// A customer from all its events, in any order.
 pub fn fold(events: &mut [Event]) -> Fields {
@@ -27,7 +24,7 @@ pub fn fold(events: &mut [Event]) -> Fields {
         f.deleted |=
             event.event_type == "customer.deleted" || json::bool(o, &["deleted"]) == Some(true);
     }
-    f.email_normalized = f.email.as_deref().map(normalize_email);
+    f.email_normalized = f.email.as_deref().map(email::normalize);
     f
 }
 

@@ -177,7 +177,7 @@ pub fn fold<'e>(
     f.customer_email_normalized = f
         .customer_email
         .as_deref()
-        .map(super::customers::normalize_email);
+        .map(crate::domain::email::normalize);
     Some(Folded {
         fields: f,
         local_id,

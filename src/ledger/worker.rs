@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::TimeDelta;
 use tokio::sync::{watch, Notify};
 
 use super::apply::{self, ApplyError};
-use chrono::TimeDelta;
 
 use crate::config::WebhookSettings;
 use crate::domain::backoff::Backoff;
@@ -94,6 +94,26 @@ pub async fn run(
         }
     }
     tracing::info!("apply worker stopped");
+}
+
+/// Waits until no event is pending (the apply workers have caught up with what was stored), at
+/// most `limit`; `true` when they did. `wake` is the apply workers' bell, rung so none sleeps.
+pub async fn wait_until_applied(
+    db: &Db,
+    wake: &Notify,
+    limit: Option<Duration>,
+) -> Result<bool, StorageError> {
+    let deadline = limit.map(|limit| Instant::now() + limit);
+    loop {
+        wake.notify_waiters();
+        if db.run(events::count_pending).await? == 0 {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Applies due events for up to a batch time, a batch per transaction (one commit for many

@@ -271,7 +271,8 @@ pub fn list_customers(
         .limit(limit)
         .into_boxed();
     if let Some(email) = email {
-        query = query.filter(customers::email_normalized.eq(email.trim().to_lowercase()));
+        query =
+            query.filter(customers::email_normalized.eq(crate::domain::email::normalize(email)));
     }
     if let Some(after) = after {
         query = query.filter(customers::id.lt(after.to_owned()));

@@ -246,7 +246,8 @@ pub fn list(
         query = query.filter(invoices::status.eq(status.clone()));
     }
     if let Some(email) = &filter.email {
-        query = query.filter(invoices::customer_email_normalized.eq(email.to_lowercase()));
+        query = query
+            .filter(invoices::customer_email_normalized.eq(crate::domain::email::normalize(email)));
     }
     if let Some(origin) = &filter.origin {
         query = query.filter(invoices::origin.eq(origin.clone()));

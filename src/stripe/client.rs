@@ -138,7 +138,54 @@ impl StripeClient {
         self.send(reqwest::Method::GET, path, query, None).await
     }
 
-    /// Every item of a list endpoint, page after page (100 at a time, Stripe's most).
+    /// One page of a list endpoint (100 items, Stripe's most), after the item `after`: the one
+    /// pager every list billmirror reads goes through.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        after: Option<&str>,
+    ) -> Result<ListPage, StripeError> {
+        let mut page_query: Vec<(&str, String)> = query.to_vec();
+        page_query.push(("limit", "100".to_owned()));
+        if let Some(after) = after {
+            page_query.push(("starting_after", after.to_owned()));
+        }
+        let mut page = self.get(path, &page_query).await?;
+        let data = match page["data"].take() {
+            Value::Array(data) => data,
+            _ => Vec::new(),
+        };
+        Ok(ListPage {
+            has_more: page["has_more"].as_bool() == Some(true),
+            data,
+        })
+    }
+
+    /// Every result of a search endpoint (`customers/search`), following its `next_page` token.
+    pub async fn search_all(&self, path: &str, query: &str) -> Result<Vec<Value>, StripeError> {
+        let mut items = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut params = vec![("query", query.to_owned()), ("limit", "100".to_owned())];
+            if let Some(token) = &page_token {
+                params.push(("page", token.clone()));
+            }
+            let mut page = self.get(path, &params).await?;
+            if let Value::Array(data) = page["data"].take() {
+                items.extend(data);
+            }
+            page_token = page["next_page"]
+                .as_str()
+                .filter(|_| page["has_more"] == true)
+                .map(str::to_owned);
+            if page_token.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Every item of a list endpoint, page after page.
     pub async fn list_all(
         &self,
         path: &str,
@@ -147,24 +194,11 @@ impl StripeClient {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let mut page_query: Vec<(&str, String)> = query.to_vec();
-            page_query.push(("limit", "100".to_owned()));
-            if let Some(after) = &after {
-                page_query.push(("starting_after", after.clone()));
-            }
-            let mut page = self.get(path, &page_query).await?;
-            let data = match page["data"].take() {
-                Value::Array(data) => data,
-                _ => Vec::new(),
-            };
-            let last = data
-                .last()
-                .and_then(|l| l["id"].as_str())
-                .map(str::to_owned);
-            items.extend(data);
-            match (page["has_more"].as_bool(), last) {
-                (Some(true), Some(last)) => after = Some(last),
-                _ => return Ok(items),
+            let page = self.list_page(path, query, after.as_deref()).await?;
+            after = page.next_after();
+            items.extend(page.data);
+            if after.is_none() {
+                return Ok(items);
             }
         }
     }
@@ -262,6 +296,28 @@ impl StripeClient {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+}
+
+/// One page of a Stripe list.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub data: Vec<Value>,
+    pub has_more: bool,
+}
+
+impl ListPage {
+    /// The id of the page's last item: where the next page starts.
+    pub fn last_id(&self) -> Option<String> {
+        self.data
+            .last()
+            .and_then(|item| item["id"].as_str())
+            .map(str::to_owned)
+    }
+
+    /// Where the next page starts, when there is one.
+    pub fn next_after(&self) -> Option<String> {
+        self.last_id().filter(|_| self.has_more)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::domain::time;
 use crate::storage::connections::{self as connection_store, status as connection_status};
 use crate::storage::sync::{self as cursors, CursorRow};
 use crate::storage::{events, Db, StorageError};
+use crate::stripe::client::ListPage;
 use crate::stripe::{StripeClient, StripeError};
 
 /// Resources in the order they are filled: what others point at first.
@@ -153,15 +154,8 @@ pub async fn backfill(
     Ok(reports)
 }
 
-fn list_query(
-    resource: &str,
-    after: Option<&str>,
-    since: Option<i64>,
-) -> Vec<(&'static str, String)> {
-    let mut query = vec![("limit", "100".to_owned())];
-    if let Some(after) = after {
-        query.push(("starting_after", after.to_owned()));
-    }
+fn list_query(resource: &str, since: Option<i64>) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
     if let Some(since) = since {
         query.push(("created[gte]", since.to_string()));
     }
@@ -180,11 +174,11 @@ fn fetch_page(
     resource: &'static str,
     after: Option<String>,
     since: Option<i64>,
-) -> tokio::task::JoinHandle<Result<Value, StripeError>> {
+) -> tokio::task::JoinHandle<Result<ListPage, StripeError>> {
     let client = client.clone();
     tokio::spawn(async move {
-        let query = list_query(resource, after.as_deref(), since);
-        client.get(resource, &query).await
+        let query = list_query(resource, since);
+        client.list_page(resource, &query, after.as_deref()).await
     })
 }
 
@@ -242,12 +236,9 @@ async fn fill(
                 ))
             }
         };
-        let mut data: Vec<Value> = page["data"].as_array().cloned().unwrap_or_default();
-        let has_more = page["has_more"].as_bool().unwrap_or(false);
-        let last = data
-            .last()
-            .and_then(|o| o["id"].as_str())
-            .map(str::to_owned);
+        let has_more = page.has_more;
+        let last = page.last_id();
+        let mut data = page.data;
         next = fetch_page(client, resource, last.clone(), since);
         if !has_more || last.is_none() {
             next.abort();
@@ -346,14 +337,11 @@ pub async fn refresh_customers(
         let livemode = row.mode == "live";
         let mut customers: Vec<Value> = Vec::new();
         for email in emails {
-            let page = client
-                .get(
-                    "customers",
-                    &[("email", email.clone()), ("limit", "100".into())],
-                )
+            let found = client
+                .list_all("customers", &[("email", email.clone())])
                 .await
                 .map_err(ConnectionError::Stripe)?;
-            customers.extend(page["data"].as_array().cloned().unwrap_or_default());
+            customers.extend(found);
         }
         for (_, id) in known_customers.iter().filter(|(c, _)| *c == row.id) {
             if !customers.iter().any(|c| c["id"] == id.as_str()) {
@@ -374,15 +362,20 @@ pub async fn refresh_customers(
                 ("invoices", None),
                 ("charges", None),
             ] {
-                let mut query = vec![("customer", id.to_owned()), ("limit", "100".to_owned())];
+                let mut query = vec![("customer", id.to_owned())];
                 if let Some((k, v)) = extra {
                     query.push((k, v.to_owned()));
                 }
-                let page = client
-                    .get(resource, &query)
+                let mut objects = client
+                    .list_all(resource, &query)
                     .await
                     .map_err(ConnectionError::Stripe)?;
-                for object in page["data"].as_array().into_iter().flatten() {
+                for object in &mut objects {
+                    if resource == "invoices" {
+                        complete_lines(&client, object)
+                            .await
+                            .map_err(ConnectionError::Stripe)?;
+                    }
                     fetched += 1;
                     stored.extend(listed_event(&row.id, resource, object, livemode));
                 }

@@ -36,21 +36,14 @@ pub async fn catch_up(
     let since = since.max(oldest).timestamp();
     let mut report = CatchUpReport::default();
     let mut after: Option<String> = None;
+    let query = [("created[gte]", since.to_string())];
     loop {
-        let mut query = vec![
-            ("limit", "100".to_owned()),
-            ("created[gte]", since.to_string()),
-        ];
-        if let Some(after) = &after {
-            query.push(("starting_after", after.clone()));
-        }
         let page = client
-            .get("events", &query)
+            .list_page("events", &query, after.as_deref())
             .await
             .map_err(ConnectionError::Stripe)?;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
         let mut rows = Vec::new();
-        for event in &data {
+        for event in &page.data {
             let body = event.to_string();
             match Envelope::parse(body.as_bytes()) {
                 Ok(envelope) => {
@@ -65,7 +58,7 @@ pub async fn catch_up(
                 }
             }
         }
-        report.listed += data.len();
+        report.listed += page.data.len();
         let inserted = db
             .run(move |conn| conn.write_transaction(|conn| events::insert_new(conn, &rows)))
             .await
@@ -73,11 +66,8 @@ pub async fn catch_up(
         let new = inserted.iter().filter(|n| **n).count();
         report.new += new;
         report.duplicates += inserted.len() - new;
-        after = data
-            .last()
-            .and_then(|e| e["id"].as_str())
-            .map(str::to_owned);
-        if page["has_more"] != true || after.is_none() {
+        after = page.next_after();
+        if after.is_none() {
             return Ok(report);
         }
     }

@@ -1276,11 +1276,19 @@ fn search_customers(s: &mut State, account: &str, params: &Value) -> (u16, Value
                 .collect()
         })
         .unwrap_or_default();
-    let has_more = found.len() > limit;
+    // Stripe's search pages by an opaque `page` token; this one is the offset.
+    let offset: usize = params["page"]
+        .as_str()
+        .and_then(|p| p.strip_prefix("offset_"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let has_more = found.len() > offset + limit;
+    let next_page = has_more.then(|| format!("offset_{}", offset + limit));
     (
         200,
-        json!({"object": "search_result", "data": found.into_iter().take(limit).collect::<Vec<_>>(),
-               "has_more": has_more, "next_page": null, "url": "/v1/customers/search"}),
+        json!({"object": "search_result",
+               "data": found.into_iter().skip(offset).take(limit).collect::<Vec<_>>(),
+               "has_more": has_more, "next_page": next_page, "url": "/v1/customers/search"}),
     )
 }
 
