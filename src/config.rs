@@ -495,6 +495,51 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Text);
     }
 
+    /// Each retry policy's waits, pinned: retry number → the longest wait before it.
+    #[test]
+    fn every_retry_policy_waits_as_documented() {
+        let config = Config::from_vars(&HashMap::new()).unwrap();
+        let waits = |policy: Backoff| -> Vec<u64> {
+            [1, 2, 3, 5, 8, 30]
+                .iter()
+                .map(|n| policy.ceiling(*n).as_millis() as u64)
+                .collect()
+        };
+        // Stripe calls: 0.5 s doubling up to 64 times it (32 s), with jitter.
+        assert!(config.stripe.backoff.jitter);
+        assert_eq!(
+            waits(config.stripe.backoff),
+            [500, 1_000, 2_000, 8_000, 32_000, 32_000]
+        );
+        // Jobs: 1 s doubling up to 10 minutes, with jitter; dead after 30 attempts.
+        assert!(config.jobs.backoff.jitter);
+        assert_eq!(
+            waits(config.jobs.backoff),
+            [1_000, 2_000, 4_000, 16_000, 128_000, 600_000]
+        );
+        assert_eq!(config.jobs.max_attempts, 30);
+        // Events: 10 s doubling up to an hour, exactly; dead after 8 attempts.
+        assert!(!config.webhooks.retry_backoff.jitter);
+        assert_eq!(
+            waits(config.webhooks.retry_backoff),
+            [10_000, 20_000, 40_000, 160_000, 1_280_000, 3_600_000]
+        );
+        assert_eq!(config.webhooks.max_event_attempts, 8);
+
+        let tuned = Config::from_vars(&vars(&[
+            ("JOB_RETRY_BACKOFF_MS", "5"),
+            ("JOB_RETRY_MAX_SECS", "1"),
+            ("EVENT_RETRY_BACKOFF_SECS", "1"),
+            ("EVENT_RETRY_MAX_SECS", "4"),
+        ]))
+        .unwrap();
+        assert_eq!(waits(tuned.jobs.backoff), [5, 10, 20, 80, 640, 1_000]);
+        assert_eq!(
+            waits(tuned.webhooks.retry_backoff),
+            [1_000, 2_000, 4_000, 4_000, 4_000, 4_000]
+        );
+    }
+
     #[test]
     fn every_bad_value_is_reported_with_its_variable_name() {
         let error = Config::from_vars(&vars(&[

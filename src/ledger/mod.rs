@@ -5,8 +5,8 @@
 //! resolution. So an event is never applied as a delta. Each event names the ledger objects it
 //! describes (its *keys*); applying it records those keys and rebuilds each object from **every**
 //! event recorded for it, sorted by `created`, then a per-kind tie-break, then event id. The
-//! result depends only on the set of events, never on their arrival order (DESIGN.md, invariant
-//! 4). Facts that only move one way (a paid invoice stays paid, `amount_refunded` only grows) are
+//! result depends only on the set of events, never on their arrival order (docs/ARCHITECTURE.md,
+//! promise 4). Facts that only move one way (a paid invoice stays paid, `amount_refunded` only grows) are
 //! folded as such, so a stale snapshot cannot undo them.
 
 pub mod apply;

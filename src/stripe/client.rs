@@ -5,7 +5,8 @@
 //!
 //! Why not async-stripe's transport: its final error drops the `Retry-After` and
 //! `Stripe-Should-Retry` headers, it sets no timeout, its built-in retries have no jitter, and its
-//! typed responses fail a whole call when Stripe omits a field it thinks required (CRATES.md).
+//! typed responses fail a whole call when Stripe omits a field it thinks required (seen with its
+//! 1.0 release candidate on real payloads).
 //! billmirror reads the few fields it needs from JSON, as it does for webhooks.
 //!
 //! Errors never carry a secret: the key travels only in the `Authorization` header, and Stripe's
