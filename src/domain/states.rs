@@ -162,6 +162,73 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// An invoice's state, ours or Stripe's word for a mirrored one. Listed in the order an
+    /// invoice moves through them.
+    pub enum InvoiceStatus {
+        Draft = "draft",
+        Open = "open",
+        PastDue = "past_due",
+        Uncollectible = "uncollectible",
+        Paid = "paid",
+        Void = "void",
+        /// A Stripe draft deleted before it was finalized.
+        Deleted = "deleted",
+    }
+}
+
+impl InvoiceStatus {
+    /// How far along its life an invoice is; it never moves back: a late `invoice.updated`
+    /// cannot reopen a paid invoice, and void or deleted end it.
+    pub fn rank(self) -> u8 {
+        match self {
+            InvoiceStatus::Draft => 0,
+            InvoiceStatus::Open => 1,
+            InvoiceStatus::PastDue => 2,
+            InvoiceStatus::Uncollectible => 3,
+            InvoiceStatus::Paid => 4,
+            InvoiceStatus::Void | InvoiceStatus::Deleted => 5,
+        }
+    }
+
+    /// Void or deleted: nothing more can happen to it.
+    pub fn is_ended(self) -> bool {
+        matches!(self, InvoiceStatus::Void | InvoiceStatus::Deleted)
+    }
+}
+
+// Written out: the enum's derives come from `text_enum!`, shared by every state.
+#[allow(clippy::derivable_impls)]
+impl Default for InvoiceStatus {
+    fn default() -> Self {
+        InvoiceStatus::Draft
+    }
+}
+
+text_enum! {
+    /// Where an invoice stands with Stripe.
+    pub enum SyncState {
+        /// Ours, waiting for (or in) its push.
+        Pending = "pending",
+        /// Ours, made in Stripe and finalized.
+        Pushed = "pushed",
+        /// Ours, stopped: Stripe refused, or every attempt allowed failed. A person must act.
+        Failed = "failed",
+        /// Ours, voided before its push ended.
+        Cancelled = "cancelled",
+        /// Made in Stripe; billmirror mirrors it.
+        Mirrored = "mirrored",
+    }
+}
+
+text_enum! {
+    /// Who made an invoice.
+    pub enum InvoiceOrigin {
+        Billmirror = "billmirror",
+        Stripe = "stripe",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +242,14 @@ mod tests {
         for kind in JobKind::ALL {
             assert_eq!(kind.to_string().parse::<JobKind>(), Ok(*kind));
         }
+        for status in InvoiceStatus::ALL {
+            assert_eq!(status.as_str().parse::<InvoiceStatus>(), Ok(*status));
+        }
+        let ranks: Vec<u8> = InvoiceStatus::ALL.iter().map(|s| s.rank()).collect();
+        assert!(
+            ranks.windows(2).all(|w| w[0] <= w[1]),
+            "listed in life order"
+        );
         let error = "Pending".parse::<JobState>().unwrap_err();
         assert!(
             error.contains("pending, done, failed, dead, cancelled"),

@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::pagination::Page;
 use super::AppState;
 use crate::auth::Principal;
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus};
 use crate::invoices::{self, view, InvoiceError};
 use crate::jobs::JobKind;
 use crate::storage::invoices::{self as store, InvoiceFilter};
@@ -93,16 +94,6 @@ pub struct ListQuery {
     after: Option<String>,
 }
 
-const STATUSES: [&str; 7] = [
-    "draft",
-    "open",
-    "paid",
-    "past_due",
-    "void",
-    "uncollectible",
-    "deleted",
-];
-
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -113,26 +104,20 @@ pub async fn list(
         after: None,
     }
     .limit()?;
-    if let Some(status) = query.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::unprocessable(
-            "invalid_status",
-            format!("status `{status}` is not one of {}.", STATUSES.join(", ")),
-        ));
-    }
-    if let Some(origin) = query
+    let status = query
+        .status
+        .map(|s| s.parse::<InvoiceStatus>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable("invalid_status", format!("status: {e}.")))?;
+    let origin = query
         .origin
-        .as_deref()
-        .filter(|o| !["billmirror", "stripe"].contains(o))
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_origin",
-            format!("origin `{origin}` is not billmirror or stripe."),
-        ));
-    }
+        .map(|o| o.parse::<InvoiceOrigin>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable("invalid_origin", format!("origin: {e}.")))?;
     let filter = InvoiceFilter {
-        status: query.status,
+        status,
         email: query.email.map(|e| e.trim().to_owned()),
-        origin: query.origin,
+        origin,
         connection_id: query.connection_id,
     };
     let after = query.after;

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::AppState;
+use crate::domain::states::InvoiceStatus;
 use crate::storage::invoices as store;
 
 fn page(status: actix_web::http::StatusCode, title: &str, text: &str) -> HttpResponse {
@@ -56,26 +57,23 @@ pub async fn pay(state: web::Data<AppState>, token: web::Path<String>) -> HttpRe
             );
         }
     };
-    match (
-        invoice.status.as_str(),
-        invoice.hosted_invoice_url.as_deref(),
-    ) {
-        ("open" | "past_due", Some(url)) => HttpResponse::SeeOther()
+    match (invoice.status, invoice.hosted_invoice_url.as_deref()) {
+        (InvoiceStatus::Open | InvoiceStatus::PastDue, Some(url)) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, url))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header(("Referrer-Policy", "no-referrer"))
             .finish(),
-        ("paid", _) => page(
+        (InvoiceStatus::Paid, _) => page(
             StatusCode::OK,
             "Already paid",
             "This invoice has been paid. Thank you.",
         ),
-        ("void" | "deleted", _) => page(
+        (InvoiceStatus::Void | InvoiceStatus::Deleted, _) => page(
             StatusCode::OK,
             "No longer payable",
             "This invoice was cancelled and does not need to be paid.",
         ),
-        ("uncollectible", _) => page(
+        (InvoiceStatus::Uncollectible, _) => page(
             StatusCode::OK,
             "Please contact us",
             "This invoice cannot be paid online. Please contact the sender.",

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::connections::{ConnectionError, Connections};
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
 use crate::domain::{ids, time};
 use crate::jobs::{self, JobKind, JobState, NewJob};
 use crate::storage::connections::{
@@ -129,7 +130,7 @@ fn rows_for(
         id: id.clone(),
         connection_id: connection_id.to_owned(),
         stripe_id: None,
-        origin: "billmirror".into(),
+        origin: InvoiceOrigin::Billmirror,
         number: None,
         stripe_customer_id: None,
         customer_email: Some(new.email.as_str().to_owned()),
@@ -141,7 +142,7 @@ fn rows_for(
         amount_due: total,
         amount_paid: 0,
         amount_remaining: total,
-        status: "draft".into(),
+        status: InvoiceStatus::Draft,
         due_date,
         memo: new.memo.clone(),
         hosted_invoice_url: None,
@@ -150,7 +151,7 @@ fn rows_for(
         attempt_count: 0,
         next_payment_attempt: None,
         last_payment_error: None,
-        sync_state: "pending".into(),
+        sync_state: SyncState::Pending,
         sync_error: None,
         finalized_at: None,
         paid_at: None,
@@ -285,18 +286,18 @@ pub async fn void(
             .await?
             .ok_or(InvoiceError::NotFound)?
     };
-    match invoice.status.as_str() {
-        "paid" => {
+    match invoice.status {
+        InvoiceStatus::Paid => {
             return Err(InvoiceError::Conflict(
                 "invoice_paid",
                 "This invoice is paid and cannot be voided; refund the payment in Stripe instead."
                     .into(),
             ))
         }
-        "void" | "deleted" => return Ok(()),
+        status if status.is_ended() => return Ok(()),
         _ => {}
     }
-    if invoice.origin != "billmirror" {
+    if invoice.origin != InvoiceOrigin::Billmirror {
         return Err(InvoiceError::Conflict(
             "not_ours",
             "This invoice was created in Stripe; void it there.".into(),
@@ -304,7 +305,7 @@ pub async fn void(
     }
     let mut unlink = false;
     let mut progress = PushProgress {
-        status: Some("void".into()),
+        status: Some(InvoiceStatus::Void),
         voided_at: Some(time::now()),
         updated_at: Some(time::now()),
         ..PushProgress::default()
@@ -323,7 +324,10 @@ pub async fn void(
             Err(e) if e.status() == Some(404) => None,
             Err(e) => return Err(ConnectionError::Stripe(e).into()),
         };
-        let draft = current.as_ref().is_some_and(|c| c["status"] == "draft");
+        let draft = current
+            .as_ref()
+            .and_then(push::remote_status)
+            .is_some_and(|s| s == InvoiceStatus::Draft);
         let done = if current.is_none() {
             Ok(())
         } else if draft {
@@ -345,7 +349,7 @@ pub async fn void(
         // A deleted draft is gone from Stripe: nothing here points at it any more.
         unlink = draft || current.is_none();
     } else {
-        progress.sync_state = Some("cancelled".into());
+        progress.sync_state = Some(SyncState::Cancelled);
     }
     let (id, actor, had_stripe) = (
         invoice.id.clone(),
@@ -393,7 +397,7 @@ pub async fn retry_push(db: &Db, id: &str, actor: &str) -> Result<(), InvoiceErr
             let invoice = store::find(conn, &id)?.ok_or(InvoiceError::NotFound)?;
             let job = job_store::find_for(conn, JobKind::PushInvoice, &id)?
                 .ok_or(InvoiceError::NotFound)?;
-            if invoice.sync_state != "failed" {
+            if invoice.sync_state != SyncState::Failed {
                 return Err(InvoiceError::Conflict(
                     "not_failed",
                     format!(
@@ -416,7 +420,7 @@ pub async fn retry_push(db: &Db, id: &str, actor: &str) -> Result<(), InvoiceErr
                 conn,
                 &id,
                 &PushProgress {
-                    sync_state: Some("pending".into()),
+                    sync_state: Some(SyncState::Pending),
                     sync_error: Some(None),
                     updated_at: Some(time::now()),
                     ..PushProgress::default()

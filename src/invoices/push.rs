@@ -15,9 +15,9 @@ use tokio::sync::Mutex;
 use super::customer_key;
 use crate::connections::{ConnectionError, Connections};
 use crate::domain::money::display;
+use crate::domain::states::{InvoiceStatus, SyncState};
 use crate::domain::time;
 use crate::jobs::{Handler, JobKind, JobRow, Outcome, Settled};
-use crate::ledger::invoices::status_rank;
 use crate::storage::connections::{self as connection_store, status as connection_status};
 use crate::storage::invoices::{self as store, InvoiceRow, LineRow, PushProgress};
 use crate::storage::{stripe_keys, tokens, Db, DbConnection, StorageError};
@@ -73,13 +73,13 @@ impl Handler for PushWorker {
     ) -> Result<(), StorageError> {
         let now = time::now();
         let (sync_state, error) = match settled {
-            Settled::Done => (Some("pushed"), None),
-            Settled::Cancelled(_) => (Some("cancelled"), None),
-            Settled::Failed(e) | Settled::Dead(e) => (Some("failed"), Some(e.clone())),
+            Settled::Done => (Some(SyncState::Pushed), None),
+            Settled::Cancelled(_) => (Some(SyncState::Cancelled), None),
+            Settled::Failed(e) | Settled::Dead(e) => (Some(SyncState::Failed), Some(e.clone())),
             Settled::Retrying(e) => (None, Some(e.clone())),
         };
         let progress = PushProgress {
-            sync_state: sync_state.map(str::to_owned),
+            sync_state,
             sync_error: Some(error),
             updated_at: Some(now),
             ..PushProgress::default()
@@ -128,7 +128,7 @@ impl PushWorker {
         }) else {
             return Outcome::Cancelled("the invoice no longer exists".into());
         };
-        if invoice.status == "void" {
+        if invoice.status == InvoiceStatus::Void {
             return Outcome::Cancelled("voided before it was pushed".into());
         }
         let cid = job.connection_id.clone();
@@ -198,7 +198,7 @@ impl PushWorker {
             return Ok(Outcome::Failed(difference));
         }
 
-        let finalized = if draft["status"] == "draft" {
+        let finalized = if remote_status(&draft) == Some(InvoiceStatus::Draft) {
             self.post(
                 client,
                 &invoice.id,
@@ -212,11 +212,11 @@ impl PushWorker {
         };
         // Voided between our last look and the finalize: the caller voids it in Stripe too.
         self.ensure_live(&invoice.id).await?;
-        let status = text(&finalized, "status").unwrap_or_else(|| "open".into());
+        let status = remote_status(&finalized).unwrap_or(InvoiceStatus::Open);
         let current = self.invoice(&invoice.id).await?;
         let keep = current
             .map(|c| c.status)
-            .filter(|s| status_rank(s) > status_rank(&status));
+            .filter(|s| s.rank() > status.rank());
         self.progress(
             &invoice.id,
             PushProgress {
@@ -240,7 +240,7 @@ impl PushWorker {
     /// is made in Stripe for it.
     async fn ensure_live(&self, invoice_id: &str) -> Result<(), Outcome> {
         match self.invoice(invoice_id).await? {
-            Some(current) if !matches!(current.status.as_str(), "void" | "deleted") => Ok(()),
+            Some(current) if !current.status.is_ended() => Ok(()),
             _ => Err(Outcome::Cancelled(
                 "voided while it was being pushed".into(),
             )),
@@ -258,12 +258,12 @@ impl PushWorker {
             Err(e) if e.status() == Some(404) => None,
             Err(e) => return Err(e.into()),
         };
-        match remote.as_ref().and_then(|r| r["status"].as_str()) {
-            Some("draft") => {
+        match remote.as_ref().and_then(remote_status) {
+            Some(InvoiceStatus::Draft) => {
                 discard_draft(&self.db, client, invoice_id, &stripe_id).await?;
                 self.unlink(invoice_id).await?;
             }
-            Some("open" | "uncollectible") => {
+            Some(InvoiceStatus::Open | InvoiceStatus::Uncollectible) => {
                 let path = format!("invoices/{stripe_id}/void");
                 let base = format!("bm:{invoice_id}:void");
                 keyed_call(&self.db, &base, |key| async move {
@@ -674,6 +674,11 @@ impl Billed {
             display(self.total, currency),
         ))
     }
+}
+
+/// The status of an invoice as Stripe answered it; a word Stripe may add later is none.
+pub(super) fn remote_status(invoice: &Value) -> Option<InvoiceStatus> {
+    invoice["status"].as_str()?.parse().ok()
 }
 
 fn text(value: &Value, field: &str) -> Option<String> {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::domain::money::display;
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
 use crate::domain::time;
 use crate::storage::attempts;
 use crate::storage::invoices::{self as store, InvoiceRow};
@@ -16,9 +17,9 @@ pub struct InvoiceView {
     pub id: String,
     pub connection_id: String,
     /// `billmirror` (made here) or `stripe` (created in Stripe, mirrored).
-    pub origin: String,
-    pub status: String,
-    pub sync: String,
+    pub origin: InvoiceOrigin,
+    pub status: InvoiceStatus,
+    pub sync: SyncState,
     pub sync_error: Option<String>,
     pub customer: Value,
     pub currency: String,

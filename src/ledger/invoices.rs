@@ -8,6 +8,7 @@ use super::apply::ApplyError;
 use super::json::{self, as_id, as_string, as_time, take};
 use super::keys::{listed, sort_for_fold};
 use super::Event;
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus};
 use crate::domain::time;
 use crate::storage::invoices as store;
 use crate::storage::ledger::{
@@ -16,28 +17,19 @@ use crate::storage::ledger::{
 };
 use crate::storage::DbConnection;
 
-pub(crate) fn status_rank(status: &str) -> u8 {
-    match status {
-        "draft" => 0,
-        "open" => 1,
-        "past_due" => 2,
-        "uncollectible" => 3,
-        "paid" => 4,
-        "void" | "deleted" => 5,
-        _ => 0,
-    }
-}
-
-/// The status an event says the invoice has reached.
-fn status_of(event: &Event) -> Option<&str> {
-    let stated = event.object["status"].as_str();
+/// The status an event says the invoice has reached; a status word Stripe may add later is none.
+fn status_of(event: &Event) -> Option<InvoiceStatus> {
+    let stated = event.object["status"]
+        .as_str()
+        .and_then(|s| s.parse::<InvoiceStatus>().ok());
     Some(match event.event_type.as_str() {
-        "invoice.deleted" => "deleted",
-        "invoice.voided" => "void",
-        "invoice.marked_uncollectible" => "uncollectible",
-        "invoice.paid" | "invoice.payment_succeeded" => "paid",
-        "invoice_payment.paid" => "paid",
-        "invoice.payment_failed" if stated != Some("paid") => "past_due",
+        "invoice.deleted" => InvoiceStatus::Deleted,
+        "invoice.voided" => InvoiceStatus::Void,
+        "invoice.marked_uncollectible" => InvoiceStatus::Uncollectible,
+        "invoice.paid" | "invoice.payment_succeeded" | "invoice_payment.paid" => {
+            InvoiceStatus::Paid
+        }
+        "invoice.payment_failed" if stated != Some(InvoiceStatus::Paid) => InvoiceStatus::PastDue,
         _ => stated?,
     })
 }
@@ -90,12 +82,12 @@ pub fn fold<'e>(
     events: &'e mut [Event],
     linked: &[LinkedPayment],
 ) -> Option<Folded<'e>> {
-    sort_for_fold(events, |e| status_of(e).map_or(0, status_rank));
+    sort_for_fold(events, |e| status_of(e).map_or(0, InvoiceStatus::rank));
     let events: &'e [Event] = events;
     let now = time::now();
     let mut f = Fields {
         stripe_id: Some(stripe_id.to_owned()),
-        status: "draft".to_owned(),
+        status: InvoiceStatus::Draft,
         observed_at: now,
         updated_at: now,
         ..Fields::default()
@@ -106,8 +98,8 @@ pub fn fold<'e>(
     for event in events {
         let o = &event.object;
         if let Some(status) = status_of(event) {
-            if status_rank(status) >= status_rank(&f.status) {
-                f.status = status.to_owned();
+            if status.rank() >= f.status.rank() {
+                f.status = status;
             }
         }
         if event.event_type.starts_with("invoice_payment.") {
@@ -169,7 +161,7 @@ pub fn fold<'e>(
         return None;
     }
     apply_payments(linked, &mut f);
-    if f.status == "paid" {
+    if f.status == InvoiceStatus::Paid {
         f.amount_remaining = 0;
         f.next_payment_attempt = None;
         f.last_payment_error = None;
@@ -219,8 +211,8 @@ fn apply_payments(linked: &[LinkedPayment], f: &mut Fields) {
     for payment in linked {
         match payment.status.as_str() {
             "succeeded" | "refunded" | "partially_refunded" => {
-                if status_rank(&f.status) < status_rank("paid") {
-                    f.status = "paid".to_owned();
+                if f.status.rank() < InvoiceStatus::Paid.rank() {
+                    f.status = InvoiceStatus::Paid;
                 }
                 f.amount_paid = f.amount_paid.max(payment.amount);
                 f.paid_at = f.paid_at.or(payment.stripe_created);
@@ -255,9 +247,9 @@ enum Written {
 fn keep_what_we_know(existing: Ours, f: &mut Fields) {
     // Judged on Stripe's events alone, before our own status is folded in.
     let stripe_shows_a_draft =
-        matches!(f.status.as_str(), "draft" | "void" | "deleted") && f.finalized_at.is_none();
-    if status_rank(&existing.status) > status_rank(&f.status) {
-        f.status = existing.status.clone();
+        (f.status == InvoiceStatus::Draft || f.status.is_ended()) && f.finalized_at.is_none();
+    if existing.status.rank() > f.status.rank() {
+        f.status = existing.status;
     }
     if f.customer_email.is_none() && existing.customer_email.is_some() {
         f.customer_email = existing.customer_email;
@@ -266,7 +258,7 @@ fn keep_what_we_know(existing: Ours, f: &mut Fields) {
     if f.customer_name.is_none() {
         f.customer_name = existing.customer_name;
     }
-    if existing.origin != "billmirror" {
+    if existing.origin != InvoiceOrigin::Billmirror {
         return;
     }
     if stripe_shows_a_draft {
@@ -274,8 +266,8 @@ fn keep_what_we_know(existing: Ours, f: &mut Fields) {
         f.amount_due = existing.amount_due;
         f.amount_remaining = existing.amount_remaining;
     }
-    if f.status == "deleted" {
-        f.status = "void".to_owned();
+    if f.status == InvoiceStatus::Deleted {
+        f.status = InvoiceStatus::Void;
         f.stripe_id = None;
     }
 }
@@ -291,7 +283,7 @@ fn write(
 ) -> Result<Written, ApplyError> {
     match ledger_store::invoice_row_for(conn, connection_id, stripe_id, local_id)? {
         Some((id, known)) => {
-            let ours = known.origin == "billmirror";
+            let ours = known.origin == InvoiceOrigin::Billmirror;
             keep_what_we_know(known, &mut f);
             // A mirrored invoice was made when Stripe made it, not when we heard of it.
             let created = (!ours).then_some(f.stripe_created).flatten();
@@ -341,10 +333,10 @@ fn mirrored_lines(lines: &[Value], currency: &str) -> Vec<MirroredLine> {
 mod tests {
     use super::*;
 
-    fn ours(origin: &str, status: &str, total: i64) -> Ours {
+    fn ours(origin: InvoiceOrigin, status: InvoiceStatus, total: i64) -> Ours {
         Ours {
-            origin: origin.to_owned(),
-            status: status.to_owned(),
+            origin,
+            status,
             customer_email: Some("pat@example.com".to_owned()),
             customer_email_normalized: Some("pat@example.com".to_owned()),
             customer_name: Some("Pat".to_owned()),
@@ -354,10 +346,10 @@ mod tests {
         }
     }
 
-    fn echo(status: &str, total: i64) -> Fields {
+    fn echo(status: InvoiceStatus, total: i64) -> Fields {
         Fields {
             stripe_id: Some("in_1".to_owned()),
-            status: status.to_owned(),
+            status,
             total,
             amount_due: total,
             amount_remaining: total,
@@ -372,7 +364,7 @@ mod tests {
         let paid = event("invoice.paid__basil__stripe-openapi-fixtures3-2025-03-31.basil");
         let mut events = [paid, created];
         let folded = fold("in_1Pgc6tB7WZ01zgkWu9fdqL6I", &mut events, &[]).unwrap();
-        assert_eq!(folded.fields.status, "paid");
+        assert_eq!(folded.fields.status, InvoiceStatus::Paid);
         assert_eq!(folded.fields.amount_remaining, 0);
         assert_eq!(folded.fields.total, 1000);
         let lines = folded.lines.unwrap();
@@ -393,7 +385,7 @@ mod tests {
         }];
         let mut events = [finalized];
         let folded = fold(&id, &mut events, &linked).unwrap();
-        assert_eq!(folded.fields.status, "paid");
+        assert_eq!(folded.fields.status, InvoiceStatus::Paid);
         assert_eq!(folded.fields.paid_at, time::from_unix(1_700_000_000));
     }
 
@@ -429,9 +421,9 @@ mod tests {
 
     #[test]
     fn stripes_empty_draft_does_not_replace_our_amounts_even_after_we_finalized() {
-        for local_status in ["draft", "open"] {
-            let mut f = echo("draft", 0);
-            keep_what_we_know(ours("billmirror", local_status, 6_000), &mut f);
+        for local_status in [InvoiceStatus::Draft, InvoiceStatus::Open] {
+            let mut f = echo(InvoiceStatus::Draft, 0);
+            keep_what_we_know(ours(InvoiceOrigin::Billmirror, local_status, 6_000), &mut f);
             assert_eq!(
                 (f.total, f.amount_due, f.amount_remaining),
                 (6_000, 6_000, 6_000)
@@ -443,22 +435,34 @@ mod tests {
 
     #[test]
     fn once_stripe_shows_it_finalized_stripes_amounts_are_billed() {
-        let mut f = echo("open", 6_000);
+        let mut f = echo(InvoiceStatus::Open, 6_000);
         f.finalized_at = time::from_unix(1_700_000_000);
         f.amount_remaining = 1_000;
-        keep_what_we_know(ours("billmirror", "open", 6_000), &mut f);
+        keep_what_we_know(
+            ours(InvoiceOrigin::Billmirror, InvoiceStatus::Open, 6_000),
+            &mut f,
+        );
         assert_eq!(f.amount_remaining, 1_000);
     }
 
     #[test]
     fn a_mirrored_invoice_takes_stripes_amounts_and_our_deleted_draft_is_void_and_unlinked() {
-        let mut mirrored = echo("draft", 0);
-        keep_what_we_know(ours("stripe", "draft", 6_000), &mut mirrored);
+        let mut mirrored = echo(InvoiceStatus::Draft, 0);
+        keep_what_we_know(
+            ours(InvoiceOrigin::Stripe, InvoiceStatus::Draft, 6_000),
+            &mut mirrored,
+        );
         assert_eq!(mirrored.total, 0);
 
-        let mut deleted = echo("deleted", 0);
-        keep_what_we_know(ours("billmirror", "void", 6_000), &mut deleted);
-        assert_eq!((deleted.status.as_str(), deleted.stripe_id), ("void", None));
+        let mut deleted = echo(InvoiceStatus::Deleted, 0);
+        keep_what_we_know(
+            ours(InvoiceOrigin::Billmirror, InvoiceStatus::Void, 6_000),
+            &mut deleted,
+        );
+        assert_eq!(
+            (deleted.status, deleted.stripe_id),
+            (InvoiceStatus::Void, None)
+        );
         assert_eq!(deleted.total, 6_000);
     }
 }

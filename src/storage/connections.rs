@@ -8,6 +8,7 @@ use super::schema::{
     connections, invoices, subscriptions, webhook_events, webhook_rejections, webhook_secrets,
 };
 use super::{DbConnection, StorageError};
+use crate::domain::states::{InvoiceStatus, SyncState};
 
 pub mod status {
     pub const ACTIVE: &str = "active";
@@ -463,12 +464,12 @@ pub fn affected(conn: &mut DbConnection, connection_id: &str) -> Result<Affected
         .get_result(conn)?;
     let open_invoices = invoices::table
         .filter(invoices::connection_id.eq(connection_id))
-        .filter(invoices::status.eq_any(["open", "past_due"]))
+        .filter(invoices::status.eq_any([InvoiceStatus::Open, InvoiceStatus::PastDue]))
         .count()
         .get_result(conn)?;
     let unpushed_invoices = invoices::table
         .filter(invoices::connection_id.eq(connection_id))
-        .filter(invoices::sync_state.eq_any(["pending", "failed"]))
+        .filter(invoices::sync_state.eq_any([SyncState::Pending, SyncState::Failed]))
         .count()
         .get_result(conn)?;
     Ok(Affected {

@@ -9,7 +9,7 @@ use super::schema::{
     idempotency_keys, incomplete_invoice_lines, invoice_lines, invoices, payments,
 };
 use super::{DbConnection, StorageError};
-use crate::domain::states::JobKind;
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus, JobKind, SyncState};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = invoices)]
@@ -17,8 +17,7 @@ pub struct InvoiceRow {
     pub id: String,
     pub connection_id: String,
     pub stripe_id: Option<String>,
-    /// `billmirror` for invoices made here, `stripe` for ones mirrored from Stripe.
-    pub origin: String,
+    pub origin: InvoiceOrigin,
     pub number: Option<String>,
     pub stripe_customer_id: Option<String>,
     pub customer_email: Option<String>,
@@ -30,7 +29,7 @@ pub struct InvoiceRow {
     pub amount_due: i64,
     pub amount_paid: i64,
     pub amount_remaining: i64,
-    pub status: String,
+    pub status: InvoiceStatus,
     pub due_date: Option<NaiveDateTime>,
     pub memo: Option<String>,
     pub hosted_invoice_url: Option<String>,
@@ -38,8 +37,7 @@ pub struct InvoiceRow {
     pub attempt_count: i32,
     pub next_payment_attempt: Option<NaiveDateTime>,
     pub last_payment_error: Option<String>,
-    /// `pending`, `pushed`, `failed`, `cancelled` (made here), `mirrored` (from Stripe).
-    pub sync_state: String,
+    pub sync_state: SyncState,
     pub sync_error: Option<String>,
     pub finalized_at: Option<NaiveDateTime>,
     pub paid_at: Option<NaiveDateTime>,
@@ -224,9 +222,9 @@ pub fn payments_for(
 
 #[derive(Debug, Default, Clone)]
 pub struct InvoiceFilter {
-    pub status: Option<String>,
+    pub status: Option<InvoiceStatus>,
     pub email: Option<String>,
-    pub origin: Option<String>,
+    pub origin: Option<InvoiceOrigin>,
     pub connection_id: Option<String>,
 }
 
@@ -243,14 +241,14 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     if let Some(status) = &filter.status {
-        query = query.filter(invoices::status.eq(status.clone()));
+        query = query.filter(invoices::status.eq(*status));
     }
     if let Some(email) = &filter.email {
         query = query
             .filter(invoices::customer_email_normalized.eq(crate::domain::email::normalize(email)));
     }
     if let Some(origin) = &filter.origin {
-        query = query.filter(invoices::origin.eq(origin.clone()));
+        query = query.filter(invoices::origin.eq(*origin));
     }
     if let Some(connection) = &filter.connection_id {
         query = query.filter(invoices::connection_id.eq(connection.clone()));
@@ -291,11 +289,11 @@ pub struct PushProgress {
     pub stripe_id: Option<String>,
     pub number: Option<String>,
     pub hosted_invoice_url: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<InvoiceStatus>,
     pub due_date: Option<NaiveDateTime>,
     pub finalized_at: Option<NaiveDateTime>,
     pub voided_at: Option<NaiveDateTime>,
-    pub sync_state: Option<String>,
+    pub sync_state: Option<SyncState>,
     pub sync_error: Option<Option<String>>,
     pub updated_at: Option<NaiveDateTime>,
 }

@@ -12,6 +12,7 @@ use super::schema::{
     refunds, subscriptions, webhook_events,
 };
 use super::{DbConnection, StorageError};
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
 use crate::domain::{ids, time};
 
 /// Writes a mirrored object's fields into its row, found by (connection, Stripe id), creating the
@@ -146,7 +147,7 @@ pub struct InvoiceFields {
     pub amount_due: i64,
     pub amount_paid: i64,
     pub amount_remaining: i64,
-    pub status: String,
+    pub status: InvoiceStatus,
     pub due_date: Option<NaiveDateTime>,
     pub hosted_invoice_url: Option<String>,
     pub attempt_count: i32,
@@ -336,8 +337,8 @@ pub fn payments_of_invoice(
 /// What an invoice row already holds that its events may not overrule.
 #[derive(Debug, Clone, Queryable)]
 pub struct KnownInvoice {
-    pub origin: String,
-    pub status: String,
+    pub origin: InvoiceOrigin,
+    pub status: InvoiceStatus,
     pub customer_email: Option<String>,
     pub customer_email_normalized: Option<String>,
     pub customer_name: Option<String>,
@@ -419,14 +420,14 @@ pub fn insert_mirrored_invoice(
         .values((
             invoices::id.eq(&id),
             invoices::connection_id.eq(connection_id),
-            invoices::origin.eq("stripe"),
-            invoices::sync_state.eq("mirrored"),
+            invoices::origin.eq(InvoiceOrigin::Stripe),
+            invoices::sync_state.eq(SyncState::Mirrored),
             invoices::created_at.eq(fields.stripe_created.unwrap_or_else(time::now)),
             invoices::currency.eq(&fields.currency),
             invoices::total.eq(fields.total),
             invoices::amount_due.eq(fields.amount_due),
             invoices::amount_remaining.eq(fields.amount_remaining),
-            invoices::status.eq(&fields.status),
+            invoices::status.eq(fields.status),
             invoices::observed_at.eq(fields.observed_at),
             invoices::updated_at.eq(fields.updated_at),
         ))

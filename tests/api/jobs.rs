@@ -163,18 +163,15 @@ on_both_backends! {
 
     async fn a_test_cannot_end_with_work_left_over(backend: Backend) {
         let mut app = TestApp::spawn(backend).await;
+        // Not due for an hour (in the transaction that enqueues it, so no runner sees it due): it
+        // stays pending whatever the runners do.
         app.db
             .run(|conn| {
-                enqueue(conn, JobKind::PushInvoice, "inv_never");
-                Ok(())
-            })
-            .await
-            .unwrap();
-        // Not due for an hour: it stays pending whatever the runners do.
-        app.db
-            .run(|conn| {
-                let job = store::find_for(conn, JobKind::PushInvoice, "inv_never")?.unwrap();
-                store::finish(conn, &job.id, JobState::Pending, None, time::now() + chrono::TimeDelta::hours(1))
+                conn.write_transaction(|conn| {
+                    enqueue(conn, JobKind::PushInvoice, "inv_never");
+                    let job = store::find_for(conn, JobKind::PushInvoice, "inv_never")?.unwrap();
+                    store::finish(conn, &job.id, JobState::Pending, None, time::now() + chrono::TimeDelta::hours(1))
+                })
             })
             .await
             .unwrap();
