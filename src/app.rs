@@ -13,6 +13,7 @@ use crate::invoices::push::PushWorker;
 use crate::jobs::{self, JobKind};
 use crate::storage::{Backend, Db};
 use crate::sync::lines::LinesReader;
+use crate::sync::reconcile::Reconciler;
 use crate::vault::{KeySource, Vault};
 use crate::webhook::inbox::Inbox;
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
@@ -116,6 +117,14 @@ impl Workers {
             LinesReader::new(state.db.clone(), state.connections.clone()),
             policy(2),
             state.jobs.bell(JobKind::CompleteInvoiceLines),
+            receiver.clone(),
+        )));
+        // One report at a time: each lists whole accounts, within the connection's rate limit.
+        tasks.push(tokio::spawn(jobs::run(
+            state.db.clone(),
+            Reconciler::new(state.db.clone(), state.connections.clone()),
+            policy(1),
+            state.jobs.bell(JobKind::Reconcile),
             receiver.clone(),
         )));
         if let Some(every) = state.config.events_catchup_interval {

@@ -142,6 +142,8 @@ text_enum! {
         PushInvoice = "push_invoice",
         /// Read the lines Stripe's events cut from a mirrored invoice.
         CompleteInvoiceLines = "complete_invoice_lines",
+        /// Compare a connection's ledger with Stripe's lists (and repair it when asked).
+        Reconcile = "reconcile",
     }
 }
 
@@ -226,6 +228,16 @@ text_enum! {
     pub enum InvoiceOrigin {
         Billmirror = "billmirror",
         Stripe = "stripe",
+    }
+}
+
+text_enum! {
+    /// Where a drift report stands.
+    pub enum RunStatus {
+        Running = "running",
+        Done = "done",
+        /// Stopped by an error a person must look at (the key may not list a resource).
+        Failed = "failed",
     }
 }
 

@@ -12,6 +12,7 @@ mod jobs;
 mod metrics;
 pub mod pagination;
 mod pay;
+mod reconcile;
 pub mod routes;
 mod tokens;
 mod webhooks;

@@ -5,7 +5,9 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
-use super::{billing, connections, events, health, invoices, jobs, pay, tokens, webhooks};
+use super::{
+    billing, connections, events, health, invoices, jobs, pay, reconcile, tokens, webhooks,
+};
 use crate::domain::Role;
 
 pub struct ApiRoute {
@@ -72,6 +74,12 @@ pub fn api_routes() -> Vec<ApiRoute> {
             Ops,
             || web::delete().to(connections::retire_webhook_secret),
         ),
+        api(Method::POST, "/api/connections/{id}/reconcile", Ops, || {
+            web::post().to(reconcile::start)
+        }),
+        api(Method::GET, "/api/reconcile-runs/{id}", Ops, || {
+            web::get().to(reconcile::get)
+        }),
         api(Method::POST, "/api/invoices", Finance, || {
             web::post().to(invoices::create)
         }),

@@ -371,6 +371,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    reconcile_runs (id) {
+        id -> Text,
+        connection_id -> Text,
+        status -> Text,
+        repair -> Bool,
+        report -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 
@@ -397,4 +410,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     sync_cursors,
     stripe_key_epochs,
+    reconcile_runs,
 );

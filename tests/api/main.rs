@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod billing;
 mod cli;
+mod drift;
 mod connection_keys;
 mod connections;
 mod health;

@@ -1,0 +1,2 @@
+DROP INDEX reconcile_runs_connection;
+DROP TABLE reconcile_runs;
