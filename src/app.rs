@@ -101,7 +101,7 @@ impl Workers {
         let settings = state.config.jobs;
         let policy = |concurrency| jobs::Policy {
             concurrency,
-            lease: LEASE,
+            lease: chrono::TimeDelta::from_std(settings.lease).unwrap_or(chrono::TimeDelta::MAX),
             backoff: settings.backoff,
             max_attempts: settings.max_attempts,
         };
@@ -160,9 +160,6 @@ impl Workers {
         }
     }
 }
-
-/// How long a claimed job stays its runner's; a runner that died releases it by letting it expire.
-const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The environment's key report, once at start: in the background, because Stripe may be slow or
 /// unreachable and the start must neither wait for it nor fail on it (an unreachable Stripe

@@ -49,6 +49,9 @@ pub struct JobSettings {
     pub backoff: Backoff,
     /// Attempts before a job that keeps failing with errors that might pass is `dead`.
     pub max_attempts: u32,
+    /// How long a claimed job stays its runner's: a job whose instance died is taken up by
+    /// another after this long.
+    pub lease: Duration,
 }
 
 /// How billmirror calls Stripe's API.
@@ -228,6 +231,7 @@ impl Config {
                     jitter: true,
                 },
                 max_attempts: env.ranged("JOB_MAX_ATTEMPTS", 30, 1..=1000)? as u32,
+                lease: Duration::from_secs(env.ranged("JOB_LEASE_SECS", 300, 1..=86_400)?),
             })
         })();
 

@@ -35,19 +35,31 @@ fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
 async fn reconcile(app: &TestApp, connection: &str, repair: bool) -> Value {
     let ops = app.token(Role::Ops);
     let response = app
-        .post_json(&format!("/api/connections/{connection}/reconcile"), &ops, &json!({"repair": repair}))
+        .post_json(
+            &format!("/api/connections/{connection}/reconcile"),
+            &ops,
+            &json!({"repair": repair}),
+        )
         .await;
     assert_eq!(response.status(), 202);
     let run: Value = response.json().await.unwrap();
     let id = run["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let run: Value = app.get(&format!("/api/reconcile-runs/{id}"), &ops).await.json().await.unwrap();
+        let run: Value = app
+            .get(&format!("/api/reconcile-runs/{id}"), &ops)
+            .await
+            .json()
+            .await
+            .unwrap();
         if run["status"] == "done" {
             return run;
         }
         assert_ne!(run["status"], "failed", "{run}");
-        assert!(Instant::now() < deadline, "the report never finished: {run}");
+        assert!(
+            Instant::now() < deadline,
+            "the report never finished: {run}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -58,9 +70,16 @@ fn named(run: &Value) -> Vec<(String, String, String, Vec<String>)> {
     for (resource, drift) in run["report"]["resources"].as_object().unwrap() {
         for d in drift["differences"].as_array().unwrap() {
             let fields = d["fields"].as_array().map_or(Vec::new(), |f| {
-                f.iter().map(|f| f["field"].as_str().unwrap().to_owned()).collect()
+                f.iter()
+                    .map(|f| f["field"].as_str().unwrap().to_owned())
+                    .collect()
             });
-            all.push((resource.clone(), d["id"].as_str().unwrap().to_owned(), d["kind"].as_str().unwrap().to_owned(), fields));
+            all.push((
+                resource.clone(),
+                d["id"].as_str().unwrap().to_owned(),
+                d["kind"].as_str().unwrap().to_owned(),
+                fields,
+            ));
         }
     }
     all.sort();
