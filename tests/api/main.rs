@@ -16,6 +16,7 @@ mod invoices;
 mod jobs;
 mod mapping;
 mod ordering;
+mod properties;
 mod secrets;
 mod storage;
 mod stripe_client;
