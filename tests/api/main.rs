@@ -9,6 +9,7 @@ mod cli;
 mod connection_keys;
 mod connections;
 mod health;
+mod hostile;
 mod invoice_faults;
 mod invoices;
 mod mapping;
