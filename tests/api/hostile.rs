@@ -462,6 +462,33 @@ async fn hostile_http_level_refusals_answer_in_the_json_shape() {
     }
 }
 
+/// What actix's HTTP/1 codec answers itself, before the app sees the request, stays bare: pinned
+/// here so that docs/API.md ("Hostile requests") says what really happens, and so that an actix
+/// upgrade that offers a hook shows up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_refusals_of_the_http_codec_itself_are_bare_as_documented() {
+    let app = Arc::new(TestApp::spawn(Backend::Sqlite).await);
+    let host = address(&app);
+    let conflicting = format!(
+        "POST /webhooks/stripe HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+    );
+    let huge_head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+        "y".repeat(140_000)
+    );
+    for (request, status) in [(conflicting, 400), (huge_head, 431)] {
+        let app = app.clone();
+        let raw = tokio::task::spawn_blocking(move || {
+            raw_exchange(&app, &request, b"", Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
+        assert_eq!(raw.status, status);
+        assert_eq!(raw.body, "", "the codec's answer has no body");
+    }
+}
+
 // 6. Two instances starting together.
 
 /// Two `serve` processes started at the same moment on a fresh PostgreSQL database both come
