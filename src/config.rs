@@ -71,6 +71,8 @@ pub struct WebhookSettings {
     /// How far a signature's timestamp may lie from our clock, either way.
     pub tolerance: Duration,
     pub max_body_bytes: usize,
+    /// How long a webhook's body may take to arrive once its headers have.
+    pub body_timeout: Duration,
     /// Attempts before an event that cannot be applied is parked as `dead`.
     pub max_event_attempts: u32,
     /// Between attempts to apply an event.
@@ -157,6 +159,11 @@ impl Config {
                 )?),
                 max_body_bytes: env.ranged("WEBHOOK_MAX_BODY_BYTES", 1 << 20, 1024..=(64 << 20))?
                     as usize,
+                body_timeout: Duration::from_secs(env.ranged(
+                    "WEBHOOK_BODY_TIMEOUT_SECS",
+                    15,
+                    1..=300,
+                )?),
                 max_event_attempts: env.ranged("MAX_EVENT_ATTEMPTS", 8, 1..=100)? as u32,
                 retry_backoff: Backoff {
                     base: Duration::from_secs(env.ranged(

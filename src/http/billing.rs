@@ -147,7 +147,8 @@ fn page_query(pairs: &[(String, String)]) -> Result<PageQuery, ApiError> {
     };
     Ok(PageQuery {
         limit,
-        after: one(pairs, "after").map(str::to_owned),
+        // Customers' row ids are made by the ledger's upsert, prefixed with the table's name.
+        after: super::pagination::cursor(one(pairs, "after").map(str::to_owned), "customers", &[])?,
     })
 }
 

@@ -140,10 +140,12 @@ pub async fn list(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit()?;
-    let views = state
-        .connections
-        .list(query.after.clone(), limit + 1)
-        .await?;
+    let after = super::pagination::cursor(
+        query.after.clone(),
+        "conn",
+        &[crate::webhook::ENV_CONNECTION_ID],
+    )?;
+    let views = state.connections.list(after, limit + 1).await?;
     Ok(HttpResponse::Ok().json(Page::from_rows(views, limit, |v| v.id.clone())))
 }
 

@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 
 use crate::storage::StorageError;
 
+/// What a 503 asks the client to wait before trying again.
+const RETRY_AFTER_SECS: u32 = 5;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -101,7 +104,12 @@ impl ResponseError for ApiError {
         if let Some(details) = &self.details {
             error["details"] = details.clone();
         }
-        HttpResponse::build(self.status).json(json!({ "error": error }))
+        let mut answer = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Tells Stripe and other clients the fault is passing: try again shortly.
+            answer.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        answer.json(json!({ "error": error }))
     }
 }
 

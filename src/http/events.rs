@@ -90,7 +90,7 @@ pub async fn list(
         status: query.status,
         event_type: query.event_type,
         object_id: query.object_id,
-        after: query.after,
+        after: super::pagination::cursor(query.after, "ev", &[])?,
     };
     let rows = state
         .db

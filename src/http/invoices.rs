@@ -120,7 +120,7 @@ pub async fn list(
         origin,
         connection_id: query.connection_id,
     };
-    let after = query.after;
+    let after = super::pagination::cursor(query.after, "inv", &[])?;
     let rows = state
         .db
         .run(move |conn| store::list(conn, &filter, after.as_deref(), limit + 1))

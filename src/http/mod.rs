@@ -5,7 +5,9 @@ mod auth;
 mod billing;
 mod connections;
 pub mod error;
+mod error_body;
 mod events;
+mod guard;
 mod health;
 mod invoices;
 mod jobs;
@@ -66,6 +68,10 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
                 web::PathConfig::default()
                     .error_handler(|e, _| extractor_error("invalid_path")(e.to_string())),
             )
+            // The last wrapped runs first: metrics see every answer, the guard refuses hostile
+            // requests before routing, and whatever actix answers bare is given a JSON body.
+            .wrap(from_fn(error_body::json_errors))
+            .wrap(from_fn(guard::refuse_hostile))
             .wrap(from_fn(metrics::record))
             .configure(routes::configure)
             .default_service(web::to(not_found))

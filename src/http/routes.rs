@@ -130,10 +130,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // Public: the token in the path is the only key.
         .route("/pay/{token}", web::get().to(pay::pay))
         // Authenticated by Stripe's signature, not by a token.
-        .route("/webhooks/stripe", web::post().to(webhooks::receive_env))
-        .route(
-            "/webhooks/stripe/{connection_id}",
-            web::post().to(webhooks::receive_for),
+        .service(
+            web::resource("/webhooks/stripe")
+                .route(web::post().to(webhooks::receive_env))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/webhooks/stripe/{connection_id}")
+                .route(web::post().to(webhooks::receive_for))
+                .default_service(web::to(method_not_allowed)),
         );
 
     // One resource per path, holding each method's route with its own role check.
@@ -146,7 +151,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
     }
     for path in paths {
-        let mut resource = web::resource(path);
+        let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
         for route in routes.iter().filter(|r| r.path == path) {
             let role = route.role;
             resource = resource.route((route.handler)().wrap(from_fn(move |req, next| {
@@ -155,4 +160,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         cfg.service(resource);
     }
+}
+
+/// A known path asked with a method it does not take. Bare here: `error_body` gives every bare
+/// error answer its JSON body, with the code `method_not_allowed`.
+async fn method_not_allowed() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::MethodNotAllowed().finish()
 }

@@ -54,7 +54,7 @@ pub async fn list(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit()?;
-    let after = query.after.clone();
+    let after = super::pagination::cursor(query.after.clone(), "tok", &[])?;
     let rows = state
         .db
         .run(move |conn| tokens::page(conn, after.as_deref(), limit + 1))

@@ -47,11 +47,30 @@ async fn receive(
         ));
     };
     let limit = state.config.webhooks.max_body_bytes;
-    let body = match read_body(payload, limit).await {
-        Ok(body) => body,
-        Err(error) => {
-            reject(state, connection_id, "payload_too_large");
-            return Err(error);
+    // A declared length over the limit is refused before a byte of the body is read.
+    if declared_length(req).is_some_and(|length| length > limit as u64) {
+        reject(state, connection_id, "payload_too_large");
+        return Ok(closing(too_large(limit)));
+    }
+    // actix bounds only the wait for the headers; a client that stops halfway through its body
+    // would otherwise hold the request, and a graceful shutdown, for as long as it likes.
+    let wait = state.config.webhooks.body_timeout;
+    let body = match tokio::time::timeout(wait, read_body(payload, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => {
+            reject(state, connection_id, error.code);
+            return Ok(closing(error));
+        }
+        Err(_) => {
+            reject(state, connection_id, "body_timeout");
+            return Ok(closing(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "The body did not arrive within {} s (WEBHOOK_BODY_TIMEOUT_SECS).",
+                    wait.as_secs()
+                ),
+            )));
         }
     };
     let signature = req
@@ -111,12 +130,38 @@ async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes, Ap
             "unreadable_body",
             format!("The body could not be read: {e}."),
         )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("The body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)."),
-        )),
+        Err(_) => Err(too_large(limit)),
     }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("The body is larger than {limit} bytes (WEBHOOK_MAX_BODY_BYTES)."),
+    )
+}
+
+/// The `Content-Length` the client announced, when it announced one that reads as a number.
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The error answer, with the connection closed after it: the rest of the body, if it ever
+/// comes, is not worth reading, and the client must not send its next request behind it.
+fn closing(error: ApiError) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut answer = error.error_response();
+    answer
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    answer
 }
 
 fn reject(state: &AppState, connection_id: &str, reason: &'static str) {

@@ -11,7 +11,15 @@ pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
 }
 
 pub fn str(value: &Value, path: &[&str]) -> Option<String> {
-    at(value, path)?.as_str().map(str::to_owned)
+    at(value, path)?.as_str().map(text)
+}
+
+/// Every string the ledger stores comes through here. A `\u0000` in Stripe's JSON decodes to a
+/// NUL, which PostgreSQL's TEXT cannot hold: the fold would fail on every attempt and the event
+/// end `dead`. The NUL carries no meaning in a name or description, so it is dropped; the event's
+/// payload keeps it, escaped, as Stripe sent it.
+fn text(value: &str) -> String {
+    value.replace('\0', "")
 }
 
 pub fn i64(value: &Value, path: &[&str]) -> Option<i64> {
@@ -30,7 +38,7 @@ pub fn time(value: &Value, path: &[&str]) -> Option<NaiveDateTime> {
 /// An expandable reference: Stripe sends either the id or the whole object with its id.
 pub fn id(value: &Value, path: &[&str]) -> Option<String> {
     match at(value, path)? {
-        Value::String(id) => Some(id.clone()),
+        Value::String(id) => Some(text(id)),
         object @ Value::Object(_) => str(object, &["id"]),
         _ => None,
     }
@@ -50,7 +58,7 @@ pub fn take<T>(
 }
 
 pub fn as_string(value: &Value) -> Option<String> {
-    value.as_str().map(str::to_owned)
+    value.as_str().map(text)
 }
 
 pub fn as_time(value: &Value) -> Option<NaiveDateTime> {
@@ -59,7 +67,7 @@ pub fn as_time(value: &Value) -> Option<NaiveDateTime> {
 
 pub fn as_id(value: &Value) -> Option<String> {
     match value {
-        Value::String(id) => Some(id.clone()),
+        Value::String(id) => Some(text(id)),
         Value::Object(_) => str(value, &["id"]),
         _ => None,
     }

@@ -95,6 +95,54 @@ impl DbConnection {
             .map_err(Failed::into_error)
     }
 
+    /// Bounds how long the current transaction's statements may wait for locks and run, so a
+    /// table locked by a migration or an operator turns into a prompt error instead of a request
+    /// that waits without limit. PostgreSQL only (`SET LOCAL` ends with the transaction); SQLite's
+    /// waits are already bounded by its `busy_timeout`.
+    pub fn bound_waits(
+        &mut self,
+        lock: std::time::Duration,
+        statement: std::time::Duration,
+    ) -> diesel::QueryResult<()> {
+        if self.is_sqlite() {
+            return Ok(());
+        }
+        self.batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+            lock.as_millis(),
+            statement.as_millis()
+        ))
+    }
+
+    /// Checks that the database takes writes without writing anything. On SQLite `BEGIN
+    /// IMMEDIATE` asks for the write lock (a read-only file or another process holding the lock
+    /// fails it), waiting at most a second instead of the pool's usual ten. PostgreSQL refuses
+    /// writes only on a standby, which `pg_is_in_recovery()` tells.
+    pub fn probe_write(&mut self) -> diesel::QueryResult<()> {
+        match self {
+            DbConnection::Sqlite(c) => {
+                c.batch_execute("PRAGMA busy_timeout = 1000")?;
+                let probed = c.batch_execute("BEGIN IMMEDIATE; ROLLBACK");
+                c.batch_execute("PRAGMA busy_timeout = 10000")?;
+                probed
+            }
+            DbConnection::Postgres(c) => {
+                use diesel::RunQueryDsl;
+                let standby: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "pg_is_in_recovery()",
+                ))
+                .get_result(c)?;
+                if standby {
+                    return Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ReadOnlyTransaction,
+                        Box::new("the PostgreSQL server is a read-only standby".to_owned()),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A write transaction whose commit need not reach the disk before it returns: for work that is
     /// recomputed from durably stored rows if a power cut loses it (the ledger is rebuilt from the
     /// inbox). Both backends still commit atomically and in order; only the last commits may be

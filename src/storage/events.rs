@@ -52,8 +52,15 @@ pub fn insert_new<'r>(
         // One statement for the whole batch: a round trip per row is most of the cost of a
         // backfill page or a group commit on PostgreSQL.
         DbConnection::Postgres(c) => {
+            // Each row inserted waits for any uncommitted twin of its key. Two batches holding
+            // the same keys in different orders would wait for each other (a deadlock that fails
+            // both); in one order, the second simply waits for the first.
+            let mut ordered = rows.clone();
+            ordered.sort_by(|a, b| {
+                (&a.connection_id, &a.stripe_event_id).cmp(&(&b.connection_id, &b.stripe_event_id))
+            });
             let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
-            for chunk in rows.chunks(500) {
+            for chunk in ordered.chunks(500) {
                 let values: Vec<&EventRow> = chunk.to_vec();
                 let new: Vec<String> = diesel::insert_into(webhook_events::table)
                     .values(values)

@@ -133,6 +133,39 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// A clash between concurrent transactions that running the whole transaction again resolves:
+    /// PostgreSQL's serialization failure (40001) or deadlock (40P01). Diesel names only the
+    /// first; a deadlock is recognised by PostgreSQL's message, which is not translated unless
+    /// the server's `lc_messages` is changed from its default.
+    pub fn is_retryable_conflict(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StorageError::Query(Error::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                _,
+            )) => true,
+            StorageError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
+    /// A statement PostgreSQL cancelled because it waited longer than the transaction's
+    /// `lock_timeout` or `statement_timeout` (see [`DbConnection::bound_waits`]).
+    pub fn is_timeout(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            StorageError::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                let message = info.message();
+                message.contains("lock timeout") || message.contains("statement timeout")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<diesel::r2d2::PoolError> for StorageError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         StorageError::Unavailable(error.to_string())
@@ -194,13 +227,17 @@ impl Db {
         migrate::run_pending(&mut *self.blocking()?)
     }
 
-    /// Ready means the database answers and runs the schema this binary expects.
+    /// Ready means the database answers, runs the schema this binary expects, and takes writes
+    /// (a SQLite file locked by another process or on a read-only mount still answers reads, but
+    /// every webhook would fail).
     pub async fn check_ready(&self) -> Result<(), StorageError> {
         self.run(|conn| {
             if migrate::has_pending(conn)? {
                 return Err(StorageError::Migration("migrations are pending".into()));
             }
-            Ok(())
+            conn.probe_write().map_err(|e| {
+                StorageError::Unavailable(format!("the database takes no writes: {e}"))
+            })
         })
         .await
     }

@@ -3,6 +3,24 @@
 
 use serde::Deserialize;
 
+/// How deeply arrays and objects may nest in an event. Applying an event parses its payload with
+/// serde_json, which stops at 128 levels; an event stored beyond that would be acknowledged and
+/// then never apply. Real Stripe events nest a dozen levels at most.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a body is not an event ingest can store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("{0}")]
+    Invalid(String),
+    /// An identifying field holds a control character (NUL included, which PostgreSQL's TEXT
+    /// cannot store at all); the event could never be stored, listed or looked up reliably.
+    #[error("the event's `{0}` contains a control character")]
+    ControlCharacter(&'static str),
+    #[error("the event nests arrays and objects more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub id: String,
@@ -37,20 +55,42 @@ struct RawObject {
 }
 
 impl Envelope {
-    /// Reads the envelope, or says in a sentence why the body is not a Stripe event.
-    pub fn parse(body: &[u8]) -> Result<Envelope, String> {
+    /// Reads the envelope, or says why the body is not an event that can be stored and applied.
+    pub fn parse(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let invalid = |problem: &str| EnvelopeError::Invalid(problem.to_owned());
+        // The stored payload is this text: PostgreSQL's TEXT cannot hold a NUL byte. (JSON allows
+        // none outside strings and none unescaped inside, so this only names the problem early.)
+        if body.contains(&0) {
+            return Err(invalid("the body contains a NUL byte"));
+        }
+        if exceeds_depth(body, MAX_DEPTH) {
+            return Err(EnvelopeError::TooDeep);
+        }
         let raw: Raw = serde_json::from_slice(body)
-            .map_err(|e| format!("the body is not a Stripe event: {e}"))?;
+            .map_err(|e| EnvelopeError::Invalid(format!("the body is not a Stripe event: {e}")))?;
         if raw.object.as_deref().is_some_and(|o| o != "event") {
-            return Err("the body's `object` is not `event`".to_owned());
+            return Err(invalid("the body's `object` is not `event`"));
         }
         // Stripe's ids start with `evt_`, but a signed event is authentic whatever its id looks
         // like; refusing it would only make Stripe retry it for days.
         if raw.id.trim().is_empty() || raw.id.len() > 255 {
-            return Err("the event has no usable `id`".to_owned());
+            return Err(invalid("the event has no usable `id`"));
         }
         if raw.event_type.is_empty() || raw.event_type.len() > 255 {
-            return Err("the event has no `type`".to_owned());
+            return Err(invalid("the event has no `type`"));
+        }
+        // These become columns that are filtered on and shown; a decoded `\u0000` in them would
+        // make PostgreSQL refuse the whole batch, and other control characters are never real.
+        let fields = [
+            ("id", Some(&raw.id)),
+            ("type", Some(&raw.event_type)),
+            ("api_version", raw.api_version.as_ref()),
+            ("data.object.id", raw.data.object.id.as_ref()),
+        ];
+        for (name, value) in fields {
+            if value.is_some_and(|v| v.chars().any(char::is_control)) {
+                return Err(EnvelopeError::ControlCharacter(name));
+            }
         }
         Ok(Envelope {
             id: raw.id,
@@ -63,9 +103,66 @@ impl Envelope {
     }
 }
 
+/// Whether arrays and objects nest more than `max` levels anywhere in `body`: a byte scan of the
+/// brackets outside strings, so it costs no parse and cannot itself run out of stack. Only ever
+/// called on bodies that are then parsed as JSON, so malformed text need not be judged here.
+pub fn exceeds_depth(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert!(!exceeds_depth(br#"{"a":[{"b":"[[[[{{{{"}]}"#, 3));
+        assert!(exceeds_depth(br#"{"a":[{"b":[1]}]}"#, 3));
+        assert!(!exceeds_depth(br#"{"a":"\"[[[[[[","b":{}}"#, 2));
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(exceeds_depth(deep.as_bytes(), MAX_DEPTH));
+    }
+
+    #[test]
+    fn control_characters_in_identifying_fields_are_refused() {
+        let event = |id: &str, object_id: &str| {
+            serde_json::json!({"id": id, "object": "event", "type": "customer.created",
+                "created": 1, "livemode": false, "data": {"object": {"id": object_id}}})
+            .to_string()
+        };
+        assert_eq!(
+            Envelope::parse(event("evt_\u{0}1", "cus_1").as_bytes()),
+            Err(EnvelopeError::ControlCharacter("id"))
+        );
+        assert_eq!(
+            Envelope::parse(event("evt_1", "cus\u{1b}1").as_bytes()),
+            Err(EnvelopeError::ControlCharacter("data.object.id"))
+        );
+        assert!(Envelope::parse(event("evt_1", "cus_1").as_bytes()).is_ok());
+    }
 
     #[test]
     fn reads_an_event_and_ignores_what_it_does_not_know() {

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -134,10 +135,42 @@ fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, stored: &Notify
     }
 }
 
-/// Writes one batch in one transaction; returns one result per `Store` job, in order.
+/// Times a batch is written before its requests are answered 503. PostgreSQL may still end a
+/// batch as a deadlock victim or a serialization failure (another instance's writer, the apply
+/// worker); such a batch is whole again on the next try.
+const ATTEMPTS: u32 = 5;
+
+/// How long one batch may wait for a lock, and run, before its requests are answered 503 (with
+/// `Retry-After`) instead of waiting behind, say, a table lock without limit.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+const STATEMENT_WAIT: Duration = Duration::from_secs(10);
+
+/// Writes one batch in one transaction, again when PostgreSQL asks for it; returns one result
+/// per `Store` job, in order.
 fn write(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
+    let mut attempt = 1;
+    loop {
+        match write_once(db, batch) {
+            Err(error) if error.is_retryable_conflict() && attempt < ATTEMPTS => {
+                tracing::warn!(
+                    events = batch.len(),
+                    attempt,
+                    "webhook batch conflicted; writing it again: {error}"
+                );
+                // A short, growing pause with jitter, so the two sides do not meet again at once.
+                let jitter = u64::from(crate::domain::ids::random_bytes::<1>()[0]) % 20;
+                thread::sleep(Duration::from_millis(10 * u64::from(attempt) + jitter));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn write_once(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
     let mut conn = db.blocking()?;
     conn.write_transaction(|conn| {
+        conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
         let rows = batch.iter().filter_map(|job| match job {
             Job::Store { row, .. } => Some(&**row),
             Job::Reject { .. } => None,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::domain::{ids, time, Secret};
 use crate::storage::events::{status, EventRow};
-pub use envelope::Envelope;
+pub use envelope::{Envelope, EnvelopeError};
 pub use signature::SignatureError;
 
 /// The id of the connection configured from `STRIPE_*` variables, served at `/webhooks/stripe`.
@@ -64,7 +64,23 @@ pub enum Rejection {
     MissingSignature,
     Signature(SignatureError),
     InvalidPayload(String),
-    LivemodeMismatch { connection_mode: &'static str },
+    /// An identifying field (id, type, API version, object id) holds a control character.
+    ControlCharacter(&'static str),
+    /// Arrays and objects nest beyond [`envelope::MAX_DEPTH`].
+    TooDeep,
+    LivemodeMismatch {
+        connection_mode: &'static str,
+    },
+}
+
+impl From<EnvelopeError> for Rejection {
+    fn from(error: EnvelopeError) -> Self {
+        match error {
+            EnvelopeError::Invalid(problem) => Rejection::InvalidPayload(problem),
+            EnvelopeError::ControlCharacter(field) => Rejection::ControlCharacter(field),
+            EnvelopeError::TooDeep => Rejection::TooDeep,
+        }
+    }
 }
 
 impl Rejection {
@@ -73,6 +89,8 @@ impl Rejection {
             Rejection::MissingSignature => "missing_signature",
             Rejection::Signature(e) => e.code(),
             Rejection::InvalidPayload(_) => "invalid_payload",
+            Rejection::ControlCharacter(_) => "invalid_characters",
+            Rejection::TooDeep => "payload_too_deep",
             Rejection::LivemodeMismatch { .. } => "livemode_mismatch",
         }
     }
@@ -82,6 +100,14 @@ impl Rejection {
             Rejection::MissingSignature => "The request has no Stripe-Signature header.".to_owned(),
             Rejection::Signature(e) => format!("{e}."),
             Rejection::InvalidPayload(problem) => format!("{problem}."),
+            Rejection::ControlCharacter(field) => format!(
+                "The event's `{field}` contains a control character (such as \\u0000); it cannot \
+                 be stored."
+            ),
+            Rejection::TooDeep => format!(
+                "The event nests arrays and objects more than {} levels deep.",
+                envelope::MAX_DEPTH
+            ),
             Rejection::LivemodeMismatch { connection_mode } => format!(
                 "The event's livemode does not match this {connection_mode}-mode connection."
             ),
@@ -101,7 +127,7 @@ pub fn verify_delivery(
     let header = signature_header.ok_or(Rejection::MissingSignature)?;
     let matched = signature::verify(header, body, &endpoint.secrets, now, tolerance)
         .map_err(Rejection::Signature)?;
-    let envelope = Envelope::parse(body).map_err(Rejection::InvalidPayload)?;
+    let envelope = Envelope::parse(body).map_err(Rejection::from)?;
     if let Some(mode) = endpoint.mode {
         if envelope.livemode != (mode == "live") {
             return Err(Rejection::LivemodeMismatch {

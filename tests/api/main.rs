@@ -10,6 +10,7 @@ mod connection_keys;
 mod connections;
 mod drift;
 mod health;
+mod hostile;
 mod instances;
 mod invoice_faults;
 mod invoices;
