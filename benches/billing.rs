@@ -319,16 +319,7 @@ async fn time_backfill(backend: &str, limit: u32, objects: usize) -> String {
         })
         .collect();
     loop {
-        let pending = db
-            .run(|conn| {
-                Ok(events::count_by_status(conn)?
-                    .into_iter()
-                    .filter(|(s, _)| s == "pending")
-                    .map(|(_, n)| n)
-                    .sum::<i64>())
-            })
-            .await
-            .unwrap();
+        let pending = db.run(events::count_pending).await.unwrap();
         if pending == 0 {
             break;
         }

@@ -232,6 +232,26 @@ text_enum! {
 }
 
 text_enum! {
+    /// Where a stored webhook event stands.
+    pub enum EventStatus {
+        /// Stored, not applied yet.
+        Pending = "pending",
+        Applied = "applied",
+        /// A type billmirror does not map: kept, never applied.
+        Ignored = "ignored",
+        /// Failed to apply; tried again at its next attempt time.
+        Retrying = "retrying",
+        /// Failed every attempt allowed; replayable by a person.
+        Dead = "dead",
+    }
+}
+
+impl EventStatus {
+    /// Waiting for the apply workers.
+    pub const DUE: [EventStatus; 2] = [EventStatus::Pending, EventStatus::Retrying];
+}
+
+text_enum! {
     /// Where a drift report stands.
     pub enum RunStatus {
         Running = "running",

@@ -8,8 +8,9 @@ use super::error::ApiError;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
+use crate::domain::states::EventStatus;
 use crate::domain::time;
-use crate::storage::events::{self, status, EventFilter, EventRow};
+use crate::storage::events::{self, EventFilter, EventRow};
 use crate::storage::tokens::audit;
 
 #[derive(Deserialize)]
@@ -33,7 +34,7 @@ struct Summary {
     event_type: String,
     api_version: Option<String>,
     object_id: Option<String>,
-    status: String,
+    status: EventStatus,
     attempts: i32,
     last_error: Option<String>,
     signed_with: Option<String>,
@@ -45,7 +46,7 @@ struct Summary {
 
 impl From<&EventRow> for Summary {
     fn from(row: &EventRow) -> Self {
-        let retrying = row.status == status::FAILED || row.status == status::PENDING;
+        let due = EventStatus::DUE.contains(&row.status);
         Summary {
             id: row.id.clone(),
             stripe_event_id: row.stripe_event_id.clone(),
@@ -53,13 +54,13 @@ impl From<&EventRow> for Summary {
             event_type: row.event_type.clone(),
             api_version: row.api_version.clone(),
             object_id: row.object_id.clone(),
-            status: row.status.clone(),
+            status: row.status,
             attempts: row.attempts,
             last_error: row.last_error.clone(),
             signed_with: row.signed_with.clone(),
             created: time::rfc3339(row.stripe_created),
             received_at: time::rfc3339(row.received_at),
-            next_attempt_at: retrying.then(|| time::rfc3339(row.next_attempt_at)),
+            next_attempt_at: due.then(|| time::rfc3339(row.next_attempt_at)),
             applied_at: row.applied_at.map(time::rfc3339),
         }
     }
@@ -75,19 +76,13 @@ pub async fn list(
         after: None,
     }
     .limit()?;
-    if let Some(s) = &query.status {
-        if !status::ALL.contains(&s.as_str()) {
-            return Err(ApiError::unprocessable(
-                "invalid_status",
-                format!(
-                    "status must be one of {}, not `{s}`.",
-                    status::ALL.join(", ")
-                ),
-            ));
-        }
-    }
+    let status = query
+        .status
+        .map(|s| s.parse::<EventStatus>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable("invalid_status", format!("status: {e}.")))?;
     let filter = EventFilter {
-        status: query.status,
+        status,
         event_type: query.event_type,
         object_id: query.object_id,
         after: super::pagination::cursor(query.after, "ev", &[])?,

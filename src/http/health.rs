@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::domain::states::EventStatus;
 use crate::storage::events;
 
 pub async fn healthz() -> HttpResponse {
@@ -27,12 +28,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // The inbox by status, read at scrape time; a database outage leaves the last values.
     match state.db.run(events::count_by_status).await {
         Ok(counts) => {
-            for status in events::status::ALL {
+            for status in EventStatus::ALL {
                 let count = counts
                     .iter()
                     .find(|(s, _)| s == status)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!("webhook_events", "status" => status).set(count as f64);
+                metrics::gauge!("webhook_events", "status" => status.as_str()).set(count as f64);
             }
         }
         Err(e) => tracing::warn!("cannot count webhook events for /metrics: {e}"),

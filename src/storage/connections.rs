@@ -8,7 +8,7 @@ use super::schema::{
     connections, invoices, subscriptions, webhook_events, webhook_rejections, webhook_secrets,
 };
 use super::{DbConnection, StorageError};
-use crate::domain::states::{InvoiceStatus, SyncState};
+use crate::domain::states::{EventStatus, InvoiceStatus, SyncState};
 
 pub mod status {
     pub const ACTIVE: &str = "active";
@@ -413,7 +413,7 @@ pub fn webhook_health(
         .count()
         .get_result(conn)?;
     let dead_events = events
-        .filter(webhook_events::status.eq("dead"))
+        .filter(webhook_events::status.eq(EventStatus::Dead))
         .count()
         .get_result(conn)?;
     let signature_failures_last_24h = webhook_rejections::table

@@ -6,17 +6,8 @@ use diesel::prelude::*;
 
 use super::schema::{connections, webhook_events, webhook_rejections};
 use super::{DbConnection, StorageError};
+use crate::domain::states::EventStatus;
 use crate::domain::{ids, time};
-
-/// Statuses of a stored event. `pending` and `failed` are due for the apply worker.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const APPLIED: &str = "applied";
-    pub const IGNORED: &str = "ignored";
-    pub const FAILED: &str = "failed";
-    pub const DEAD: &str = "dead";
-    pub const ALL: [&str; 5] = [PENDING, APPLIED, IGNORED, FAILED, DEAD];
-}
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_events)]
@@ -32,7 +23,7 @@ pub struct EventRow {
     pub payload: String,
     pub source: String,
     pub signed_with: Option<String>,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: NaiveDateTime,
@@ -109,12 +100,12 @@ pub fn claim_due(
 ) -> Result<Vec<EventRow>, StorageError> {
     // Ids first, from the partial index `webhook_events_queue` (same predicate, literally), so no
     // payload is read or sorted for events that are not taken.
+    let [pending, retrying] = EventStatus::DUE.map(EventStatus::as_str);
+    let due = format!("status IN ('{pending}', '{retrying}')");
     macro_rules! due_ids {
         () => {
             webhook_events::table
-                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    "status IN ('pending', 'failed')",
-                ))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&due))
                 .filter(webhook_events::next_attempt_at.le(now))
                 .order((
                     webhook_events::next_attempt_at.asc(),
@@ -130,11 +121,10 @@ pub fn claim_due(
         // Without statistics SQLite's planner preferred the status index and then sorted every
         // due event on each claim; `INDEXED BY` pins the queue index (and fails loudly if a
         // schema change ever makes it unusable).
-        DbConnection::Sqlite(c) => diesel::sql_query(
+        DbConnection::Sqlite(c) => diesel::sql_query(format!(
             "SELECT id FROM webhook_events INDEXED BY webhook_events_queue \
-             WHERE status IN ('pending', 'failed') AND next_attempt_at <= ? \
-             ORDER BY next_attempt_at, id LIMIT ?",
-        )
+             WHERE {due} AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+        ))
         .bind::<diesel::sql_types::Timestamp, _>(now)
         .bind::<diesel::sql_types::BigInt, _>(limit)
         .load::<DueId>(c)?
@@ -160,7 +150,7 @@ pub fn mark_applied(
 ) -> Result<(), StorageError> {
     diesel::update(webhook_events::table.find(id))
         .set((
-            webhook_events::status.eq(status::APPLIED),
+            webhook_events::status.eq(EventStatus::Applied),
             webhook_events::attempts.eq(webhook_events::attempts + 1),
             webhook_events::applied_at.eq(at),
             webhook_events::last_error.eq(None::<String>),
@@ -177,8 +167,8 @@ pub fn mark_failed(
     next_attempt_at: Option<NaiveDateTime>,
 ) -> Result<(), StorageError> {
     let (new_status, next) = match next_attempt_at {
-        Some(at) => (status::FAILED, at),
-        None => (status::DEAD, time::now()),
+        Some(at) => (EventStatus::Retrying, at),
+        None => (EventStatus::Dead, time::now()),
     };
     diesel::update(webhook_events::table.find(id))
         .set((
@@ -221,7 +211,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<EventRow>, Stora
 pub fn schedule_replay(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
     diesel::update(webhook_events::table.find(id))
         .set((
-            webhook_events::status.eq(status::PENDING),
+            webhook_events::status.eq(EventStatus::Pending),
             webhook_events::attempts.eq(0),
             webhook_events::next_attempt_at.eq(time::now()),
         ))
@@ -231,7 +221,7 @@ pub fn schedule_replay(conn: &mut DbConnection, id: &str) -> Result<(), StorageE
 
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     pub event_type: Option<String>,
     pub object_id: Option<String>,
     pub after: Option<String>,
@@ -249,7 +239,7 @@ pub fn list(
         .limit(limit)
         .into_boxed();
     if let Some(status) = &filter.status {
-        query = query.filter(webhook_events::status.eq(status.clone()));
+        query = query.filter(webhook_events::status.eq(*status));
     }
     if let Some(event_type) = &filter.event_type {
         query = query.filter(webhook_events::event_type.eq(event_type.clone()));
@@ -263,16 +253,16 @@ pub fn list(
     Ok(query.load(conn)?)
 }
 
-/// Counts of events by status, for the metrics gauges.
 /// Events still waiting to be applied for the first time.
 pub fn count_pending(conn: &mut DbConnection) -> Result<i64, StorageError> {
     Ok(webhook_events::table
-        .filter(webhook_events::status.eq(status::PENDING))
+        .filter(webhook_events::status.eq(EventStatus::Pending))
         .count()
         .get_result(conn)?)
 }
 
-pub fn count_by_status(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StorageError> {
+/// Counts of events by status, for the metrics gauges.
+pub fn count_by_status(conn: &mut DbConnection) -> Result<Vec<(EventStatus, i64)>, StorageError> {
     Ok(webhook_events::table
         .group_by(webhook_events::status)
         .select((webhook_events::status, diesel::dsl::count_star()))

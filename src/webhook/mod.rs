@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::domain::states::EventStatus;
 use crate::domain::{ids, time, Secret};
-use crate::storage::events::{status, EventRow};
+use crate::storage::events::EventRow;
 pub use envelope::{Envelope, EnvelopeError};
 pub use signature::SignatureError;
 
@@ -167,11 +168,10 @@ pub fn inbox_row(
         source: source.to_owned(),
         signed_with,
         status: if maps_type {
-            status::PENDING
+            EventStatus::Pending
         } else {
-            status::IGNORED
-        }
-        .to_owned(),
+            EventStatus::Ignored
+        },
         attempts: 0,
         last_error: None,
         next_attempt_at: now,

@@ -146,7 +146,7 @@ on_both_backends! {
         assert!(count >= 30, "only {count} fixtures");
         app.settle().await;
         let ops = app.token(billmirror::domain::Role::Ops);
-        for status in ["failed", "dead", "pending"] {
+        for status in ["retrying", "dead", "pending"] {
             let events: Value = app.get(&format!("/api/events?status={status}"), &ops).await.json().await.unwrap();
             assert_eq!(events["data"], json!([]), "{status}: {events}");
         }

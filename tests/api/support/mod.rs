@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use billmirror::app;
 use billmirror::auth;
 use billmirror::config::Config;
+use billmirror::domain::states::EventStatus;
 use billmirror::domain::Role;
 use billmirror::http;
 use billmirror::storage::Db;
@@ -107,13 +108,13 @@ impl TestApp {
         }
     }
 
-    /// Events still to apply (pending, or failed and waiting for a retry) and jobs still to run.
+    /// Events still to apply (pending, or retrying after a failure) and jobs still to run.
     pub fn unfinished_work(&self) -> Result<(i64, i64), String> {
         let mut conn = self.db.blocking().map_err(|e| e.to_string())?;
         let events: i64 = billmirror::storage::events::count_by_status(&mut conn)
             .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|(status, _)| status == "pending" || status == "failed")
+            .filter(|(status, _)| EventStatus::DUE.contains(status))
             .map(|(_, n)| n)
             .sum();
         let jobs = billmirror::storage::jobs::open(&mut conn).map_err(|e| e.to_string())?;
