@@ -98,6 +98,12 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(config.log_format, &config.log_level);
+    if matches!(cli.command, Command::Serve | Command::Sync { .. }) {
+        if let Err(error) = config.check_for_serve() {
+            eprintln!("billmirror: {error}");
+            return ExitCode::from(2);
+        }
+    }
     let outcome = match cli.command {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
@@ -145,35 +151,59 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks what it can before it touches anything: the configuration (in `main`), then the port,
+/// then the database; the first admin token is printed only once the app could be built.
 fn serve(config: Config) -> anyhow::Result<()> {
-    let db = open_database(&config)?;
-    if let Some(issued) =
-        auth::ensure_initial_admin(&mut *db.blocking()?, config.admin_token.clone())?
-    {
-        if config.admin_token.is_some() {
-            println!("Created the admin token `initial-admin` from BILLMIRROR_ADMIN_TOKEN.");
-        } else {
-            // Printed once, on standard output, never into the log.
-            println!(
-                "\nCreated the first admin API token. It is shown only this once:\n\n    {}\n\n\
-                 Use it as `Authorization: Bearer <token>`; `billmirror token create` makes more.\n",
-                issued.token.expose()
-            );
-        }
+    if let Some(problem) = config.public_url_problem() {
+        tracing::warn!(
+            public_url = %config.public_url,
+            "{problem}; set PUBLIC_URL to the https:// address Stripe reaches billmirror at \
+             (webhook endpoints cannot be registered in Stripe until then)"
+        );
     }
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (BIND): {e}", config.bind))?;
-    tracing::info!(bind = %config.bind, database = %config.database, "billmirror is serving");
+    let db = open_database(&config)?;
     actix_web::rt::System::new().block_on(async move {
+        let signals = crate::shutdown::Signals::listen()?;
+        let shutdown_timeout = config.shutdown_timeout.as_secs();
+        let (bind, database) = (config.bind, config.database.to_string());
         let state = app::state(config, db).await?;
+        print_first_token(&state).await?;
         let workers = app::Workers::start(&state);
-        // Returns once SIGTERM/SIGINT arrived and in-flight requests finished.
-        let served = http::server(state, listener)?.await;
+        let server = http::server(state, listener)?;
+        let stopper =
+            actix_web::rt::spawn(signals.stop_on_signal(server.handle(), shutdown_timeout));
+        tracing::info!(%bind, %database, "billmirror is serving");
+        // Returns once a signal arrived and in-flight requests finished.
+        let served = server.await;
+        stopper.abort();
         workers.stop().await;
         served?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Makes the first admin token when no token exists, and prints it once, on standard output,
+/// never into the log.
+async fn print_first_token(state: &http::AppState) -> anyhow::Result<()> {
+    let from_env = state.config.admin_token.clone();
+    let given = from_env.is_some();
+    let issued = state
+        .db
+        .run(move |conn| Ok(auth::ensure_initial_admin(conn, from_env)))
+        .await??;
+    if issued.is_some() && given {
+        println!("Created the admin token `initial-admin` from BILLMIRROR_ADMIN_TOKEN.");
+    } else if let Some(issued) = issued {
+        println!(
+            "\nCreated the first admin API token. It is shown only this once:\n\n    {}\n\n\
+             Use it as `Authorization: Bearer <token>`; `billmirror token create` makes more.\n",
+            issued.token.expose()
+        );
+    }
+    Ok(())
 }
 
 fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {

@@ -36,6 +36,9 @@ pub enum ConnectionError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// The webhook URL is one Stripe cannot reach (`PUBLIC_URL` unset or loopback).
+    #[error("{0}")]
+    UnreachableUrl(String),
     #[error("Stripe refused: {0}")]
     Stripe(StripeError),
     #[error(transparent)]

@@ -25,6 +25,9 @@ impl From<ConnectionError> for ApiError {
             .with_details(json!({ "report": *report })),
             ConnectionError::Invalid(message) => ApiError::unprocessable("invalid_input", message),
             ConnectionError::Conflict(message) => ApiError::conflict("conflict", message),
+            ConnectionError::UnreachableUrl(message) => {
+                ApiError::unprocessable("public_url_unreachable", message)
+            }
             ConnectionError::Stripe(e) if e.status() == Some(403) => ApiError::unprocessable(
                 "stripe_permission",
                 format!("The connection's key may not do this: {e}"),

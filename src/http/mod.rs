@@ -44,8 +44,9 @@ pub struct AppState {
     pub jobs: crate::jobs::Wakers,
 }
 
-/// Builds the server on an already bound listener (tests bind port 0). actix-web stops on
-/// SIGTERM/SIGINT by itself, letting in-flight requests finish within the shutdown timeout.
+/// Builds the server on an already bound listener (tests bind port 0). It does not listen for
+/// signals: actix would stop at once on SIGINT; `serve` stops it gracefully on SIGTERM and SIGINT
+/// alike (`shutdown`), letting in-flight requests finish within the shutdown timeout.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
     let shutdown_timeout = state.config.shutdown_timeout.as_secs();
     let data = web::Data::new(state);
@@ -69,6 +70,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(shutdown_timeout)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

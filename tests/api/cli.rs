@@ -122,22 +122,160 @@ on_both_backends! {
 
         // A second start finds a token and prints none (it then fails on a port already taken).
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let again = command(&db.url()).env("BIND", taken.local_addr().unwrap().to_string()).arg("serve").output().unwrap();
+        let again = command(&db.url()).env("BIND", taken.local_addr().unwrap().to_string())
+            .env("BILLMIRROR_MASTER_KEY", crate::support::MASTER_KEY).arg("serve").output().unwrap();
         assert!(!text(&again.stdout).contains("bm_"), "{}", text(&again.stdout));
         assert!(text(&again.stderr).contains("BIND"), "{}", text(&again.stderr));
     }
 }
 
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[test]
-fn serve_on_postgres_without_a_master_key_refuses_to_start_naming_it() {
+fn serve_on_postgres_without_a_master_key_stops_before_touching_anything() {
     let db = TestDb::create(crate::support::Backend::Postgres);
-    let output = billmirror(&db.url(), &["serve"]);
-    assert_eq!(output.status.code(), Some(1));
+    let bind = format!("127.0.0.1:{}", free_port());
+    let output = command(&db.url())
+        .env("BIND", &bind)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a configuration error");
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("BILLMIRROR_MASTER_KEY is not set"),
         "{stderr}"
     );
+    assert!(
+        !text(&output.stdout).contains("bm_"),
+        "no admin token was made or printed"
+    );
+    assert!(!stderr.contains("serving"), "{stderr}");
+    // Nothing was migrated: the check came before the database was opened.
+    use diesel::prelude::*;
+    let mut conn = diesel::PgConnection::establish(&db.url()).unwrap();
+    let tables: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public')",
+    ))
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(tables, 0, "serve touched the database");
+    // And the port was never bound (it is free for us now).
+    std::net::TcpListener::bind(&bind).unwrap();
+}
+
+/// One raw HTTP/1.1 exchange; returns the whole answer.
+fn raw_request(stream: &mut std::net::TcpStream, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    stream.write_all(request).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn wait_healthy(bind: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(bind) {
+            let answer = raw_request(
+                &mut stream,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "serve never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Ctrl-C is as gentle as SIGTERM: a webhook whose body is still arriving when SIGINT comes is
+/// read, stored and answered, and then serve exits cleanly.
+#[test]
+fn ctrl_c_lets_an_in_flight_request_finish() {
+    use std::io::Write;
+    let db = TestDb::create(crate::support::Backend::Sqlite);
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut child = command(&db.url())
+        .env("BIND", &bind)
+        .env("STRIPE_WEBHOOK_SECRET", crate::support::WEBHOOK_SECRET)
+        .env("SHUTDOWN_TIMEOUT_SECS", "20")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_healthy(&bind);
+
+    let body = serde_json::json!({"id": "evt_sigint_1", "object": "event", "type": "customer.created",
+        "created": 1_700_000_000, "livemode": false, "api_version": "2024-06-20",
+        "data": {"object": {"id": "cus_sigint_1", "object": "customer", "email": "int@example.com"}}})
+    .to_string();
+    let signature = billmirror::webhook::signature::sign(
+        crate::support::WEBHOOK_SECRET,
+        chrono::Utc::now().timestamp(),
+        body.as_bytes(),
+    );
+    let mut stream = std::net::TcpStream::connect(&bind).unwrap();
+    let head = format!(
+        "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nStripe-Signature: {signature}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve waits for the request in flight"
+    );
+    let answer = raw_request(&mut stream, rest);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""duplicate":false"#), "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(stderr.contains("PUBLIC_URL is not set"), "warned: {stderr}");
+    // New connections were refused meanwhile, and the event is stored.
+    assert!(std::net::TcpStream::connect(&bind).is_err());
+    let stored: i64 = {
+        use billmirror::storage::schema::webhook_events::dsl::*;
+        use diesel::prelude::*;
+        let db = db.open();
+        let mut conn = db.blocking().unwrap();
+        webhook_events
+            .filter(stripe_event_id.eq("evt_sigint_1"))
+            .count()
+            .get_result(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(stored, 1);
 }
 
 #[test]
