@@ -6,6 +6,7 @@ mod billing;
 mod connections;
 pub mod error;
 mod events;
+pub mod extract;
 mod health;
 mod invoices;
 mod metrics;
@@ -53,14 +54,17 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .error_handler(|e, _| extractor_error("invalid_json")(e.to_string())),
-            )
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| extractor_error("invalid_query")(e.to_string())),
-            )
+            // Handlers read bodies and queries with `extract::{Json, Query}`, which name the field;
+            // these catch any use of actix's own extractors with the same words, minus the path.
+            .app_data(web::JsonConfig::default().error_handler(|e, _| match e {
+                actix_web::error::JsonPayloadError::Deserialize(e) => {
+                    ApiError::bad_request("invalid_json", extract::describe(&e.to_string())).into()
+                }
+                other => extractor_error("invalid_json")(other.to_string()),
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::bad_request("invalid_query", extract::describe(&e.to_string())).into()
+            }))
             .app_data(
                 web::PathConfig::default()
                     .error_handler(|e, _| extractor_error("invalid_path")(e.to_string())),

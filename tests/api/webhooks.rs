@@ -215,12 +215,18 @@ async fn a_delivery_forwarded_by_the_stripe_cli_is_stored() {
     }))
     .unwrap();
     let header = sign(cli_secret, chrono::Utc::now().timestamp(), body.as_bytes());
-    assert!(header.starts_with("t=") && header.contains(",v1="), "{header}");
+    assert!(
+        header.starts_with("t=") && header.contains(",v1="),
+        "{header}"
+    );
     let answer = app
         .client
         .post(app.url("/webhooks/stripe"))
         .header("Stripe-Signature", header)
-        .header("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+        .header(
+            "User-Agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        )
         .header("Content-Type", "application/json; charset=utf-8")
         .header("Accept", "*/*; q=0.5, application/xml")
         .header("Cache-Control", "no-cache")
@@ -237,5 +243,8 @@ async fn a_delivery_forwarded_by_the_stripe_cli_is_stored() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].0, "evt_1QcliForward000000000001");
     app.settle().await;
-    assert_eq!(app.ledger().await["customers"][0]["email"], "cli@example.com");
+    assert_eq!(
+        app.ledger().await["customers"][0]["email"],
+        "cli@example.com"
+    );
 }
