@@ -140,6 +140,12 @@ pub fn new_client(
     )
 }
 
+/// Whether the report for `keys` calls Stripe: only a secret key that passes its offline checks
+/// is sent (so a command can say it is waiting for Stripe, and only then).
+pub fn will_ask_stripe(keys: &KeyInput) -> bool {
+    keys.secret_key.is_some() && report::offline(keys).1.is_some()
+}
+
 /// The key report for keys that are not saved (the API's check and `billmirror check-keys`):
 /// any endpoint under `{public_url}/webhooks/stripe` counts as billmirror's.
 pub async fn check_keys(settings: &StripeSettings, public_url: &str, keys: &KeyInput) -> KeyReport {

@@ -90,6 +90,14 @@ impl StripeError {
         matches!(self, StripeError::Api { status, .. } if *status >= 500)
     }
 
+    /// Why, without the "Stripe could not be reached" that a caller has already said.
+    pub fn cause(&self) -> String {
+        match self {
+            StripeError::Unreachable(cause) => cause.clone(),
+            api => api.to_string(),
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             StripeError::Api { code, .. } => code.as_deref(),

@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod catchup;
 pub mod lines;
+pub mod progress;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

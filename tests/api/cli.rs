@@ -316,3 +316,146 @@ fn check_keys_prints_each_check_and_fails_on_a_bad_key() {
         "no key is printed: {stdout}"
     );
 }
+
+/// Keys from the environment are checked as they are set: a trailing space is reported (as the
+/// API reports it), and keys of two modes give the report rather than a configuration error.
+#[test]
+fn check_keys_reports_on_environment_keys_as_they_are() {
+    let output = command("sqlite:///nonexistent/never-opened.db")
+        .env("STRIPE_SECRET_KEY", "sk_test_51HxYzAbCdEfGhIjKlMn4f2a ")
+        .env("STRIPE_PUBLISHABLE_KEY", "pk_live_51HxYzAbCdEfGhIjKlMn4f2a")
+        .arg("check-keys")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("FAIL  secret_key_format        The secret key ends with a space"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("invalid configuration"), "{stderr}");
+
+    let mixed = command("sqlite:///nonexistent/never-opened.db")
+        .env("STRIPE_SECRET_KEY", "sk_live_51HxYzAbCdEfGhIjKlMn4f2a")
+        .env("STRIPE_PUBLISHABLE_KEY", "pk_test_51HxYzAbCdEfGhIjKlMn4f2a")
+        .env("STRIPE_API_BASE", "http://127.0.0.1:9")
+        .env("STRIPE_MAX_ATTEMPTS", "1")
+        .args(["check-keys", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(mixed.status.code(), Some(1), "{}", text(&mixed.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&mixed.stdout).unwrap();
+    let mode = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mode_match")
+        .unwrap();
+    assert_eq!(mode["status"], "fail", "{report}");
+}
+
+/// With Stripe unreachable the wait is announced first, and the cause is stated once.
+#[test]
+fn check_keys_says_it_is_asking_stripe_and_why_it_could_not() {
+    let output = command("sqlite:///nonexistent/never-opened.db")
+        .env("STRIPE_SECRET_KEY", "sk_test_51HxYzAbCdEfGhIjKlMn4f2a")
+        .env("STRIPE_API_BASE", "http://127.0.0.1:9")
+        .env("STRIPE_MAX_ATTEMPTS", "1")
+        .arg("check-keys")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.starts_with("checking with Stripe…"), "{stderr}");
+    let said = format!("{stdout}{stderr}");
+    // Once in the failing check, once in each check it skipped; never "reached: …reached".
+    assert_eq!(said.matches("could not be reached").count(), 4, "{said}");
+    assert_eq!(said.matches("connection failed").count(), 1, "{said}");
+    assert!(
+        stdout.contains("(the connection failed (Connection refused"),
+        "{stdout}"
+    );
+    assert_eq!(
+        said.matches("the key report has failing checks").count(),
+        1,
+        "{said}"
+    );
+}
+
+/// A wrong argument is refused before anything starts: no database, no worker, one message.
+#[test]
+fn sync_refuses_an_unknown_resource_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let output = command(&format!("sqlite://{}", db.display()))
+        .args([
+            "sync",
+            "--connection",
+            "env",
+            "--only",
+            "customers,customer",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("invalid value 'customer' for '--only <RESOURCE>'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("payment_intents"), "{stderr}");
+    assert!(stderr.lines().count() < 10, "{stderr}");
+    assert!(!db.exists(), "the database was not even created");
+
+    let unknown = command(&format!("sqlite://{}", db.display()))
+        .args(["sync", "--connection", "conn_nope"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = text(&unknown.stderr);
+    assert!(
+        stderr.contains("no connection has the id `conn_nope`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_version_and_completions() {
+    let help = text(&billmirror("sqlite://unused.db", &["serve", "--help"]).stdout);
+    for name in [
+        "BIND",
+        "DATABASE_URL",
+        "PUBLIC_URL",
+        "BILLMIRROR_MASTER_KEY",
+    ] {
+        assert!(help.contains(name), "{name}: {help}");
+    }
+    let help = text(&billmirror("sqlite://unused.db", &["check-keys", "--help"]).stdout);
+    assert!(help.contains("[env: STRIPE_SECRET_KEY]"), "{help}");
+    let top = text(&billmirror("sqlite://unused.db", &["--help"]).stdout);
+    for sub in [
+        "serve",
+        "migrate",
+        "check-keys",
+        "sync",
+        "token",
+        "completions",
+    ] {
+        assert!(top.contains(&format!("  {sub} ")), "{sub}: {top}");
+    }
+    let version = billmirror("sqlite://unused.db", &["--version"]);
+    assert_eq!(
+        text(&version.stdout).trim(),
+        concat!("billmirror ", env!("CARGO_PKG_VERSION"))
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = billmirror("sqlite://unused.db", &["completions", shell]);
+        assert!(script.status.success());
+        assert!(text(&script.stdout).contains("check-keys"), "{shell}");
+    }
+}
