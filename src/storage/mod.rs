@@ -9,6 +9,7 @@ pub mod connections;
 pub mod events;
 pub mod invoices;
 pub mod jobs;
+pub mod metrics;
 pub mod migrate;
 pub mod schema;
 pub mod stripe_keys;
