@@ -80,6 +80,14 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Copy a SQLite database, consistently, while `serve` runs (PostgreSQL: use pg_dump).
+    ///
+    /// The copy holds Stripe secrets sealed with the master key: keep the key (the database's
+    /// `.key` file or BILLMIRROR_MASTER_KEY) as well, apart from the copy.
+    Backup {
+        /// Where to write the copy; it must not exist yet.
+        file: std::path::PathBuf,
+    },
     /// Print a shell completion script: `billmirror completions bash > /etc/bash_completion.d/billmirror`.
     Completions {
         /// The shell to complete for.
@@ -227,6 +235,7 @@ pub fn main() -> ExitCode {
             webhook_secret,
             json,
         ),
+        Command::Backup { file } => backup(&config, &file),
         Command::Completions { .. } => Ok(()),
     };
     match outcome {
@@ -353,6 +362,40 @@ fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use crate::storage::DatabaseTarget;
+    let DatabaseTarget::Sqlite(source) = &config.database else {
+        anyhow::bail!(
+            "billmirror backup copies SQLite databases; back up PostgreSQL with its own tools, \
+             e.g. `pg_dump --format=custom --file=billmirror.dump \"$DATABASE_URL\"` (restore with \
+             pg_restore), and keep BILLMIRROR_MASTER_KEY safe apart from the dump"
+        );
+    };
+    if !std::path::Path::new(source).exists() {
+        anyhow::bail!("there is no database at {source} (DATABASE_URL)");
+    }
+    if file.exists() {
+        anyhow::bail!("{} exists already: name a new file", file.display());
+    }
+    let path = file
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", file.display()))?;
+    // The pool is opened without migrating: the copy is the database as it stands.
+    let db = Db::connect(&config.database, 1)
+        .map_err(|e| anyhow::anyhow!("cannot open the database at {source}: {e}"))?;
+    crate::storage::backup::sqlite_copy(&mut *db.blocking()?, path)?;
+    println!("Copied {source} to {path}.");
+    let key = match &config.master_key {
+        Some(_) => "BILLMIRROR_MASTER_KEY".to_owned(),
+        None => format!("the key file {source}.key"),
+    };
+    eprintln!(
+        "The Stripe keys and webhook secrets in the copy are sealed with the master key: without \
+         {key} they cannot be read. Keep the key backed up too, apart from the copy."
+    );
     Ok(())
 }
 

@@ -778,6 +778,30 @@ mod tests {
         );
     }
 
+    /// systemd must wait longer than billmirror lets in-flight requests run.
+    #[test]
+    fn the_systemd_unit_waits_longer_than_the_shutdown_timeout() {
+        let unit = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/billmirror.service"
+        ))
+        .unwrap();
+        let stop: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim_end_matches('s').parse().ok())
+            .expect("TimeoutStopSec=Ns");
+        let config = Config::from_vars(&HashMap::new()).unwrap();
+        assert!(stop > config.shutdown_timeout.as_secs(), "{stop}");
+        for option in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "KillSignal=SIGTERM",
+        ] {
+            assert!(unit.contains(option), "{option}");
+        }
+    }
+
     /// Reading the environment anywhere else would bypass the check above.
     #[test]
     fn no_module_but_config_reads_the_environment() {

@@ -3,6 +3,7 @@
 //! blocking pool through [`Db::run`], never on the async executor.
 
 pub mod attempts;
+pub mod backup;
 pub mod billing;
 mod connection;
 pub mod connections;

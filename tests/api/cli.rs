@@ -459,3 +459,57 @@ fn help_version_and_completions() {
         assert!(text(&script.stdout).contains("check-keys"), "{shell}");
     }
 }
+
+#[test]
+fn backup_copies_a_sqlite_database_and_refuses_postgres() {
+    let db = TestDb::create(crate::support::Backend::Sqlite);
+    let url = db.url();
+    assert!(billmirror(&url, &["migrate"]).status.success());
+    let created = billmirror(
+        &url,
+        &[
+            "token",
+            "create",
+            "--name",
+            "before-backup",
+            "--role",
+            "ops",
+        ],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let output = billmirror(&url, &["backup", copy.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("master key") && stderr.contains(".key"),
+        "{stderr}"
+    );
+
+    // The copy opens on its own and holds the rows.
+    use diesel::prelude::*;
+    let mut conn = diesel::SqliteConnection::establish(copy.to_str().unwrap()).unwrap();
+    let names: Vec<String> = billmirror::storage::schema::api_tokens::table
+        .select(billmirror::storage::schema::api_tokens::name)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(names, ["before-backup"]);
+
+    let again = billmirror(&url, &["backup", copy.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("exists already"));
+
+    let postgres = TestDb::create(crate::support::Backend::Postgres);
+    let refused = billmirror(
+        &postgres.url(),
+        &["backup", dir.path().join("pg.db").to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("pg_dump"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
