@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, RawStripeKeys};
 use crate::domain::Role;
 use crate::http;
 use crate::storage::{tokens, Db};
@@ -16,7 +16,12 @@ use crate::{app, auth};
 #[command(
     name = "billmirror",
     version,
-    about = "Keeps a billing ledger in sync with Stripe."
+    about = "Keeps a billing ledger in sync with Stripe.",
+    long_about = "Keeps a billing ledger in sync with Stripe: verified webhooks into a durable \
+                  inbox, applied exactly once to a local ledger on SQLite or PostgreSQL.",
+    after_help = "Settings come from the environment or a .env file in the working directory; \
+                  `billmirror serve --help` lists them with their defaults.",
+    propagate_version = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,39 +30,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply migrations and serve the HTTP API, webhooks and background workers.
+    /// Apply migrations and serve the HTTP API, webhooks and background workers until SIGTERM or
+    /// SIGINT (both let in-flight requests finish).
+    #[command(after_long_help = settings_help())]
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Check Stripe keys, check by check, without saving them. Keys not given as options come
-    /// from STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET. `-` reads a value
-    /// from standard input (keeps it out of the shell history). Exits 1 when a check fails.
+    /// Check Stripe keys, check by check, without saving them; exit code 1 when a check fails.
+    ///
+    /// Keys not given as options come from STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and
+    /// STRIPE_WEBHOOK_SECRET, exactly as set (a stray space is reported, not trimmed). `-` reads
+    /// a value from standard input, which keeps it out of the shell history.
     CheckKeys {
-        #[arg(long)]
+        /// Secret (sk_…) or restricted (rk_…) key; `-` reads it from standard input
+        /// [env: STRIPE_SECRET_KEY].
+        #[arg(long, value_name = "KEY")]
         secret_key: Option<String>,
-        #[arg(long)]
+        /// Publishable key (pk_…) [env: STRIPE_PUBLISHABLE_KEY].
+        #[arg(long, value_name = "KEY")]
         publishable_key: Option<String>,
-        /// May be given several times (a rotation).
-        #[arg(long)]
+        /// Webhook signing secret (whsec_…); repeat it for a rotation
+        /// [env: STRIPE_WEBHOOK_SECRET, comma-separated].
+        #[arg(long, value_name = "SECRET")]
         webhook_secret: Vec<String>,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Fill the ledger from Stripe's history (backfill), or with `--events` recover missed
-    /// webhooks from Stripe's Events API. An interrupted backfill resumes where it stopped.
+    /// Fill the ledger from Stripe's lists (backfill), or with `--events` recover missed
+    /// webhooks from Stripe's Events API. An interrupted backfill resumes where it stopped; exit
+    /// code 1 when a resource was not completed.
     Sync {
-        /// The connection's id (`billmirror` prints it when it is created; GET /api/connections).
-        #[arg(long)]
+        /// The connection's id: `env` for the one configured from STRIPE_SECRET_KEY, else as
+        /// printed when it was made (GET /api/connections).
+        #[arg(long, value_name = "ID")]
         connection: String,
-        /// Only these resources, comma-separated: customers, products, prices, subscriptions,
-        /// invoices, charges, payment_intents, refunds, disputes.
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
+        /// Only these resources (comma-separated, or repeat the option); default: all.
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "RESOURCE")]
+        only: Vec<Resource>,
         /// Only objects (or events) created since: a date (2026-11-01) or a span back (3d, 12h).
-        #[arg(long)]
-        since: Option<String>,
-        /// List events (at most 30 days back) instead of objects.
+        #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// List events (at most 30 days back; default 3d) instead of objects.
         #[arg(long)]
         events: bool,
     },
@@ -66,38 +80,138 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Copy a SQLite database, consistently, while `serve` runs (PostgreSQL: use pg_dump).
+    ///
+    /// The copy holds Stripe secrets sealed with the master key: keep the key (the database's
+    /// `.key` file or BILLMIRROR_MASTER_KEY) as well, apart from the copy.
+    Backup {
+        /// Where to write the copy; it must not exist yet.
+        file: std::path::PathBuf,
+    },
+    /// Print a shell completion script: `billmirror completions bash > /etc/bash_completion.d/billmirror`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
 enum TokenAction {
-    /// Create a token and print it once.
+    /// Create a token and print it once (on standard output).
     Create {
+        /// A name to recognise it by: 1 to 64 letters, digits, '.', '_' or '-'.
         #[arg(long)]
         name: String,
-        /// support, finance, ops or admin.
-        #[arg(long, value_parser = parse_role)]
+        /// What it may do; each role includes the ones before it.
+        #[arg(long, value_parser = parse_role, value_name = "support|finance|ops|admin")]
         role: Role,
     },
     /// List tokens (never their values).
     List,
-    /// Revoke a token by id or name.
-    Revoke { id_or_name: String },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's id (tok_…) or name.
+        id_or_name: String,
+    },
+}
+
+/// What `sync --only` accepts: Stripe's list endpoints, in the order the backfill fills them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Resource {
+    Customers,
+    Products,
+    Prices,
+    Subscriptions,
+    Invoices,
+    Charges,
+    PaymentIntents,
+    Refunds,
+    Disputes,
+}
+
+impl Resource {
+    /// The name the backfill knows it by (`RESOURCES`).
+    fn name(self) -> &'static str {
+        match self {
+            Resource::Customers => "customers",
+            Resource::Products => "products",
+            Resource::Prices => "prices",
+            Resource::Subscriptions => "subscriptions",
+            Resource::Invoices => "invoices",
+            Resource::Charges => "charges",
+            Resource::PaymentIntents => "payment_intents",
+            Resource::Refunds => "refunds",
+            Resource::Disputes => "disputes",
+        }
+    }
 }
 
 fn parse_role(value: &str) -> Result<Role, String> {
     value.parse()
 }
 
+/// `serve --help`: every setting with its default, from `.env.example` (a test keeps that file
+/// in step with what the code reads).
+fn settings_help() -> String {
+    let mut help = String::from(
+        "Settings (environment variables, or a .env file in the working directory; real \
+         environment variables win). Default values shown; see .env.example for each one's meaning:\n",
+    );
+    for line in include_str!("../.env.example").lines() {
+        let Some((name, default)) = line.trim_start_matches('#').trim().split_once('=') else {
+            continue;
+        };
+        if !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        {
+            let default = if default.is_empty() {
+                "(unset)"
+            } else {
+                default
+            };
+            help.push_str(&format!("\n  {name:<26} {default}"));
+        }
+    }
+    help
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
-        Ok(config) => config,
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "billmirror",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    // `check-keys` reports on the STRIPE_* keys as they are; every other command refuses to
+    // start on a bad one.
+    let loaded = match cli.command {
+        Command::CheckKeys { .. } => Config::from_env_with_raw_keys(),
+        _ => Config::from_env().map(|config| (config, RawStripeKeys::default())),
+    };
+    let (config, raw_keys) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("billmirror: {error}");
             return ExitCode::from(2);
         }
     };
     telemetry::init_logging(config.log_format, &config.log_level);
+    let json_logs = config.log_format == crate::config::LogFormat::Json;
+    if matches!(cli.command, Command::Serve | Command::Sync { .. }) {
+        if let Err(error) = config.check_for_serve() {
+            eprintln!("billmirror: {error}");
+            return ExitCode::from(2);
+        }
+    }
     let outcome = match cli.command {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
@@ -107,18 +221,30 @@ pub fn main() -> ExitCode {
             only,
             since,
             events,
-        } => sync(&config, &connection, only, since.as_deref(), events),
+        } => sync(&config, &connection, &only, since, events),
         Command::CheckKeys {
             secret_key,
             publishable_key,
             webhook_secret,
             json,
-        } => check_keys(&config, secret_key, publishable_key, webhook_secret, json),
+        } => check_keys(
+            &config,
+            raw_keys,
+            secret_key,
+            publishable_key,
+            webhook_secret,
+            json,
+        ),
+        Command::Backup { file } => backup(&config, &file),
+        Command::Completions { .. } => Ok(()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            // Once, on standard error; JSON logs also get it as a log line for their pipeline.
+            if json_logs {
+                tracing::error!("{error:#}");
+            }
             eprintln!("billmirror: {error:#}");
             ExitCode::FAILURE
         }
@@ -145,35 +271,59 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks what it can before it touches anything: the configuration (in `main`), then the port,
+/// then the database; the first admin token is printed only once the app could be built.
 fn serve(config: Config) -> anyhow::Result<()> {
-    let db = open_database(&config)?;
-    if let Some(issued) =
-        auth::ensure_initial_admin(&mut *db.blocking()?, config.admin_token.clone())?
-    {
-        if config.admin_token.is_some() {
-            println!("Created the admin token `initial-admin` from BILLMIRROR_ADMIN_TOKEN.");
-        } else {
-            // Printed once, on standard output, never into the log.
-            println!(
-                "\nCreated the first admin API token. It is shown only this once:\n\n    {}\n\n\
-                 Use it as `Authorization: Bearer <token>`; `billmirror token create` makes more.\n",
-                issued.token.expose()
-            );
-        }
+    if let Some(problem) = config.public_url_problem() {
+        tracing::warn!(
+            public_url = %config.public_url,
+            "{problem}; set PUBLIC_URL to the https:// address Stripe reaches billmirror at \
+             (webhook endpoints cannot be registered in Stripe until then)"
+        );
     }
     let listener = TcpListener::bind(config.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (BIND): {e}", config.bind))?;
-    tracing::info!(bind = %config.bind, database = %config.database, "billmirror is serving");
+    let db = open_database(&config)?;
     actix_web::rt::System::new().block_on(async move {
+        let signals = crate::shutdown::Signals::listen()?;
+        let shutdown_timeout = config.shutdown_timeout.as_secs();
+        let (bind, database) = (config.bind, config.database.to_string());
         let state = app::state(config, db).await?;
+        print_first_token(&state).await?;
         let workers = app::Workers::start(&state);
-        // Returns once SIGTERM/SIGINT arrived and in-flight requests finished.
-        let served = http::server(state, listener)?.await;
+        let server = http::server(state, listener)?;
+        let stopper =
+            actix_web::rt::spawn(signals.stop_on_signal(server.handle(), shutdown_timeout));
+        tracing::info!(%bind, %database, "billmirror is serving");
+        // Returns once a signal arrived and in-flight requests finished.
+        let served = server.await;
+        stopper.abort();
         workers.stop().await;
         served?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Makes the first admin token when no token exists, and prints it once, on standard output,
+/// never into the log.
+async fn print_first_token(state: &http::AppState) -> anyhow::Result<()> {
+    let from_env = state.config.admin_token.clone();
+    let given = from_env.is_some();
+    let issued = state
+        .db
+        .run(move |conn| Ok(auth::ensure_initial_admin(conn, from_env)))
+        .await??;
+    if issued.is_some() && given {
+        println!("Created the admin token `initial-admin` from BILLMIRROR_ADMIN_TOKEN.");
+    } else if let Some(issued) = issued {
+        println!(
+            "\nCreated the first admin API token. It is shown only this once:\n\n    {}\n\n\
+             Use it as `Authorization: Bearer <token>`; `billmirror token create` makes more.\n",
+            issued.token.expose()
+        );
+    }
+    Ok(())
 }
 
 fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
@@ -215,6 +365,40 @@ fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use crate::storage::DatabaseTarget;
+    let DatabaseTarget::Sqlite(source) = &config.database else {
+        anyhow::bail!(
+            "billmirror backup copies SQLite databases; back up PostgreSQL with its own tools, \
+             e.g. `pg_dump --format=custom --file=billmirror.dump \"$DATABASE_URL\"` (restore with \
+             pg_restore), and keep BILLMIRROR_MASTER_KEY safe apart from the dump"
+        );
+    };
+    if !std::path::Path::new(source).exists() {
+        anyhow::bail!("there is no database at {source} (DATABASE_URL)");
+    }
+    if file.exists() {
+        anyhow::bail!("{} exists already: name a new file", file.display());
+    }
+    let path = file
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", file.display()))?;
+    // The pool is opened without migrating: the copy is the database as it stands.
+    let db = Db::connect(&config.database, 1)
+        .map_err(|e| anyhow::anyhow!("cannot open the database at {source}: {e}"))?;
+    crate::storage::backup::sqlite_copy(&mut *db.blocking()?, path)?;
+    println!("Copied {source} to {path}.");
+    let key = match &config.master_key {
+        Some(_) => "BILLMIRROR_MASTER_KEY".to_owned(),
+        None => format!("the key file {source}.key"),
+    };
+    eprintln!(
+        "The Stripe keys and webhook secrets in the copy are sealed with the master key: without \
+         {key} they cannot be read. Keep the key backed up too, apart from the copy."
+    );
+    Ok(())
+}
+
 /// A value given as `-` is read from standard input, one line, without its line break.
 fn from_stdin_if_dash(value: String) -> anyhow::Result<String> {
     if value != "-" {
@@ -228,6 +412,7 @@ fn from_stdin_if_dash(value: String) -> anyhow::Result<String> {
 
 fn check_keys(
     config: &Config,
+    env: RawStripeKeys,
     secret_key: Option<String>,
     publishable_key: Option<String>,
     webhook_secrets: Vec<String>,
@@ -235,18 +420,17 @@ fn check_keys(
 ) -> anyhow::Result<()> {
     use crate::domain::Secret;
     use crate::stripe::report::{KeyInput, Status};
-    let env = config.env_connection.as_ref();
     let keys = KeyInput {
         secret_key: match secret_key {
             Some(key) => Some(Secret::new(from_stdin_if_dash(key)?)),
-            None => env.and_then(|e| e.secret_key.clone()),
+            None => env.secret_key,
         },
         publishable_key: match publishable_key {
             Some(key) => Some(from_stdin_if_dash(key)?),
-            None => env.and_then(|e| e.publishable_key.clone()),
+            None => env.publishable_key,
         },
         webhook_secrets: if webhook_secrets.is_empty() {
-            env.map(|e| e.webhook_secrets.clone()).unwrap_or_default()
+            env.webhook_secrets
         } else {
             webhook_secrets
                 .into_iter()
@@ -254,6 +438,10 @@ fn check_keys(
                 .collect::<anyhow::Result<_>>()?
         },
     };
+    if crate::connections::will_ask_stripe(&keys) {
+        // Before the network call, which may take up to STRIPE_TIMEOUT_SECS per attempt.
+        eprintln!("checking with Stripe…");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -295,25 +483,36 @@ fn check_keys(
 }
 
 /// `--since`: a date, or a span back from now.
-fn parse_since(value: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
         return Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
     let span = crate::domain::time::parse_duration(value)
-        .map_err(|e| anyhow::anyhow!("--since: {e}; or give a date such as 2026-11-01"))?;
-    Ok(chrono::Utc::now() - chrono::Duration::from_std(span)?)
+        .map_err(|e| format!("{e}; or give a date such as 2026-11-01"))?;
+    let span = chrono::Duration::from_std(span).map_err(|e| e.to_string())?;
+    Ok(chrono::Utc::now() - span)
 }
 
 fn sync(
     config: &Config,
     connection: &str,
-    only: Vec<String>,
-    since: Option<&str>,
+    only: &[Resource],
+    since: Option<chrono::DateTime<chrono::Utc>>,
     events: bool,
 ) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let since = since.map(parse_since).transpose()?;
     let db = open_database(config)?;
+    // Known and active before anything starts, so a typo ends here with one sentence.
+    let id = connection.to_owned();
+    match crate::storage::connections::find(&mut *db.blocking()?, &id)? {
+        None => anyhow::bail!(
+            "no connection has the id `{connection}` (GET /api/connections lists them; `env` is \
+             the one configured from STRIPE_SECRET_KEY)"
+        ),
+        Some(row) if row.status == crate::storage::connections::status::DISCONNECTED => {
+            anyhow::bail!("the connection `{connection}` is disconnected")
+        }
+        Some(_) => {}
+    }
     let connections = app::connections(config, &db, crate::webhook::Endpoints::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -331,60 +530,51 @@ fn sync(
         ));
         let outcome = if events {
             let since = since.unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(3));
-            let report = crate::sync::catch_up(&db, &connections, connection, since).await?;
-            println!(
-                "events: {} listed, {} new, {} already stored, {} unreadable",
-                report.listed, report.new, report.duplicates, report.unreadable
-            );
-            Ok(true)
+            crate::sync::catch_up(&db, &connections, connection, since)
+                .await
+                .map(|report| {
+                    println!(
+                        "events: {} listed, {} new, {} already stored, {} unreadable",
+                        report.listed, report.new, report.duplicates, report.unreadable
+                    );
+                    true
+                })
+                .map_err(anyhow::Error::from)
         } else {
-            let terminal = std::io::stderr().is_terminal();
             let options = crate::sync::BackfillOptions {
-                only,
+                only: only.iter().map(|r| r.name().to_owned()).collect(),
                 since: since.map(|s| s.timestamp()),
             };
+            let mut progress = crate::sync::progress::ProgressDisplay::new();
             let reports = crate::sync::backfill(&db, &connections, connection, &options, |p| {
                 stored.notify_one();
-                if terminal {
-                    eprint!(
-                        "\r{:<16} {:>9} objects {:>8} new  {:>7.0}/s   ",
-                        p.resource, p.objects, p.new_events, p.objects_per_second
-                    );
-                } else {
-                    tracing::info!(
-                        resource = p.resource,
-                        objects = p.objects,
-                        new_events = p.new_events,
-                        pages = p.pages,
-                        rate = p.objects_per_second,
-                        "backfill progress"
-                    );
-                }
+                progress.update(p);
             })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if terminal {
-                eprintln!();
-            }
-            let mut complete = true;
-            for report in &reports {
-                complete &= matches!(report.outcome, "complete" | "already_complete");
-                println!(
-                    "{:<16} {:<18} {:>9} objects {:>8} new{}",
-                    report.resource,
-                    report.outcome,
-                    report.objects,
-                    report.new_events,
-                    report
-                        .message
-                        .as_deref()
-                        .map(|m| format!("  {m}"))
-                        .unwrap_or_default()
-                );
-            }
-            Ok::<_, anyhow::Error>(complete)
+            .await;
+            progress.finish();
+            reports
+                .map(|reports| {
+                    let mut complete = true;
+                    for report in &reports {
+                        complete &= matches!(report.outcome, "complete" | "already_complete");
+                        println!(
+                            "{:<16} {:<18} {:>9} objects {:>8} new{}",
+                            report.resource,
+                            report.outcome,
+                            report.objects,
+                            report.new_events,
+                            report
+                                .message
+                                .as_deref()
+                                .map(|m| format!("  {m}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    complete
+                })
+                .map_err(|e| anyhow::anyhow!("{e}"))
         };
-        // Wait until the worker has applied what was stored, then stop it.
+        // Whatever the outcome: apply what was stored, then stop the worker.
         loop {
             stored.notify_one();
             let pending = db.run(crate::storage::events::count_pending).await?;
@@ -402,4 +592,73 @@ fn sync(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_sync_resource_is_one_the_backfill_knows() {
+        use clap::ValueEnum;
+        let names: Vec<&str> = Resource::value_variants()
+            .iter()
+            .map(|r| r.name())
+            .collect();
+        assert_eq!(names, crate::sync::RESOURCES);
+        for resource in Resource::value_variants() {
+            let value = resource.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), resource.name());
+        }
+    }
+
+    /// Every flag, argument and subcommand says what it is for in `--help`.
+    #[test]
+    fn every_flag_and_subcommand_has_a_help_line() {
+        use clap::CommandFactory;
+        fn walk(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} {id} has no help line");
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                assert!(
+                    sub.get_about().is_some(),
+                    "{path} {} has no help line",
+                    sub.get_name()
+                );
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "billmirror");
+    }
+
+    #[test]
+    fn serve_help_lists_every_setting() {
+        let help = settings_help();
+        for name in [
+            "BIND",
+            "DATABASE_URL",
+            "PUBLIC_URL",
+            "BILLMIRROR_MASTER_KEY",
+            "SHUTDOWN_TIMEOUT_SECS",
+        ] {
+            assert!(
+                help.contains(&format!("\n  {name} ")),
+                "{name} missing: {help}"
+            );
+        }
+    }
 }

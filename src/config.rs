@@ -34,6 +34,8 @@ pub struct Config {
     pub stripe: StripeSettings,
     /// The address Stripe reaches billmirror at; webhook URLs are built from it.
     pub public_url: String,
+    /// Whether `PUBLIC_URL` was set, or `public_url` is only `http://{BIND}`.
+    pub public_url_set: bool,
     /// The key that encrypts Stripe secrets at rest; see `vault`.
     pub master_key: Option<Secret>,
     /// How often every connection's key report is run again; `None` turns it off.
@@ -97,13 +99,7 @@ pub struct ConfigError(pub Vec<String>);
 impl Config {
     /// Loads `.env` (when present; real environment variables win) and reads the environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        if let Err(e) = dotenvy::dotenv() {
-            if !e.not_found() {
-                return Err(ConfigError(vec![format!(
-                    "the .env file cannot be read: {e}"
-                )]));
-            }
-        }
+        load_dotenv()?;
         Config::from_vars(&std::env::vars().collect())
     }
 
@@ -199,6 +195,7 @@ impl Config {
                 }?,
             })
         })();
+        let public_url_set = env.optional("PUBLIC_URL").is_some();
         let public_url = match env.optional("PUBLIC_URL") {
             Some(url) => http_url(&url).map_err(|p| env.fail("PUBLIC_URL", p)).ok(),
             None => bind.map(|b| format!("http://{b}")),
@@ -257,6 +254,7 @@ impl Config {
                 env_connection: env_connection?,
                 stripe: stripe?,
                 public_url: public_url?,
+                public_url_set,
                 master_key,
                 key_recheck_interval: key_recheck_interval?,
                 events_catchup_interval: events_catchup_interval?,
@@ -269,6 +267,127 @@ impl Config {
         };
         (config, read)
     }
+}
+
+impl Config {
+    /// What `serve` (and `sync`, which opens the same sealed secrets) needs beyond what every
+    /// command needs, checked before the database is touched or a port bound.
+    pub fn check_for_serve(&self) -> Result<(), ConfigError> {
+        if self.master_key.is_none()
+            && matches!(self.database.backend(), crate::storage::Backend::Postgres)
+        {
+            return Err(ConfigError(vec![
+                "BILLMIRROR_MASTER_KEY is not set: it is required with PostgreSQL, where no key \
+                 file can sit beside the database. `openssl rand -hex 32` makes one; keep it \
+                 with your backups."
+                    .to_owned(),
+            ]));
+        }
+        Ok(())
+    }
+
+    /// Why Stripe cannot reach `public_url`, when that is plain: unset (only `http://{BIND}`), or
+    /// a loopback or unspecified address.
+    pub fn public_url_problem(&self) -> Option<&'static str> {
+        if !self.public_url_set {
+            Some("PUBLIC_URL is not set, so webhook URLs are built from BIND, which Stripe cannot reach")
+        } else if is_loopback_url(&self.public_url) {
+            Some("PUBLIC_URL is a loopback address: Stripe cannot deliver webhooks there")
+        } else {
+            None
+        }
+    }
+
+    /// Loads `.env` and reads the environment like [`Config::from_env`], except that the three
+    /// `STRIPE_*` key variables are taken out as they are, untrimmed and unchecked: `check-keys`
+    /// reports on them (a trailing space, keys of two modes) instead of refusing to start.
+    pub fn from_env_with_raw_keys() -> Result<(Config, RawStripeKeys), ConfigError> {
+        load_dotenv()?;
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        let raw = RawStripeKeys::take_from(&mut vars);
+        Ok((Config::from_vars(&vars)?, raw))
+    }
+}
+
+/// `STRIPE_SECRET_KEY`, `STRIPE_PUBLISHABLE_KEY` and `STRIPE_WEBHOOK_SECRET` exactly as set.
+#[derive(Debug, Default, Clone)]
+pub struct RawStripeKeys {
+    pub secret_key: Option<Secret>,
+    pub publishable_key: Option<String>,
+    pub webhook_secrets: Vec<Secret>,
+}
+
+impl RawStripeKeys {
+    /// Removes the three variables from `vars`; an empty value counts as unset.
+    fn take_from(vars: &mut HashMap<String, String>) -> RawStripeKeys {
+        let mut take = |name: &str| vars.remove(name).filter(|v| !v.is_empty());
+        let secret_key = take("STRIPE_SECRET_KEY").map(Secret::new);
+        let publishable_key = take("STRIPE_PUBLISHABLE_KEY");
+        let webhook_secrets = take("STRIPE_WEBHOOK_SECRET")
+            .map(|list| {
+                split_secret_list(&list)
+                    .into_iter()
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        RawStripeKeys {
+            secret_key,
+            publishable_key,
+            webhook_secrets,
+        }
+    }
+}
+
+/// Splits a comma-separated list of secrets. Spaces next to a comma separate; spaces at either
+/// end of the whole value belong to the secret beside them, so the report can point them out.
+fn split_secret_list(list: &str) -> Vec<String> {
+    let pieces: Vec<&str> = list.split(',').collect();
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(n, piece)| {
+            let piece = if n > 0 { piece.trim_start() } else { piece };
+            let piece = if n < last { piece.trim_end() } else { piece };
+            piece.to_owned()
+        })
+        .collect()
+}
+
+/// Whether Stripe plainly cannot reach this URL: its host is `localhost`, a loopback address or
+/// an unspecified one (`0.0.0.0`, `[::]`).
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip.is_unspecified(),
+        Err(_) => false,
+    }
+}
+
+fn load_dotenv() -> Result<(), ConfigError> {
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            return Err(ConfigError(vec![format!(
+                "the .env file cannot be read: {e}"
+            )]));
+        }
+    }
+    Ok(())
 }
 
 /// A Stripe call's retries: from the first delay, doubling with jitter up to 64 times it.
@@ -618,6 +737,80 @@ mod tests {
             .contains("STRIPE_SECRET_KEY must start with"));
     }
 
+    #[test]
+    fn loopback_and_unspecified_hosts_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/x",
+            "https://LOCALHOST.",
+            "http://app.localhost",
+            "http://[::1]:8080",
+            "http://0.0.0.0:8080",
+            "http://user@127.0.0.2",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://billmirror.example.com",
+            "http://10.0.0.5:8080",
+            "https://localhost.example.com",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn public_url_unset_or_loopback_is_a_problem_to_warn_about() {
+        let unset = Config::from_vars(&HashMap::new()).unwrap();
+        assert!(unset.public_url_problem().unwrap().contains("not set"));
+        let loopback =
+            Config::from_vars(&vars(&[("PUBLIC_URL", "http://localhost:8080")])).unwrap();
+        assert!(loopback.public_url_problem().unwrap().contains("loopback"));
+        let bound = Config::from_vars(&vars(&[("BIND", "0.0.0.0:8080")])).unwrap();
+        assert!(bound.public_url_problem().is_some());
+        let public = Config::from_vars(&vars(&[
+            ("BIND", "10.1.2.3:8080"),
+            ("PUBLIC_URL", "https://billing.example.com"),
+        ]))
+        .unwrap();
+        assert_eq!(public.public_url_problem(), None);
+    }
+
+    #[test]
+    fn raw_stripe_keys_keep_their_spaces_and_mixed_modes() {
+        let mut all = vars(&[
+            ("STRIPE_SECRET_KEY", "sk_live_abcdefabcdefabcdef "),
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_abcdefabcdefabcdef"),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                " whsec_one_00000000 , whsec_two_00000000 ",
+            ),
+            ("LOG_LEVEL", "warn"),
+        ]);
+        let raw = RawStripeKeys::take_from(&mut all);
+        assert_eq!(
+            raw.secret_key.unwrap().expose(),
+            "sk_live_abcdefabcdefabcdef "
+        );
+        let secrets: Vec<&str> = raw.webhook_secrets.iter().map(Secret::expose).collect();
+        assert_eq!(secrets, [" whsec_one_00000000", "whsec_two_00000000 "]);
+        // What is left reads as a valid configuration: mixed modes no longer stop it.
+        assert!(Config::from_vars(&all).is_ok());
+    }
+
+    #[test]
+    fn serve_needs_a_master_key_on_postgres_only() {
+        let pg = Config::from_vars(&vars(&[("DATABASE_URL", "postgres://u@h/db")])).unwrap();
+        let error = pg.check_for_serve().unwrap_err().to_string();
+        assert!(
+            error.contains("BILLMIRROR_MASTER_KEY is not set"),
+            "{error}"
+        );
+        let sqlite = Config::from_vars(&HashMap::new()).unwrap();
+        assert!(sqlite.check_for_serve().is_ok());
+    }
+
     /// `.env.example` is the configuration manual: it must list exactly what the code reads.
     #[test]
     fn env_example_lists_exactly_the_variables_the_code_reads() {
@@ -639,6 +832,30 @@ mod tests {
             documented, read,
             "documented in .env.example (left) vs read by the code (right)"
         );
+    }
+
+    /// systemd must wait longer than billmirror lets in-flight requests run.
+    #[test]
+    fn the_systemd_unit_waits_longer_than_the_shutdown_timeout() {
+        let unit = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/billmirror.service"
+        ))
+        .unwrap();
+        let stop: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim_end_matches('s').parse().ok())
+            .expect("TimeoutStopSec=Ns");
+        let config = Config::from_vars(&HashMap::new()).unwrap();
+        assert!(stop > config.shutdown_timeout.as_secs(), "{stop}");
+        for option in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "KillSignal=SIGTERM",
+        ] {
+            assert!(unit.contains(option), "{option}");
+        }
     }
 
     /// Reading the environment anywhere else would bypass the check above.

@@ -1,5 +1,8 @@
 //! Logs (tracing-subscriber, text or JSON) and the Prometheus metrics recorder.
 
+pub mod catalog;
+pub mod gauges;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -28,16 +31,19 @@ pub fn metrics() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("_duration_seconds".into()),
+                    // Up to 30 s: a Stripe call may take STRIPE_TIMEOUT_SECS (30 by default).
                     &[
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        5.0,
+                        5.0, 10.0, 30.0,
                     ],
                 )
                 .expect("the bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only when another recorder is installed, in which case ours simply stays idle.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                catalog::describe();
+            }
             handle
         })
         .clone()

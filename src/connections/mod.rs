@@ -36,6 +36,9 @@ pub enum ConnectionError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// The webhook URL is one Stripe cannot reach (`PUBLIC_URL` unset or loopback).
+    #[error("{0}")]
+    UnreachableUrl(String),
     #[error("Stripe refused: {0}")]
     Stripe(StripeError),
     #[error(transparent)]
@@ -129,6 +132,12 @@ pub fn new_client(
             requests_per_second: rate,
         },
     )
+}
+
+/// Whether the report for `keys` calls Stripe: only a secret key that passes its offline checks
+/// is sent (so a command can say it is waiting for Stripe, and only then).
+pub fn will_ask_stripe(keys: &KeyInput) -> bool {
+    keys.secret_key.is_some() && report::offline(keys).1.is_some()
 }
 
 /// The key report for keys that are not saved (the API's check and `billmirror check-keys`):

@@ -94,8 +94,17 @@ impl Connections {
         actor: &str,
     ) -> Result<(ConnectionView, &'static str), ConnectionError> {
         let row = self.api_row(id).await?;
-        let client = self.client_for(&row)?;
         let url = self.webhook_url(&row.id);
+        // Stripe would accept the URL and then fail every delivery: refuse before calling it.
+        if crate::config::is_loopback_url(&url) {
+            return Err(ConnectionError::UnreachableUrl(format!(
+                "The webhook URL {url} is a loopback address that Stripe cannot reach: set \
+                 PUBLIC_URL to the https:// address Stripe reaches billmirror at and restart. \
+                 For local development, forward events with `stripe listen --forward-to \
+                 localhost:8080/webhooks/stripe` instead."
+            )));
+        }
+        let client = self.client_for(&row)?;
         let list = client
             .get("webhook_endpoints", &[("limit", "100".to_owned())])
             .await

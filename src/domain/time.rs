@@ -17,28 +17,24 @@ pub fn from_unix(seconds: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp(seconds, 0).map(|t| t.naive_utc())
 }
 
-/// Reads a duration written as a number and a unit (`90s`, `30m`, `1h`, `3d`), or bare seconds.
+/// Reads a duration written with units (`90s`, `30m`, `1h`, `3d`, `1h 30m`; humantime's forms),
+/// or bare seconds (`45`). Zero is refused: callers that allow "never" spell it `off`.
 pub fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{value}` is not a duration: write it as 90s, 30m, 1h or 3d"))?;
-    let unit_seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit `{unit}`: use s, m, h or d")),
-    };
-    number
-        .checked_mul(unit_seconds)
-        .filter(|s| *s > 0)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("`{value}` is out of range"))
+    let parsed = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        value
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("`{value}` is out of range"))
+    } else {
+        humantime::parse_duration(value).map_err(|e| {
+            format!("`{value}` is not a duration ({e}): write it as 90s, 30m, 1h or 3d")
+        })
+    }?;
+    if parsed.is_zero() {
+        return Err(format!("`{value}` is zero; give a positive duration"));
+    }
+    Ok(parsed)
 }
 
 /// Serialises `NaiveDateTime` fields as RFC 3339 UTC strings in API answers.
@@ -76,9 +72,15 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
         assert_eq!(parse_duration("3d").unwrap().as_secs(), 259_200);
         assert_eq!(parse_duration("45").unwrap().as_secs(), 45);
-        assert!(parse_duration("1w").is_err());
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("1d").unwrap().as_secs(), 86_400);
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("1w").unwrap().as_secs(), 604_800);
         assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5x").unwrap_err().contains("90s, 30m"));
+        assert!(parse_duration("").is_err());
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::billing;
@@ -13,7 +14,7 @@ use crate::domain::Email;
 use crate::storage::billing as store;
 
 /// Query pairs in order, so that `email` may repeat.
-type Pairs = web::Query<Vec<(String, String)>>;
+type Pairs = Query<Vec<(String, String)>>;
 
 fn one<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs

@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
+use super::extract::{Json, Query};
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
@@ -25,6 +26,9 @@ impl From<ConnectionError> for ApiError {
             .with_details(json!({ "report": *report })),
             ConnectionError::Invalid(message) => ApiError::unprocessable("invalid_input", message),
             ConnectionError::Conflict(message) => ApiError::conflict("conflict", message),
+            ConnectionError::UnreachableUrl(message) => {
+                ApiError::unprocessable("public_url_unreachable", message)
+            }
             ConnectionError::Stripe(e) if e.status() == Some(403) => ApiError::unprocessable(
                 "stripe_permission",
                 format!("The connection's key may not do this: {e}"),
@@ -111,7 +115,7 @@ const KEY_FIELDS: [&str; 4] = [
 
 pub async fn check(
     state: web::Data<AppState>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let keys = key_input(object(&body)?, &KEY_FIELDS)?;
     let report = state.connections.check(&keys).await;
@@ -121,7 +125,7 @@ pub async fn check(
 pub async fn create(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let body = object(&body)?;
     let mut allowed = KEY_FIELDS.to_vec();
@@ -137,7 +141,7 @@ pub async fn create(
 
 pub async fn list(
     state: web::Data<AppState>,
-    query: web::Query<PageQuery>,
+    query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit()?;
     let after = super::pagination::cursor(
@@ -208,7 +212,7 @@ pub async fn add_webhook_secret(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let body = object(&body)?;
     let secret = string_field(body, "secret")?.ok_or_else(|| {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
@@ -68,7 +69,7 @@ impl From<&EventRow> for Summary {
 
 pub async fn list(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let limit = PageQuery {

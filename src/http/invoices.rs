@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::{Json, Query};
 use super::pagination::Page;
 use super::AppState;
 use crate::auth::Principal;
@@ -50,7 +51,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
     req: HttpRequest,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let key = match req.headers().get("idempotency-key") {
         None => None,
@@ -96,7 +97,7 @@ pub struct ListQuery {
 
 pub async fn list(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let limit = super::pagination::PageQuery {

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
@@ -36,7 +37,7 @@ fn parsed<T: std::str::FromStr<Err = String>>(
 
 pub async fn list(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let limit = PageQuery {

@@ -8,6 +8,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 
+use crate::telemetry::catalog;
+
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -28,10 +30,9 @@ pub async fn record(
         ("method", method),
         ("status", status.as_u16().to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::counter!(catalog::HTTP_REQUESTS, &labels).increment(1);
     let elapsed = started.elapsed();
-    metrics::histogram!("http_request_duration_seconds", &labels[..2])
-        .record(elapsed.as_secs_f64());
+    metrics::histogram!(catalog::HTTP_REQUEST_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
     let [(_, route), (_, method), (_, status)] = &labels;
     tracing::debug!(%method, %route, %status, elapsed_ms = elapsed.as_millis() as u64, "request");
     result

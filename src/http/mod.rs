@@ -7,6 +7,7 @@ mod connections;
 pub mod error;
 mod error_body;
 mod events;
+pub mod extract;
 mod guard;
 mod health;
 mod invoices;
@@ -48,22 +49,26 @@ pub struct AppState {
     pub jobs: crate::jobs::Wakers,
 }
 
-/// Builds the server on an already bound listener (tests bind port 0). actix-web stops on
-/// SIGTERM/SIGINT by itself, letting in-flight requests finish within the shutdown timeout.
+/// Builds the server on an already bound listener (tests bind port 0). It does not listen for
+/// signals: actix would stop at once on SIGINT; `serve` stops it gracefully on SIGTERM and SIGINT
+/// alike (`shutdown`), letting in-flight requests finish within the shutdown timeout.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
     let shutdown_timeout = state.config.shutdown_timeout.as_secs();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .error_handler(|e, _| extractor_error("invalid_json")(e.to_string())),
-            )
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| extractor_error("invalid_query")(e.to_string())),
-            )
+            // Handlers read bodies and queries with `extract::{Json, Query}`, which name the field;
+            // these catch any use of actix's own extractors with the same words, minus the path.
+            .app_data(web::JsonConfig::default().error_handler(|e, _| match e {
+                actix_web::error::JsonPayloadError::Deserialize(e) => {
+                    ApiError::bad_request("invalid_json", extract::describe(&e.to_string())).into()
+                }
+                other => extractor_error("invalid_json")(other.to_string()),
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::bad_request("invalid_query", extract::describe(&e.to_string())).into()
+            }))
             .app_data(
                 web::PathConfig::default()
                     .error_handler(|e, _| extractor_error("invalid_path")(e.to_string())),
@@ -77,6 +82,7 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(shutdown_timeout)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::extract::parse_json;
 use super::AppState;
 use crate::auth::Principal;
 use crate::connections::ConnectionError;
@@ -38,9 +39,15 @@ pub async fn start(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
     id: web::Path<String>,
-    body: Option<web::Json<StartRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let repair = body.map(|b| b.into_inner()).unwrap_or_default().repair;
+    // No body asks for a report without repair.
+    let request: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let repair = request.repair;
     let run = reconcile::start(&state.db, &id, repair)
         .await
         .map_err(|e| match e {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::extract::{Json, Query};
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::{self, Principal, TokenError, TokenInfo};
@@ -22,7 +23,7 @@ pub struct CreateToken {
 pub async fn create(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
-    body: web::Json<CreateToken>,
+    body: Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let CreateToken { name, role } = body.into_inner();
     let role: Role = role
@@ -51,7 +52,7 @@ pub async fn create(
 
 pub async fn list(
     state: web::Data<AppState>,
-    query: web::Query<PageQuery>,
+    query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit()?;
     let after = super::pagination::cursor(query.after.clone(), "tok", &[])?;

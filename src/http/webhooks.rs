@@ -8,6 +8,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::AppState;
 use crate::ledger;
+use crate::telemetry::catalog;
 use crate::webhook::{self, Rejection, ENV_CONNECTION_ID};
 
 pub async fn receive_env(
@@ -112,8 +113,10 @@ async fn receive(
         maps,
     );
     let new = state.inbox.store(row).await?;
+    metrics::gauge!(catalog::WEBHOOK_LAST_RECEIVED, "connection" => connection_id.to_owned())
+        .set(chrono::Utc::now().timestamp() as f64);
     metrics::counter!(
-        "webhook_events_received_total",
+        catalog::WEBHOOK_EVENTS_RECEIVED,
         "connection" => connection_id.to_owned(),
         "outcome" => if !new { "duplicate" } else if maps { "stored" } else { "ignored" },
     )
@@ -171,7 +174,7 @@ fn reject(state: &AppState, connection_id: &str, reason: &'static str) {
 
 fn count_rejection(connection_id: &str, reason: &'static str) {
     metrics::counter!(
-        "webhook_rejections_total",
+        catalog::WEBHOOK_REJECTIONS,
         "connection" => connection_id.to_owned(),
         "reason" => reason,
     )

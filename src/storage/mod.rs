@@ -3,6 +3,7 @@
 //! blocking pool through [`Db::run`], never on the async executor.
 
 pub mod attempts;
+pub mod backup;
 pub mod billing;
 mod connection;
 pub mod connections;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod migrate;
 pub mod reconcile;
 pub mod schema;

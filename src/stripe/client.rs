@@ -91,6 +91,14 @@ impl StripeError {
         matches!(self, StripeError::Api { status, .. } if *status >= 500)
     }
 
+    /// Why, without the "Stripe could not be reached" that a caller has already said.
+    pub fn cause(&self) -> String {
+        match self {
+            StripeError::Unreachable(cause) => cause.clone(),
+            api => api.to_string(),
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             StripeError::Api { code, .. } => code.as_deref(),
@@ -253,6 +261,7 @@ impl StripeClient {
             .iter()
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
             .collect();
+        let endpoint = endpoint_template(path);
         let mut attempt = 1;
         loop {
             self.limiter.acquire().await;
@@ -268,17 +277,23 @@ impl StripeClient {
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
-            let failure = match request.send().await {
-                Ok(response) => match read(response).await {
-                    Ok(value) => return Ok(value),
-                    Err(failure) => failure,
-                },
-                Err(e) => Failure {
-                    // reqwest's message names the URL, never the headers that hold the key.
-                    error: StripeError::Unreachable(describe_transport_error(&e)),
-                    retry: true,
-                    retry_after: None,
-                },
+            let started = std::time::Instant::now();
+            let (status, outcome) = match request.send().await {
+                Ok(response) => (Some(response.status().as_u16()), read(response).await),
+                Err(e) => (
+                    None,
+                    Err(Failure {
+                        // reqwest's message names the URL, never the headers that hold the key.
+                        error: StripeError::Unreachable(describe_transport_error(&e)),
+                        retry: true,
+                        retry_after: None,
+                    }),
+                ),
+            };
+            record_call(&endpoint, &method, status, started.elapsed());
+            let failure = match outcome {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
             };
             if !failure.retry || attempt >= self.settings.max_attempts {
                 return Err(failure.error);
@@ -356,6 +371,38 @@ async fn read(response: reqwest::Response) -> Result<Value, Failure> {
         retry,
         retry_after,
     })
+}
+
+/// Counts one attempt and its latency. The status is Stripe's (`error` when none came).
+fn record_call(endpoint: &str, method: &reqwest::Method, status: Option<u16>, took: Duration) {
+    use crate::telemetry::catalog;
+    let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+    metrics::counter!(
+        catalog::STRIPE_REQUESTS,
+        "endpoint" => endpoint.to_owned(),
+        "method" => method.to_string(),
+        "status" => status,
+    )
+    .increment(1);
+    metrics::histogram!(
+        catalog::STRIPE_REQUEST_DURATION,
+        "endpoint" => endpoint.to_owned(),
+        "method" => method.to_string(),
+    )
+    .record(took.as_secs_f64());
+}
+
+/// `/v1/invoices/{id}/lines` for `invoices/in_1Nx…/lines`: object ids become `{id}`, so the
+/// metric's labels stay few. Stripe's own path words are lower-case letters and `_`; its ids
+/// carry digits or capitals (`cus_NffrFeUfNV2Hib`, `in_1Nx…`).
+pub fn endpoint_template(path: &str) -> String {
+    let mut template = String::from("/v1");
+    for segment in path.trim_matches('/').split('/').filter(|s| !s.is_empty()) {
+        template.push('/');
+        let is_word = segment.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        template.push_str(if is_word { segment } else { "{id}" });
+    }
+    template
 }
 
 fn header_bool(headers: &HeaderMap, name: &str) -> Option<bool> {
@@ -437,6 +484,27 @@ mod tests {
         assert_eq!(
             scrub("No such customer: 'cus_123'"),
             "No such customer: 'cus_123'"
+        );
+    }
+
+    #[test]
+    fn endpoints_are_named_by_template_without_ids() {
+        assert_eq!(endpoint_template("account"), "/v1/account");
+        assert_eq!(
+            endpoint_template("invoices/in_1NxAbC/lines"),
+            "/v1/invoices/{id}/lines"
+        );
+        assert_eq!(
+            endpoint_template("/webhook_endpoints/we_123"),
+            "/v1/webhook_endpoints/{id}"
+        );
+        assert_eq!(
+            endpoint_template("customers/search"),
+            "/v1/customers/search"
+        );
+        assert_eq!(
+            endpoint_template("invoices/in_1Nx/finalize"),
+            "/v1/invoices/{id}/finalize"
         );
     }
 

@@ -1,5 +1,10 @@
 //! A client-side rate limit: requests are spaced evenly at most `rate` per second, so a backfill
 //! or a burst of pushes never meets Stripe's own limit (and its 429s) in the first place.
+//!
+//! Hand-written rather than `governor`: it is thirty lines, hands out slots in arrival order, and
+//! sleeps on tokio's clock, so tests run it with time paused; governor keeps its own clock
+//! (quanta), which paused tokio time does not move, and would add a few crates for no new
+//! behaviour.
 
 use std::time::Duration;
 

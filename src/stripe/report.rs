@@ -322,7 +322,8 @@ fn authentication_check(answer: &Result<Value, StripeError>) -> (Check, Option<V
                 "stripe_unreachable",
                 format!(
                     "Stripe could not be reached, so the key was not checked; nothing is known to \
-                     be wrong with it. Try again shortly. ({e})"
+                     be wrong with it. Try again shortly. ({})",
+                    e.cause()
                 ),
             ),
             None,

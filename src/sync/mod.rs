@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod catchup;
 pub mod lines;
+pub mod progress;
 pub mod reconcile;
 
 use serde_json::Value;

@@ -105,3 +105,70 @@ on_both_backends! {
         assert!(again.is_none(), "a database with tokens gets no new admin");
     }
 }
+
+/// Client mistakes are answered as docs/API.md says: a stable code and a sentence naming the
+/// parameter or field, in our words rather than a library's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_and_bodies_are_named_in_plain_words() {
+    let app = TestApp::spawn(crate::support::Backend::Sqlite).await;
+    let admin = app.admin_token.clone();
+
+    let answer = app.get("/api/tokens?limit=abc", &admin).await;
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_query");
+    assert_eq!(body["error"]["message"], "`limit`: must be a whole number.");
+    assert_eq!(body["error"]["details"]["field"], "limit");
+
+    let answer = app.get("/api/events?limit=10&colour=red", &admin).await;
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("`colour` is not a known field"),
+        "{message}"
+    );
+
+    let answer = app
+        .client
+        .post(app.url("/api/tokens"))
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/json")
+        .body("{\"name\": \"x\", \"role\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The request body is not valid JSON"),
+        "{message}"
+    );
+    assert!(!message.to_lowercase().contains("deserialize"), "{message}");
+
+    let answer = app
+        .post_json("/api/tokens", &admin, &json!({"name": "x", "role": 3}))
+        .await;
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "`role`: must be text.");
+    let answer = app
+        .post_json("/api/tokens", &admin, &json!({"name": "x"}))
+        .await;
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "`role` is missing.");
+
+    // `curl -d '{…}'` sends a form content type with a JSON body: it is read as JSON.
+    let answer = app
+        .client
+        .post(app.url("/api/tokens"))
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(r#"{"name": "from-curl", "role": "support"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+}

@@ -471,3 +471,47 @@ fn customer_created(event_id: &str, customer_id: &str) -> String {
 async fn deliver(app: &TestApp, path: &str, secret: &str, body: &str) -> reqwest::Response {
     app.deliver_to(path, secret, body).await
 }
+
+/// A webhook URL on loopback would be accepted by Stripe and then fail every delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_webhook_url_is_never_registered_in_stripe() {
+    let fake = FakeStripe::start().await;
+    let app = TestApp::spawn_with(
+        crate::support::Backend::Sqlite,
+        &[
+            ("STRIPE_API_BASE", &fake.base_url),
+            ("PUBLIC_URL", "http://127.0.0.1:8080"),
+        ],
+    )
+    .await;
+    let ops = app.token(Role::Ops);
+    let view: Value = app
+        .post_json("/api/connections", &ops, &json!({"secret_key": SECRET_KEY}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = view["id"].as_str().unwrap();
+    let refused = app
+        .post_json(
+            &format!("/api/connections/{id}/webhook-endpoint"),
+            &ops,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "public_url_unreachable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("PUBLIC_URL") && message.contains("loopback"),
+        "{message}"
+    );
+    assert!(
+        !fake
+            .calls()
+            .iter()
+            .any(|c| c.path.starts_with("/v1/webhook_endpoints") && c.method == "POST"),
+        "nothing was sent to Stripe"
+    );
+}

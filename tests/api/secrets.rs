@@ -32,6 +32,8 @@ on_both_backends! {
             .env("BILLMIRROR_MASTER_KEY", MASTER_KEY)
             .env("STRIPE_API_BASE", &fake.base_url)
             .env("STRIPE_RETRY_BACKOFF_MS", "5")
+            // A loopback webhook URL is never registered in Stripe.
+            .env("PUBLIC_URL", "https://billmirror.example.com")
             .current_dir(std::env::temp_dir())
             .arg("serve")
             .stdout(Stdio::piped())

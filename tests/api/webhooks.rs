@@ -194,3 +194,57 @@ async fn futures_join(app: &TestApp, body: &str, n: usize) -> Vec<(u16, bool)> {
     }
     answers
 }
+
+/// `stripe listen --forward-to localhost:8080/webhooks/stripe` (the README's quick start): the
+/// Stripe CLI's secret is `whsec_` and 64 hex digits, and it forwards with these headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_forwarded_by_the_stripe_cli_is_stored() {
+    let cli_secret = "whsec_3f1c5e7a9b2d4f6081a3c5e7f9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7";
+    let app = TestApp::spawn_with(
+        crate::support::Backend::Sqlite,
+        &[("STRIPE_WEBHOOK_SECRET", cli_secret)],
+    )
+    .await;
+    // As the CLI forwards it: Stripe's pretty-printed event, with `request` and `pending_webhooks`.
+    let body = serde_json::to_string_pretty(&json!({
+        "id": "evt_1QcliForward000000000001", "object": "event", "api_version": "2024-06-20",
+        "created": chrono::Utc::now().timestamp(), "livemode": false,
+        "pending_webhooks": 2, "request": {"id": "req_cli0000000001", "idempotency_key": null},
+        "type": "customer.created",
+        "data": {"object": customer("cus_cli_1", "cli@example.com")},
+    }))
+    .unwrap();
+    let header = sign(cli_secret, chrono::Utc::now().timestamp(), body.as_bytes());
+    assert!(
+        header.starts_with("t=") && header.contains(",v1="),
+        "{header}"
+    );
+    let answer = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .header("Stripe-Signature", header)
+        .header(
+            "User-Agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        )
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header("Accept", "*/*; q=0.5, application/xml")
+        .header("Cache-Control", "no-cache")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap(),
+        json!({"received": true, "duplicate": false})
+    );
+    let stored = stored_events(&app).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, "evt_1QcliForward000000000001");
+    app.settle().await;
+    assert_eq!(
+        app.ledger().await["customers"][0]["email"],
+        "cli@example.com"
+    );
+}
