@@ -75,6 +75,23 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
+    /// Compare the ledger with Stripe's lists (customers, subscriptions, invoices, payments,
+    /// disputes) and print every difference; exit code 1 when there is drift.
+    ///
+    /// `--repair` feeds Stripe's current object for each difference through the inbox, as a
+    /// backfill does, and folds it before exiting. `POST /api/connections/{id}/reconcile` does the
+    /// same as a background job.
+    Reconcile {
+        /// The connection's id: `env` for the one configured from STRIPE_SECRET_KEY.
+        #[arg(long, value_name = "ID")]
+        connection: String,
+        /// Bring the ledger back in step with what Stripe lists.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create, list or revoke API tokens.
     Token {
         #[command(subcommand)]
@@ -206,7 +223,10 @@ pub fn main() -> ExitCode {
     };
     telemetry::init_logging(config.log_format, &config.log_level);
     let json_logs = config.log_format == crate::config::LogFormat::Json;
-    if matches!(cli.command, Command::Serve | Command::Sync { .. }) {
+    if matches!(
+        cli.command,
+        Command::Serve | Command::Sync { .. } | Command::Reconcile { .. }
+    ) {
         if let Err(error) = config.check_for_serve() {
             eprintln!("billmirror: {error}");
             return ExitCode::from(2);
@@ -235,6 +255,11 @@ pub fn main() -> ExitCode {
             webhook_secret,
             json,
         ),
+        Command::Reconcile {
+            connection,
+            repair,
+            json,
+        } => reconcile(&config, &connection, repair, json),
         Command::Backup { file } => backup(&config, &file),
         Command::Completions { .. } => Ok(()),
     };
@@ -493,6 +518,85 @@ fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     Ok(chrono::Utc::now() - span)
 }
 
+/// The drift report, run here rather than as a job; exit code 1 when drift is found.
+fn reconcile(config: &Config, connection: &str, repair: bool, json: bool) -> anyhow::Result<()> {
+    use crate::sync::reconcile;
+    let db = open_database(config)?;
+    let connections = app::connections(config, &db, crate::webhook::Endpoints::default())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let run = reconcile::new_run(&db, connection, repair, false)
+            .await
+            .map_err(|e| match e {
+                reconcile::ReconcileError::Connection(
+                    crate::connections::ConnectionError::NotFound,
+                ) => anyhow::anyhow!(
+                    "no active connection has the id `{connection}` (GET /api/connections lists \
+                     them; `env` is the one configured from STRIPE_SECRET_KEY)"
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
+        let report = reconcile::run(&db, &connections, &run.id, |resource, drift| {
+            if !json {
+                eprintln!(
+                    "{resource:<14} {:>7} in Stripe {:>7} here {:>5} differences",
+                    drift.in_stripe,
+                    drift.in_ledger,
+                    drift.differences.len()
+                );
+            }
+        })
+        .await
+        .map_err(|outcome| anyhow::anyhow!("the drift report stopped: {outcome:?}"))?;
+        reconcile::finish(&db, &run.id, &report).await?;
+        if repair {
+            // Fold what the repair stored before exiting, as `serve` would.
+            let stored = std::sync::Arc::new(tokio::sync::Notify::new());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let worker = tokio::spawn(crate::ledger::worker::run(
+                db.clone(),
+                stored.clone(),
+                (&config.webhooks).into(),
+                stopped,
+            ));
+            crate::ledger::worker::wait_until_applied(&db, &stored, None).await?;
+            let _ = stop.send(true);
+            let _ = worker.await;
+        }
+        Ok::<_, anyhow::Error>(report)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (resource, drift) in &report.resources {
+            if let Some(message) = &drift.message {
+                println!("{resource}: {message}");
+            }
+            for d in &drift.differences {
+                let fields: Vec<String> = d
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}: here {} / Stripe {}", f.field, f.ledger, f.stripe))
+                    .collect();
+                println!("{resource} {} {:?} {}", d.id, d.kind, fields.join("; "));
+            }
+        }
+        let repaired = if repair {
+            ", repaired where Stripe has the object"
+        } else {
+            ""
+        };
+        println!("{} difference(s){repaired}", report.differences());
+    }
+    if report.differences() > 0 && !repair {
+        anyhow::bail!("the ledger and Stripe differ (see above)");
+    }
+    Ok(())
+}
+
 fn sync(
     config: &Config,
     connection: &str,
@@ -575,14 +679,7 @@ fn sync(
                 .map_err(|e| anyhow::anyhow!("{e}"))
         };
         // Whatever the outcome: apply what was stored, then stop the worker.
-        loop {
-            stored.notify_one();
-            let pending = db.run(crate::storage::events::count_pending).await?;
-            if pending == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        crate::ledger::worker::wait_until_applied(&db, &stored, None).await?;
         let _ = stop.send(true);
         let _ = worker.await;
         match outcome? {

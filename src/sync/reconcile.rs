@@ -201,6 +201,17 @@ pub enum ReconcileError {
 
 /// Starts a drift report of `connection_id` as a job; answers its run.
 pub async fn start(db: &Db, connection_id: &str, repair: bool) -> Result<RunRow, ReconcileError> {
+    new_run(db, connection_id, repair, true).await
+}
+
+/// Records a new run; as a job for a worker to take, or (`as_job` false) for the caller to run
+/// with [`run`] (the command line) and settle with [`finish`].
+pub async fn new_run(
+    db: &Db,
+    connection_id: &str,
+    repair: bool,
+    as_job: bool,
+) -> Result<RunRow, ReconcileError> {
     let cid = connection_id.to_owned();
     let started = db
         .run(move |conn| {
@@ -222,6 +233,9 @@ pub async fn start(db: &Db, connection_id: &str, repair: bool) -> Result<RunRow,
             };
             conn.write_transaction(|conn| {
                 store::insert_run(conn, &run)?;
+                if !as_job {
+                    return Ok(());
+                }
                 jobs::enqueue(
                     conn,
                     &NewJob {
@@ -237,6 +251,16 @@ pub async fn start(db: &Db, connection_id: &str, repair: bool) -> Result<RunRow,
         })
         .await?;
     started.ok_or(ReconcileError::Connection(ConnectionError::NotFound))
+}
+
+/// Settles a run the caller ran itself.
+pub async fn finish(db: &Db, run_id: &str, report: &Report) -> Result<(), StorageError> {
+    let (id, text) = (
+        run_id.to_owned(),
+        serde_json::to_string(report).unwrap_or_default(),
+    );
+    db.run(move |conn| store::save_run(conn, &id, RunStatus::Done, &text, None))
+        .await
 }
 
 /// Runs the report (the resources not done yet), saving it after each resource; `progress` hears

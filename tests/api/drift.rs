@@ -144,6 +144,27 @@ on_both_backends! {
             "repair cannot make Stripe have what it lacks: {after}"
         );
 
+        // The same report from the command line: the drift printed, exit code 1.
+        let (db_url, fake_url, id) = (app.test_db.url(), fake.base_url.clone(), connection.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_billmirror"))
+                .env_clear()
+                .env("DATABASE_URL", &db_url)
+                .env("BILLMIRROR_MASTER_KEY", crate::support::MASTER_KEY)
+                .env("STRIPE_API_BASE", &fake_url)
+                .env("LOG_LEVEL", "warn")
+                .current_dir(std::env::temp_dir())
+                .args(["reconcile", "--connection", &id])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("customers cus_ghost MissingThere"), "{stdout}");
+        assert!(stdout.contains("1 difference(s)"), "{stdout}");
+
         let ops = app.token(Role::Ops);
         let missing = app.post_json("/api/connections/conn_nope/reconcile", &ops, &json!({})).await;
         assert_eq!(missing.status(), 404);
