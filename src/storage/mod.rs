@@ -11,6 +11,7 @@ pub mod invoices;
 pub mod jobs;
 pub mod ledger;
 pub mod migrate;
+pub mod notify;
 pub mod schema;
 pub mod snapshot;
 pub mod stripe_keys;
