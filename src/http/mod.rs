@@ -10,6 +10,7 @@ mod health;
 mod invoices;
 mod jobs;
 mod metrics;
+mod notifications;
 pub mod pagination;
 mod pay;
 pub mod routes;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub connections: Connections,
     /// Rung after enqueueing a job, so its runner starts it at once.
     pub jobs: crate::jobs::Wakers,
+    /// Chat notifications: channels, rules, test messages.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Builds the server on an already bound listener (tests bind port 0). actix-web stops on
