@@ -56,28 +56,39 @@ fn money(amount: Option<i64>, currency: Option<&str>) -> Option<String> {
     Some(display(amount?, currency?))
 }
 
+/// "8 Dec 2026 10:46 UTC": words between the numbers, so no date reads as a long number to
+/// `redact::scrub`.
 fn when(unix: i64) -> String {
     DateTime::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|t| t.format("%-d %b %Y %H:%M UTC").to_string())
         .unwrap_or_default()
 }
 
-/// "in 3 days", "in 5 hours", "2 hours ago".
+/// "in 3 days", "in 2 days 5 hours", "in 45 minutes", "2 hours ago": two units at most, rounded
+/// to the smaller, so a deadline one second short of three days reads "in 3 days".
 pub fn time_left(from: i64, to: i64) -> String {
     let seconds = to - from;
     let magnitude = seconds.abs();
-    let (n, unit) = if magnitude >= 86_400 {
-        (magnitude / 86_400, "day")
+    let unit = |n: i64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let shown = if magnitude >= 86_400 {
+        let hours = (magnitude + 1800) / 3600;
+        match (hours / 24, hours % 24) {
+            (days, 0) => unit(days, "day"),
+            (days, hours) => format!("{} {}", unit(days, "day"), unit(hours, "hour")),
+        }
     } else if magnitude >= 3600 {
-        (magnitude / 3600, "hour")
+        let minutes = (magnitude + 30) / 60;
+        match (minutes / 60, minutes % 60) {
+            (hours, 0) => unit(hours, "hour"),
+            (hours, minutes) => format!("{} {}", unit(hours, "hour"), unit(minutes, "minute")),
+        }
     } else {
-        ((magnitude / 60).max(1), "minute")
+        unit(((magnitude + 30) / 60).max(1), "minute")
     };
-    let plural = if n == 1 { "" } else { "s" };
     if seconds >= 0 {
-        format!("in {n} {unit}{plural}")
+        format!("in {shown}")
     } else {
-        format!("{n} {unit}{plural} ago")
+        format!("{shown} ago")
     }
 }
 
@@ -766,9 +777,19 @@ mod tests {
     }
 
     #[test]
+    fn dates_survive_scrubbing() {
+        let shown = when(1_796_726_760);
+        assert_eq!(scrub(&shown, Redaction::Hidden), shown);
+        assert_eq!(shown, "8 Dec 2026 10:46 UTC");
+    }
+
+    #[test]
     fn times_left_read_naturally() {
         assert_eq!(time_left(0, 3 * 86_400 + 5), "in 3 days");
+        assert_eq!(time_left(5, 3 * 86_400), "in 3 days", "one second short");
+        assert_eq!(time_left(0, 2 * 86_400 + 5 * 3600), "in 2 days 5 hours");
         assert_eq!(time_left(0, 3600), "in 1 hour");
+        assert_eq!(time_left(0, 5400), "in 1 hour 30 minutes");
         assert_eq!(time_left(0, 30), "in 1 minute");
         assert_eq!(time_left(7200, 0), "2 hours ago");
         assert_eq!(

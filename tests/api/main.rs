@@ -13,6 +13,7 @@ mod invoice_faults;
 mod invoices;
 mod jobs;
 mod mapping;
+mod notify;
 mod ordering;
 mod secrets;
 mod storage;
