@@ -492,13 +492,7 @@ fn make_digest(
     store::insert_delivery(conn, &digest)?;
     let members = store::absorb_into_digest(conn, &id, channel_id, stale, cutoff)?;
     if members == 0 {
-        store::move_delivery(
-            conn,
-            &id,
-            DeliveryState::Pending,
-            DeliveryState::Skipped,
-            None,
-        )?;
+        store::delete_delivery(conn, &id)?;
         return Ok(None);
     }
     enqueue(

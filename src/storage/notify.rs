@@ -347,6 +347,12 @@ pub fn move_delivery(
     Ok(moved == 1)
 }
 
+/// Removes a delivery that never counted anything (a digest another runner emptied first).
+pub fn delete_delivery(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
+    diesel::delete(notify_deliveries::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
 /// Counts a post attempt.
 pub fn count_attempt(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
     diesel::update(notify_deliveries::table.find(id))

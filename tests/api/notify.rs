@@ -789,7 +789,7 @@ on_both_backends! {
             ("old email", "old.address".to_owned()),
             ("name", PLANTED_NAME.to_owned()),
             ("phone", "415 555 0199".to_owned()),
-            ("old phone", "7946".to_owned()),
+            ("old phone", "20 7946 0000".to_owned()),
             ("street", "Secret Garden".to_owned()),
             ("old street", "Old Street".to_owned()),
             ("postal code", "NW1 6XE".to_owned()),
