@@ -11,6 +11,7 @@ use crate::connections::Connections;
 use crate::http::AppState;
 use crate::invoices::push::PushWorker;
 use crate::jobs::{self, JobKind};
+use crate::notify::{self, Notifier};
 use crate::storage::{Backend, Db};
 use crate::sync::lines::LinesReader;
 use crate::sync::reconcile::Reconciler;
@@ -41,8 +42,20 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
         None => connections.retire_env().await?,
     }
     connections.load_endpoints().await?;
+    let wakers = jobs::Wakers::new();
+    let notifier = Notifier::new(
+        db.clone(),
+        connections.vault().clone(),
+        notify::Settings {
+            max_age: config.notify_max_age,
+            public_url: config.public_url.clone(),
+            timeout: NOTIFY_TIMEOUT,
+        },
+        wakers.clone(),
+    );
     Ok(AppState {
-        jobs: jobs::Wakers::new(),
+        jobs: wakers,
+        notifier,
         inbox: Inbox::start(db.clone()),
         db,
         config: Arc::new(config),
@@ -127,6 +140,14 @@ impl Workers {
             state.jobs.bell(JobKind::Reconcile),
             receiver.clone(),
         )));
+        // Each notify job may wait for its channel's turn, so more run at once than pushes do.
+        tasks.push(tokio::spawn(jobs::run(
+            state.db.clone(),
+            state.notifier.clone(),
+            policy(16),
+            state.jobs.bell(JobKind::Notify),
+            receiver.clone(),
+        )));
         if let Some(every) = state.config.events_catchup_interval {
             tasks.push(tokio::spawn(catch_up_regularly(
                 state.db.clone(),
@@ -160,6 +181,9 @@ impl Workers {
         }
     }
 }
+
+/// One post to a chat service's time limit.
+const NOTIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The environment's key report, once at start: in the background, because Stripe may be slow or
 /// unreachable and the start must neither wait for it nor fail on it (an unreachable Stripe

@@ -44,6 +44,9 @@ pub struct Config {
     pub events_catchup_interval: Option<Duration>,
     /// Background jobs (invoice pushes, reading invoice lines): their retry policy and attempts.
     pub jobs: JobSettings,
+    /// Chat notifications about events older than this when their turn comes are summarised in
+    /// a digest instead of announced one by one.
+    pub notify_max_age: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -239,6 +242,8 @@ impl Config {
             })
         })();
 
+        let notify_max_age = env.with("NOTIFY_MAX_AGE", "1h", crate::domain::time::parse_duration);
+
         let read = env.read.take();
         let errors = env.errors.take();
         let config = (|| {
@@ -259,6 +264,7 @@ impl Config {
                 key_recheck_interval: key_recheck_interval?,
                 events_catchup_interval: events_catchup_interval?,
                 jobs: jobs?,
+                notify_max_age: notify_max_age?,
             })
         })();
         let config = match config {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;
+pub mod notify;
 pub mod shutdown;
 pub mod storage;
 pub mod stripe;

@@ -182,6 +182,11 @@ impl Connections {
         }
     }
 
+    /// The vault these connections' secrets are sealed with, shared with chat channels' secrets.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     /// Where Stripe posts this connection's events; the environment's connection keeps the
     /// URL without an id, as the README tells operators to register it.
     pub fn webhook_url(&self, connection_id: &str) -> String {

@@ -144,6 +144,8 @@ text_enum! {
         CompleteInvoiceLines = "complete_invoice_lines",
         /// Compare a connection's ledger with Stripe's lists (and repair it when asked).
         Reconcile = "reconcile",
+        /// Post one chat message (an event's, or a digest's) to its channel, once.
+        Notify = "notify",
     }
 }
 
@@ -258,6 +260,93 @@ text_enum! {
         Done = "done",
         /// Stopped by an error a person must look at (the key may not list a resource).
         Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Where a chat channel's messages go.
+    pub enum ChannelKind {
+        /// A Slack app's bot token: `chat.postMessage`, threads and `chat.update`.
+        SlackApp = "slack_app",
+        /// A Slack-format incoming webhook (Slack, Mattermost, Rocket.Chat, Discord's `/slack`).
+        SlackWebhook = "slack_webhook",
+        /// A Microsoft Teams Workflows webhook: an Adaptive Card.
+        Teams = "teams",
+        /// Any HTTP endpoint, signed per the Standard Webhooks spec.
+        Webhook = "webhook",
+    }
+}
+
+text_enum! {
+    /// A channel's health: `broken` when the service refused it for good (removed, archived, a
+    /// revoked token); its messages then wait for a person instead of being retried forever.
+    pub enum ChannelStatus {
+        Active = "active",
+        Broken = "broken",
+    }
+}
+
+text_enum! {
+    /// How much of a person a message shows. Card numbers beyond brand and last 4, fingerprints,
+    /// phones, addresses and tax ids are never shown at any level.
+    pub enum Redaction {
+        /// Names and emails as they are.
+        Full = "full",
+        /// `a***@example.com`, `A*** L***`.
+        Masked = "masked",
+        /// No name or email at all.
+        Hidden = "hidden",
+    }
+}
+
+text_enum! {
+    /// Which Stripe mode a notification rule takes events from.
+    pub enum RuleMode {
+        Any = "any",
+        Live = "live",
+        Test = "test",
+    }
+}
+
+text_enum! {
+    /// The kinds of news a rule can subscribe a channel to.
+    pub enum Family {
+        PaymentFailed = "payment_failed",
+        InvoicePaid = "invoice_paid",
+        Dispute = "dispute",
+        CustomerUpdated = "customer_updated",
+        Subscription = "subscription",
+        Refund = "refund",
+        Ops = "ops",
+    }
+}
+
+text_enum! {
+    /// What a delivery posts.
+    pub enum DeliveryKind {
+        /// One event, for one rule.
+        Event = "event",
+        /// Several events counted in one message (a burst, or events too old to announce).
+        Digest = "digest",
+        /// A channel's test message.
+        Test = "test",
+    }
+}
+
+text_enum! {
+    /// Where a delivery stands.
+    pub enum DeliveryState {
+        /// Waiting for its channel's turn.
+        Pending = "pending",
+        /// Being posted now.
+        Sending = "sending",
+        Sent = "sent",
+        /// Counted in a digest (`digest_id`) instead of posted alone.
+        Digested = "digested",
+        /// The channel refused it for good (broken channel); retryable through its job.
+        Failed = "failed",
+        /// No longer wanted (its channel was deleted).
+        Skipped = "skipped",
     }
 }
 

@@ -13,6 +13,7 @@ mod health;
 mod invoices;
 mod jobs;
 mod metrics;
+mod notifications;
 pub mod pagination;
 mod pay;
 mod reconcile;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub connections: Connections,
     /// Rung after enqueueing a job, so its runner starts it at once.
     pub jobs: crate::jobs::Wakers,
+    /// Chat notifications: channels, rules, test messages.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Builds the server on an already bound listener (tests bind port 0). It does not listen for

@@ -6,7 +6,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
 use super::{
-    billing, connections, events, health, invoices, jobs, pay, reconcile, tokens, webhooks,
+    billing, connections, events, health, invoices, jobs, notifications, pay, reconcile, tokens,
+    webhooks,
 };
 use crate::domain::Role;
 
@@ -119,6 +120,54 @@ pub fn api_routes() -> Vec<ApiRoute> {
         }),
         api(Method::POST, "/api/jobs/{id}/retry", Ops, || {
             web::post().to(jobs::retry)
+        }),
+        api(Method::POST, "/api/notifications/channels", Ops, || {
+            web::post().to(notifications::create_channel)
+        }),
+        api(Method::GET, "/api/notifications/channels", Ops, || {
+            web::get().to(notifications::list_channels)
+        }),
+        api(Method::GET, "/api/notifications/channels/{id}", Ops, || {
+            web::get().to(notifications::get_channel)
+        }),
+        api(
+            Method::PATCH,
+            "/api/notifications/channels/{id}",
+            Ops,
+            || web::patch().to(notifications::update_channel),
+        ),
+        api(
+            Method::DELETE,
+            "/api/notifications/channels/{id}",
+            Ops,
+            || web::delete().to(notifications::delete_channel),
+        ),
+        api(
+            Method::POST,
+            "/api/notifications/channels/{id}/test",
+            Ops,
+            || web::post().to(notifications::test_channel),
+        ),
+        api(
+            Method::GET,
+            "/api/notifications/channels/{id}/deliveries",
+            Ops,
+            || web::get().to(notifications::deliveries),
+        ),
+        api(Method::POST, "/api/notifications/rules", Ops, || {
+            web::post().to(notifications::create_rule)
+        }),
+        api(Method::GET, "/api/notifications/rules", Ops, || {
+            web::get().to(notifications::list_rules)
+        }),
+        api(Method::GET, "/api/notifications/rules/{id}", Ops, || {
+            web::get().to(notifications::get_rule)
+        }),
+        api(Method::PATCH, "/api/notifications/rules/{id}", Ops, || {
+            web::patch().to(notifications::update_rule)
+        }),
+        api(Method::DELETE, "/api/notifications/rules/{id}", Ops, || {
+            web::delete().to(notifications::delete_rule)
         }),
     ]
 }

@@ -1,5 +1,6 @@
 //! Applying one stored event: record which ledger objects it describes, then rebuild each of them
-//! (and the objects that depend on them) from all their recorded events.
+//! (and the objects that depend on them) from all their recorded events; then enqueue the chat
+//! notifications it makes.
 
 use super::keys::{self, Key, Kind};
 use super::{catalog, customers, disputes, invoices, payments, refunds, subscriptions, Event};
@@ -39,6 +40,9 @@ pub fn apply(conn: &mut DbConnection, row: &EventRow) -> Result<(), ApplyError> 
         done.push(key);
         queue.extend(dependents);
     }
+    // Chat notifications the event makes are enqueued in this transaction: applied once,
+    // announced once.
+    crate::notify::produce(conn, row, &event)?;
     Ok(())
 }
 

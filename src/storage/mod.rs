@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod metrics;
 pub mod migrate;
+pub mod notify;
 pub mod reconcile;
 pub mod schema;
 pub mod snapshot;

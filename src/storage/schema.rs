@@ -384,8 +384,77 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notify_channels (id) {
+        id -> Text,
+        kind -> Text,
+        name -> Text,
+        secret_enc -> Text,
+        secret_hint -> Text,
+        target -> Nullable<Text>,
+        api_base -> Nullable<Text>,
+        redaction -> Text,
+        rate_per_minute -> Integer,
+        status -> Text,
+        broken_reason -> Nullable<Text>,
+        last_ok_at -> Nullable<Timestamp>,
+        last_failure_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        next_send_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notify_rules (id) {
+        id -> Text,
+        name -> Text,
+        channel_id -> Text,
+        families -> Text,
+        connection_ids -> Nullable<Text>,
+        mode -> Text,
+        min_amount -> Nullable<BigInt>,
+        min_currency -> Nullable<Text>,
+        redaction -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notify_deliveries (id) {
+        id -> Text,
+        dedupe_key -> Text,
+        kind -> Text,
+        channel_id -> Text,
+        rule_id -> Nullable<Text>,
+        connection_id -> Nullable<Text>,
+        event_id -> Nullable<Text>,
+        family -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        amount -> Nullable<BigInt>,
+        currency -> Nullable<Text>,
+        facts -> Text,
+        redaction -> Nullable<Text>,
+        occurred_at -> Timestamp,
+        status -> Text,
+        digest_id -> Nullable<Text>,
+        members -> Integer,
+        provider_message_id -> Nullable<Text>,
+        thread_ts -> Nullable<Text>,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
+diesel::joinable!(notify_rules -> notify_channels (channel_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     ledger_event_keys,
@@ -411,4 +480,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_cursors,
     stripe_key_epochs,
     reconcile_runs,
+    notify_channels,
+    notify_rules,
+    notify_deliveries,
 );

@@ -329,7 +329,15 @@ on_both_backends! {
         let added = app.post_json(&format!("/api/connections/{id}/webhook-secrets"), &ops, &json!({"secret": new_secret})).await;
         assert_eq!(added.status(), 201);
         assert_eq!(deliver(&app, &path, new_secret, &customer_created("evt_conn_3", "cus_conn_3")).await.status(), 200);
-        let view: Value = app.get(&format!("/api/connections/{id}"), &ops).await.json().await.unwrap();
+        // Refusals are counted off the request path, so wait for the one above to be recorded.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let view: Value = loop {
+            let view: Value = app.get(&format!("/api/connections/{id}"), &ops).await.json().await.unwrap();
+            if view["webhook_health"]["signature_failures_last_24h"] == 1 || std::time::Instant::now() > deadline {
+                break view;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         let secrets = view["webhook_secrets"].as_array().unwrap();
         assert_eq!(secrets.len(), 2);
         assert_eq!(secrets[0]["secret"], "whsec_…0000");

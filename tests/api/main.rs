@@ -16,6 +16,7 @@ mod invoice_faults;
 mod invoices;
 mod jobs;
 mod mapping;
+mod notify;
 mod ordering;
 mod properties;
 mod secrets;

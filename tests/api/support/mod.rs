@@ -2,6 +2,7 @@
 //! port 0, and a macro that runs one test body against SQLite and PostgreSQL.
 
 pub mod db;
+pub mod fake_chat;
 pub mod fake_stripe;
 
 use std::collections::HashMap;
