@@ -270,6 +270,11 @@ fn start_server(database_url: &str, port: u16) -> Child {
         .env("DATABASE_URL", database_url)
         .env("BIND", format!("127.0.0.1:{port}"))
         .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        // Required with PostgreSQL; SQLite would otherwise make a key file beside the database.
+        .env(
+            "BILLMIRROR_MASTER_KEY",
+            "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        )
         .env("DATABASE_POOL_SIZE", "16")
         .env("LOG_LEVEL", "warn")
         .current_dir(std::env::temp_dir())
