@@ -135,7 +135,14 @@ fn drop_database(target: &DatabaseTarget) {
 
 /// Rows made by the database itself from a number sequence: fast, and the same on both backends.
 fn generate(conn: &mut DbConnection) {
-    events::ensure_connection(conn, "bench", "bench", "test", "api").unwrap();
+    events::ensure_connection(
+        conn,
+        "bench",
+        "bench",
+        "test",
+        billmirror::domain::states::ConnectionOrigin::Api,
+    )
+    .unwrap();
     let sqlite = conn.is_sqlite();
     let at = |n: &str| {
         if sqlite {

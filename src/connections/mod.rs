@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::config::EnvConnection;
 use crate::config::StripeSettings;
 use crate::domain::secret::mask;
+use crate::domain::states::{ConnectionOrigin, ConnectionStatus, KeyVerdict, SecretStatus};
 use crate::domain::{ids, time, Secret};
 use crate::storage::connections::{
     self as store, status, Affected, ConnectionRow, EnvConnectionKeys, EnvKeyChange, SealedKey,
@@ -53,15 +54,15 @@ pub struct ConnectionView {
     pub id: String,
     pub name: String,
     pub mode: String,
-    pub origin: String,
-    pub status: String,
+    pub origin: ConnectionOrigin,
+    pub status: ConnectionStatus,
     pub stripe_account_id: Option<String>,
     pub publishable_key: Option<String>,
     pub secret_key: Option<String>,
     pub can_push: bool,
     /// What Stripe last said about the secret key: `unverified` (never checked, e.g. Stripe was
     /// unreachable), `verified` (`can_push` then says whether it may write) or `rejected`.
-    pub key_status: String,
+    pub key_status: KeyVerdict,
     pub webhook_url: String,
     pub webhook_secrets: Vec<SecretView>,
     pub last_report: Option<serde_json::Value>,
@@ -78,7 +79,7 @@ pub struct ConnectionView {
 pub struct SecretView {
     pub id: String,
     pub secret: String,
-    pub status: String,
+    pub status: SecretStatus,
     #[serde(with = "time::serde_rfc3339")]
     pub created_at: NaiveDateTime,
     #[serde(with = "time::serde_rfc3339::option")]
@@ -274,8 +275,8 @@ impl Connections {
                 )
             }),
             mode: mode.as_str().to_owned(),
-            origin: "api".to_owned(),
-            status: status::ACTIVE.to_owned(),
+            origin: ConnectionOrigin::Api,
+            status: status::ACTIVE,
             stripe_account_id: account.clone(),
             publishable_key: new.keys.publishable_key.clone(),
             secret_key_enc: Some(
@@ -289,7 +290,7 @@ impl Connections {
             created_at: now,
             updated_at: now,
             disconnected_at: None,
-            key_status: report.verdict().as_str().to_owned(),
+            key_status: report.verdict(),
             secret_key_fingerprint: Some(fingerprint.clone()),
         };
         let secrets: Vec<WebhookSecretRow> = new
@@ -380,7 +381,7 @@ impl Connections {
             id,
             connection_id: connection_id.to_owned(),
             secret_hint: secret.masked(),
-            status: "active".to_owned(),
+            status: SecretStatus::Active,
             created_at: now,
             retired_at: None,
             last_matched_at: None,
@@ -507,7 +508,7 @@ impl Connections {
         let (id, actor) = (row.id.clone(), actor.to_owned());
         let (account, can_push, ok) =
             (report.stripe_account_id.clone(), report.can_push, report.ok);
-        let verdict = report.verdict().as_str();
+        let verdict = report.verdict();
         self.db
             .run(move |conn| {
                 conn.write_transaction(|conn| {
@@ -554,7 +555,7 @@ impl Connections {
         let id = connection_id.to_owned();
         let rows = self.db.run(move |conn| store::secrets(conn, &id)).await?;
         rows.iter()
-            .filter(|s| s.status == "active")
+            .filter(|s| s.status == SecretStatus::Active)
             .map(|s| {
                 self.vault
                     .open(&s.secret_enc, &secret_context(connection_id, &s.id))

@@ -254,6 +254,47 @@ impl EventStatus {
 }
 
 text_enum! {
+    /// Whether a connection still syncs.
+    pub enum ConnectionStatus {
+        Active = "active",
+        /// Stopped by ops; its ledger stays, its webhooks are refused.
+        Disconnected = "disconnected",
+    }
+}
+
+text_enum! {
+    /// Where a connection's keys come from.
+    pub enum ConnectionOrigin {
+        /// Made through `POST /api/connections`.
+        Api = "api",
+        /// The one configured from `STRIPE_*` (its id is `env`).
+        Env = "env",
+    }
+}
+
+text_enum! {
+    /// What Stripe said about a connection's secret key.
+    pub enum KeyVerdict {
+        /// Stripe never answered about it (unreachable, or an error that says nothing of the key).
+        Unverified = "unverified",
+        /// Stripe accepted it and said what it may do (`can_push`).
+        Verified = "verified",
+        /// Stripe refused it: revoked, rolled or unknown.
+        Rejected = "rejected",
+    }
+}
+
+text_enum! {
+    /// A webhook signing secret of a connection.
+    pub enum SecretStatus {
+        /// Verifies deliveries.
+        Active = "active",
+        /// Verifies nothing any more (rotated out).
+        Retired = "retired",
+    }
+}
+
+text_enum! {
     /// Where a drift report stands.
     pub enum RunStatus {
         Running = "running",

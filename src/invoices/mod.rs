@@ -88,7 +88,7 @@ fn choose_connection(
     if row.secret_key_enc.is_none() {
         return Err(input_error("connection_no_key", "connection_id", format!("connection_id `{}` has no secret key (only STRIPE_WEBHOOK_SECRET or STRIPE_PUBLISHABLE_KEY is set): set STRIPE_SECRET_KEY and restart to push invoices through it.", row.id)));
     }
-    match row.key_status.as_str() {
+    match row.key_status {
         key_status::REJECTED => {
             let remedy = if row.origin == connection_store::ENV_ORIGIN {
                 "set a valid STRIPE_SECRET_KEY and restart"

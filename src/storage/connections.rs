@@ -8,22 +8,30 @@ use super::schema::{
     connections, invoices, subscriptions, webhook_events, webhook_rejections, webhook_secrets,
 };
 use super::{DbConnection, StorageError};
-use crate::domain::states::{EventStatus, InvoiceStatus, SyncState};
+use crate::domain::states::{
+    ConnectionOrigin, ConnectionStatus, EventStatus, InvoiceStatus, KeyVerdict, SecretStatus,
+    SyncState,
+};
 
+/// A connection's statuses, by their short names.
 pub mod status {
-    pub const ACTIVE: &str = "active";
-    pub const DISCONNECTED: &str = "disconnected";
+    use crate::domain::states::ConnectionStatus;
+
+    pub const ACTIVE: ConnectionStatus = ConnectionStatus::Active;
+    pub const DISCONNECTED: ConnectionStatus = ConnectionStatus::Disconnected;
 }
 
-/// What Stripe last said about a connection's secret key (`KeyVerdict` as stored).
+/// What Stripe last said about a connection's secret key.
 pub mod key_status {
-    pub const UNVERIFIED: &str = "unverified";
-    pub const VERIFIED: &str = "verified";
-    pub const REJECTED: &str = "rejected";
+    use crate::domain::states::KeyVerdict;
+
+    pub const UNVERIFIED: KeyVerdict = KeyVerdict::Unverified;
+    pub const VERIFIED: KeyVerdict = KeyVerdict::Verified;
+    pub const REJECTED: KeyVerdict = KeyVerdict::Rejected;
 }
 
-/// The id and origin of the environment's connection (`webhook::ENV_CONNECTION_ID`).
-pub const ENV_ORIGIN: &str = "env";
+/// The origin of the environment's connection (`webhook::ENV_CONNECTION_ID`).
+pub const ENV_ORIGIN: ConnectionOrigin = ConnectionOrigin::Env;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = connections)]
@@ -31,9 +39,8 @@ pub struct ConnectionRow {
     pub id: String,
     pub name: String,
     pub mode: String,
-    /// `api` for connections made through the API, `env` for the one from `STRIPE_*`.
-    pub origin: String,
-    pub status: String,
+    pub origin: ConnectionOrigin,
+    pub status: ConnectionStatus,
     pub stripe_account_id: Option<String>,
     pub publishable_key: Option<String>,
     pub secret_key_enc: Option<String>,
@@ -45,8 +52,7 @@ pub struct ConnectionRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub disconnected_at: Option<NaiveDateTime>,
-    /// `unverified`, `verified` or `rejected`: see [`key_status`].
-    pub key_status: String,
+    pub key_status: KeyVerdict,
     /// The vault's keyed fingerprint of the secret key; unique among active connections.
     pub secret_key_fingerprint: Option<String>,
 }
@@ -58,8 +64,7 @@ pub struct WebhookSecretRow {
     pub connection_id: String,
     pub secret_enc: String,
     pub secret_hint: String,
-    /// `active` or `retired`.
-    pub status: String,
+    pub status: SecretStatus,
     pub created_at: NaiveDateTime,
     pub retired_at: Option<NaiveDateTime>,
     pub last_matched_at: Option<NaiveDateTime>,
@@ -160,7 +165,7 @@ pub fn store_report(
     report: &str,
     at: NaiveDateTime,
     stripe_account_id: Option<&str>,
-    verdict: &str,
+    verdict: KeyVerdict,
     can_push: bool,
 ) -> Result<(), StorageError> {
     let target = connections::table.find(id);
@@ -379,10 +384,10 @@ pub fn retire_secret(
         webhook_secrets::table
             .filter(webhook_secrets::id.eq(secret_id))
             .filter(webhook_secrets::connection_id.eq(connection_id))
-            .filter(webhook_secrets::status.eq("active")),
+            .filter(webhook_secrets::status.eq(SecretStatus::Active)),
     )
     .set((
-        webhook_secrets::status.eq("retired"),
+        webhook_secrets::status.eq(SecretStatus::Retired),
         webhook_secrets::retired_at.eq(at),
     ))
     .execute(conn)?;

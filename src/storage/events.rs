@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::{connections, webhook_events, webhook_rejections};
 use super::{DbConnection, StorageError};
-use crate::domain::states::EventStatus;
+use crate::domain::states::{ConnectionOrigin, ConnectionStatus, EventStatus};
 use crate::domain::{ids, time};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -292,7 +292,7 @@ pub fn ensure_connection(
     id: &str,
     name: &str,
     mode: &str,
-    origin: &str,
+    origin: ConnectionOrigin,
 ) -> Result<(), StorageError> {
     let now = time::now();
     conn.write_transaction(|conn| {
@@ -306,7 +306,7 @@ pub fn ensure_connection(
                     connections::name.eq(name),
                     connections::mode.eq(mode),
                     connections::origin.eq(origin),
-                    connections::status.eq("active"),
+                    connections::status.eq(ConnectionStatus::Active),
                     connections::created_at.eq(now),
                     connections::updated_at.eq(now),
                 ))

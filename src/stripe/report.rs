@@ -133,26 +133,7 @@ impl KeyReport {
     }
 }
 
-/// What Stripe said about a secret key, as a connection keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyVerdict {
-    /// Stripe never answered about it (unreachable, or an error that says nothing of the key).
-    Unverified,
-    /// Stripe accepted it and said what it may do (`can_push`).
-    Verified,
-    /// Stripe refused it: revoked, rolled or unknown.
-    Rejected,
-}
-
-impl KeyVerdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyVerdict::Unverified => "unverified",
-            KeyVerdict::Verified => "verified",
-            KeyVerdict::Rejected => "rejected",
-        }
-    }
-}
+pub use crate::domain::states::KeyVerdict;
 
 const OFFLINE_CHECKS: usize = 4;
 

@@ -71,7 +71,14 @@ static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 fn new_connection(conn: &mut DbConnection) -> String {
     let id = format!("conn_{}", CONNECTIONS.fetch_add(1, Ordering::Relaxed));
-    events::ensure_connection(conn, &id, "test", "test", "test").unwrap();
+    events::ensure_connection(
+        conn,
+        &id,
+        "test",
+        "test",
+        billmirror::domain::states::ConnectionOrigin::Api,
+    )
+    .unwrap();
     id
 }
 
