@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
-#[path = "../tests/api/support/fake_stripe.rs"]
+#[path = "../tests/api/support/fake_stripe/mod.rs"]
 #[allow(dead_code)]
 mod fake_stripe;
 
