@@ -15,6 +15,7 @@ use crate::notify::{self, Notifier};
 use crate::storage::{Backend, Db};
 use crate::sync::lines::LinesReader;
 use crate::sync::reconcile::Reconciler;
+use crate::sync::thin::ThinFetcher;
 use crate::vault::{KeySource, Vault};
 use crate::webhook::inbox::Inbox;
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
@@ -54,9 +55,9 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
         wakers.clone(),
     );
     Ok(AppState {
+        inbox: Inbox::start(db.clone(), wakers.bell(JobKind::FetchThinEvent)),
         jobs: wakers,
         notifier,
-        inbox: Inbox::start(db.clone()),
         db,
         config: Arc::new(config),
         metrics: telemetry::metrics(),
@@ -130,6 +131,17 @@ impl Workers {
             LinesReader::new(state.db.clone(), state.connections.clone()),
             policy(2),
             state.jobs.bell(JobKind::CompleteInvoiceLines),
+            receiver.clone(),
+        )));
+        tasks.push(tokio::spawn(jobs::run(
+            state.db.clone(),
+            ThinFetcher::new(
+                state.db.clone(),
+                state.connections.clone(),
+                state.inbox.stored.clone(),
+            ),
+            policy(4),
+            state.jobs.bell(JobKind::FetchThinEvent),
             receiver.clone(),
         )));
         // One report at a time: each lists whole accounts, within the connection's rate limit.

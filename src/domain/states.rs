@@ -146,6 +146,9 @@ text_enum! {
         Reconcile = "reconcile",
         /// Post one chat message (an event's, or a digest's) to its channel, once.
         Notify = "notify",
+        /// Read a thin (v2) event and its related object from Stripe, and store what they say
+        /// as an event the ledger folds.
+        FetchThinEvent = "fetch_thin_event",
     }
 }
 
@@ -245,6 +248,15 @@ text_enum! {
         Retrying = "retrying",
         /// Failed every attempt allowed; replayable by a person.
         Dead = "dead",
+        /// A thin (v2) event, stored: its `fetch_thin_event` job reads the full event and the
+        /// object it names from Stripe. Never applied itself.
+        Fetching = "fetching",
+        /// A thin event whose object was read: what Stripe said is stored as its own event
+        /// (`evt_bm_thin_{thin id}`, source `thin`), which the apply workers fold.
+        Fetched = "fetched",
+        /// A thin event whose object Stripe no longer has (deleted since): nothing to fold; the
+        /// deletion's own event says the rest.
+        Gone = "gone",
     }
 }
 

@@ -9,7 +9,7 @@ use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
-use crate::domain::states::EventStatus;
+use crate::domain::states::{EventStatus, JobKind};
 use crate::domain::time;
 use crate::storage::events::{self, EventFilter, EventRow};
 use crate::storage::tokens::audit;
@@ -128,10 +128,24 @@ pub async fn replay(
                 let Some(row) = events::find(conn, &id)? else {
                     return Ok(None);
                 };
-                if !crate::ledger::maps(&row.event_type) {
+                // A thin event is replayed by reading Stripe again; a snapshot one by folding it.
+                if crate::webhook::thin::snapshot_type(&row.event_type).is_some() {
+                    events::schedule_refetch(conn, &row.id)?;
+                    crate::storage::jobs::enqueue(
+                        conn,
+                        &crate::storage::jobs::NewJob {
+                            kind: JobKind::FetchThinEvent,
+                            subject_id: &row.id,
+                            connection_id: &row.connection_id,
+                            payload: None,
+                            dedupe_key: &row.id,
+                        },
+                    )?;
+                } else if crate::ledger::maps(&row.event_type) {
+                    events::schedule_replay(conn, &row.id)?;
+                } else {
                     return Ok(Some(Err(row.event_type)));
                 }
-                events::schedule_replay(conn, &row.id)?;
                 audit(
                     conn,
                     &actor,
@@ -153,5 +167,6 @@ pub async fn replay(
             )
         })?;
     state.inbox.stored.notify_one();
+    state.jobs.wake(JobKind::FetchThinEvent);
     Ok(HttpResponse::Accepted().json(Summary::from(&row)))
 }

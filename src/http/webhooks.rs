@@ -7,7 +7,6 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::ledger;
 use crate::telemetry::catalog;
 use crate::webhook::{self, Rejection, ENV_CONNECTION_ID};
 
@@ -102,7 +101,7 @@ async fn receive(
         reject(state, connection_id, rejection.code());
         return Err(ApiError::bad_request(rejection.code(), rejection.message()));
     };
-    let maps = ledger::maps(&envelope.event_type);
+    let maps = webhook::maps(&envelope);
     let stripe_event_id = envelope.id.clone();
     let row = webhook::inbox_row(
         connection_id,

@@ -181,6 +181,54 @@ pub fn mark_failed(
     Ok(())
 }
 
+/// Ends a thin event's fetch in `status` (`fetched` or `gone`), with a note for a person; only
+/// while it is still `fetching`, so a fetch run twice settles it once.
+pub fn settle_thin(
+    conn: &mut DbConnection,
+    id: &str,
+    status: EventStatus,
+    note: Option<&str>,
+) -> Result<(), StorageError> {
+    diesel::update(
+        webhook_events::table
+            .find(id)
+            .filter(webhook_events::status.eq(EventStatus::Fetching)),
+    )
+    .set((
+        webhook_events::status.eq(status),
+        webhook_events::attempts.eq(webhook_events::attempts + 1),
+        webhook_events::last_error.eq(note),
+        webhook_events::applied_at.eq(time::now()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Says on a thin event why its fetch stopped (the job is `failed` or `dead`), or clears it.
+pub fn note_error(
+    conn: &mut DbConnection,
+    id: &str,
+    error: Option<&str>,
+) -> Result<(), StorageError> {
+    diesel::update(webhook_events::table.find(id))
+        .set(webhook_events::last_error.eq(error))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Makes a thin event wait for its fetch again (a replay reads Stripe anew).
+pub fn schedule_refetch(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
+    diesel::update(webhook_events::table.find(id))
+        .set((
+            webhook_events::status.eq(EventStatus::Fetching),
+            webhook_events::attempts.eq(0),
+            webhook_events::last_error.eq(None::<String>),
+            webhook_events::applied_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Puts an event back to be tried again at `at`, without counting an attempt.
 pub fn retry_soon(
     conn: &mut DbConnection,

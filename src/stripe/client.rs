@@ -107,6 +107,28 @@ impl StripeError {
     }
 }
 
+/// The API version billmirror asks for on `/v2` requests, which take none by default: v2 objects
+/// are shaped by the `Stripe-Version` header of each request (its v1 calls keep the account's
+/// default version, as webhooks do).
+pub const V2_API_VERSION: &str = "2026-09-30.endive";
+
+/// Which of Stripe's API namespaces a request goes to. `/v2` takes and answers JSON, is versioned
+/// per request, and accepts secret keys only (not restricted ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Namespace {
+    V1,
+    V2,
+}
+
+impl Namespace {
+    fn prefix(self) -> &'static str {
+        match self {
+            Namespace::V1 => "/v1",
+            Namespace::V2 => "/v2",
+        }
+    }
+}
+
 /// One attempt's outcome, before the retry decision.
 struct Failure {
     error: StripeError,
@@ -144,7 +166,20 @@ impl StripeClient {
 
     /// `GET /v1/{path}` with query parameters.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, StripeError> {
-        self.send(reqwest::Method::GET, path, query, None).await
+        self.send(Namespace::V1, reqwest::Method::GET, path, query, None)
+            .await
+    }
+
+    /// `GET /v2/{path}` (`core/events/evt_…`), with the `Stripe-Version` v2 requests carry.
+    pub async fn get_v2(&self, path: &str) -> Result<Value, StripeError> {
+        self.send(
+            Namespace::V2,
+            reqwest::Method::GET,
+            path,
+            &[] as &[(&str, &str)],
+            None,
+        )
+        .await
     }
 
     /// One page of a list endpoint (100 items, Stripe's most), after the item `after`: the one
@@ -221,8 +256,14 @@ impl StripeClient {
         form: &[(String, String)],
         idempotency_key: &str,
     ) -> Result<Value, StripeError> {
-        self.send(reqwest::Method::POST, path, form, Some(idempotency_key))
-            .await
+        self.send(
+            Namespace::V1,
+            reqwest::Method::POST,
+            path,
+            form,
+            Some(idempotency_key),
+        )
+        .await
     }
 
     /// A POST that changes nothing, such as a permission probe: it still carries a fresh key.
@@ -237,6 +278,7 @@ impl StripeClient {
 
     pub async fn delete(&self, path: &str, idempotency_key: &str) -> Result<Value, StripeError> {
         self.send(
+            Namespace::V1,
             reqwest::Method::DELETE,
             path,
             &[] as &[(String, String)],
@@ -247,21 +289,23 @@ impl StripeClient {
 
     async fn send<K: AsRef<str>, V: AsRef<str>>(
         &self,
+        namespace: Namespace,
         method: reqwest::Method,
         path: &str,
         params: &[(K, V)],
         idempotency_key: Option<&str>,
     ) -> Result<Value, StripeError> {
         let url = format!(
-            "{}/v1/{}",
+            "{}{}/{}",
             self.settings.api_base.trim_end_matches('/'),
+            namespace.prefix(),
             path.trim_start_matches('/')
         );
         let pairs: Vec<(&str, &str)> = params
             .iter()
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
             .collect();
-        let endpoint = endpoint_template(path);
+        let endpoint = template_in(namespace.prefix(), path);
         let mut attempt = 1;
         loop {
             self.limiter.acquire().await;
@@ -276,6 +320,9 @@ impl StripeClient {
             };
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
+            }
+            if namespace == Namespace::V2 {
+                request = request.header("Stripe-Version", V2_API_VERSION);
             }
             let started = std::time::Instant::now();
             let (status, outcome) = match request.send().await {
@@ -396,7 +443,11 @@ fn record_call(endpoint: &str, method: &reqwest::Method, status: Option<u16>, to
 /// metric's labels stay few. Stripe's own path words are lower-case letters and `_`; its ids
 /// carry digits or capitals (`cus_NffrFeUfNV2Hib`, `in_1Nx…`).
 pub fn endpoint_template(path: &str) -> String {
-    let mut template = String::from("/v1");
+    template_in("/v1", path)
+}
+
+fn template_in(prefix: &str, path: &str) -> String {
+    let mut template = String::from(prefix);
     for segment in path.trim_matches('/').split('/').filter(|s| !s.is_empty()) {
         template.push('/');
         let is_word = segment.chars().all(|c| c.is_ascii_lowercase() || c == '_');

@@ -8,6 +8,7 @@ pub mod catchup;
 pub mod lines;
 pub mod progress;
 pub mod reconcile;
+pub mod thin;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -92,6 +93,8 @@ pub fn listed_event(
         livemode,
         api_version: None,
         object_id: Some(object_id),
+        thin: false,
+        related_object: None,
     };
     let maps = ledger::maps(event_type);
     Some(webhook::inbox_row(

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::domain::states::{EventStatus, JobKind};
 use crate::storage::events::{self, EventRow};
+use crate::storage::jobs::{self, NewJob};
 use crate::storage::{Backend, Db, StorageError};
 
 /// Most events one commit carries.
@@ -36,8 +38,17 @@ pub struct Inbox {
     pub stored: Arc<Notify>,
 }
 
+/// The bells the writers ring after a commit.
+struct Bells {
+    /// The apply workers: a new event to apply.
+    stored: Arc<Notify>,
+    /// The `fetch_thin_event` runner: a new thin event to read from Stripe.
+    thin: Arc<Notify>,
+}
+
 impl Inbox {
-    pub fn start(db: Db) -> Inbox {
+    /// `thin` is the `fetch_thin_event` runner's bell, rung when a thin event was stored.
+    pub fn start(db: Db, thin: Arc<Notify>) -> Inbox {
         let (jobs, receiver) = mpsc::channel(8 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
         let stored = Arc::new(Notify::new());
@@ -47,10 +58,14 @@ impl Inbox {
             Backend::Postgres => 4,
         };
         for n in 0..writers {
-            let (db, receiver, stored) = (db.clone(), receiver.clone(), stored.clone());
+            let (db, receiver) = (db.clone(), receiver.clone());
+            let bells = Bells {
+                stored: stored.clone(),
+                thin: thin.clone(),
+            };
             let spawned = thread::Builder::new()
                 .name(format!("inbox-writer-{n}"))
-                .spawn(move || write_batches(&db, &receiver, &stored));
+                .spawn(move || write_batches(&db, &receiver, &bells));
             if let Err(e) = spawned {
                 tracing::error!("cannot start an inbox writer thread: {e}");
             }
@@ -86,7 +101,7 @@ impl Inbox {
     }
 }
 
-fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, stored: &Notify) {
+fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, bells: &Bells) {
     loop {
         let batch = {
             let Ok(mut receiver) = receiver.lock() else {
@@ -106,6 +121,9 @@ fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, stored: &Notify
         };
         let outcome = write(db, &batch);
         let mut any_new = false;
+        let any_thin = batch.iter().any(
+            |job| matches!(job, Job::Store { row, .. } if row.status == EventStatus::Fetching),
+        );
         let mut results = match outcome {
             Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>().into_iter(),
             Err(error) => {
@@ -130,7 +148,10 @@ fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, stored: &Notify
             }
         }
         if any_new {
-            stored.notify_one();
+            bells.stored.notify_one();
+            if any_thin {
+                bells.thin.notify_one();
+            }
         }
     }
 }
@@ -175,7 +196,24 @@ fn write_once(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
             Job::Store { row, .. } => Some(&**row),
             Job::Reject { .. } => None,
         });
-        let inserted = events::insert_new(conn, rows)?;
+        let rows: Vec<&EventRow> = rows.collect();
+        let inserted = events::insert_new(conn, rows.iter().copied())?;
+        // A thin event's fetch is enqueued with it: once stored, it is read from Stripe, even
+        // after a crash right after this commit.
+        for (row, new) in rows.iter().zip(&inserted) {
+            if *new && row.status == EventStatus::Fetching {
+                jobs::enqueue(
+                    conn,
+                    &NewJob {
+                        kind: JobKind::FetchThinEvent,
+                        subject_id: &row.id,
+                        connection_id: &row.connection_id,
+                        payload: None,
+                        dedupe_key: &row.id,
+                    },
+                )?;
+            }
+        }
         for job in batch {
             if let Job::Reject {
                 connection_id,

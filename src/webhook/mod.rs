@@ -5,6 +5,7 @@
 pub mod envelope;
 pub mod inbox;
 pub mod signature;
+pub mod thin;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -144,8 +145,23 @@ pub fn verify_delivery(
     Ok((envelope, signed_with))
 }
 
-/// The inbox row for a verified event: `pending` when billmirror maps its type, else `ignored`
-/// (stored all the same, and answered 2xx so that Stripe does not retry it for days).
+/// Whether billmirror makes something of an event: a snapshot event whose type the ledger maps,
+/// or a thin event standing for one (`v1.invoice.paid`).
+pub fn maps(envelope: &Envelope) -> bool {
+    if envelope.thin {
+        thin::snapshot_type(&envelope.event_type).is_some()
+            && envelope
+                .related_object
+                .as_ref()
+                .is_some_and(|r| thin::related_path(&r.url).is_some())
+    } else {
+        crate::ledger::maps(&envelope.event_type)
+    }
+}
+
+/// The inbox row for a verified event: `pending` when billmirror maps its type (`fetching` for a
+/// thin event, which its job reads from Stripe first), else `ignored` (stored all the same, and
+/// answered 2xx so that Stripe does not retry it for days).
 pub fn inbox_row(
     connection_id: &str,
     envelope: Envelope,
@@ -167,10 +183,10 @@ pub fn inbox_row(
         payload: body,
         source: source.to_owned(),
         signed_with,
-        status: if maps_type {
-            EventStatus::Pending
-        } else {
-            EventStatus::Ignored
+        status: match (maps_type, envelope.thin) {
+            (false, _) => EventStatus::Ignored,
+            (true, false) => EventStatus::Pending,
+            (true, true) => EventStatus::Fetching,
         },
         attempts: 0,
         last_error: None,

@@ -23,4 +23,5 @@ mod secrets;
 mod storage;
 mod stripe_client;
 mod support_view;
+mod thin;
 mod webhooks;

@@ -328,7 +328,7 @@ on_both_backends! {
         app.db.run(|conn| {
             let envelope = billmirror::webhook::envelope::Envelope {
                 id: "evt_backfill_1".into(), event_type: "invoice.payment_failed".into(), created: now(),
-                livemode: false, api_version: None, object_id: Some("in_listed".into()),
+                livemode: false, api_version: None, object_id: Some("in_listed".into()), thin: false, related_object: None,
             };
             let payload = event("evt_backfill_1", "invoice.payment_failed", now(), failed_invoice("in_listed", 5000, 1), None);
             let row = billmirror::webhook::inbox_row("env", envelope, payload, "backfill", None, true);

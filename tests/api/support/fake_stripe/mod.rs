@@ -20,6 +20,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
 
 mod resources;
+mod v2;
 
 pub use resources::parse_form;
 use resources::*;
@@ -146,6 +147,8 @@ struct State {
     indexed_at: HashMap<String, std::time::Instant>,
     /// Where events are posted, signed with the secret, when a test asks for webhooks.
     webhook: Option<(String, String)>,
+    /// The destination takes thin events (`v1.customer.created`, …) instead of snapshots.
+    thin_payloads: bool,
     /// Events made by the request being handled, to post once the state is unlocked.
     outgoing: Vec<Value>,
     /// A share of requests (0..1) that fail with one of `random_faults`, from a seeded sequence.
@@ -387,6 +390,27 @@ impl FakeStripe {
         self.with(|s| s.webhook = Some((url.to_owned(), secret.to_owned())));
     }
 
+    /// As [`FakeStripe::send_webhooks_to`], with thin events (`v2.core.event`, type
+    /// `v1.{snapshot type}`) in place of snapshot events, as an event destination of thin
+    /// payloads sends them.
+    pub fn send_thin_webhooks_to(&self, url: &str, secret: &str) {
+        self.with(|s| {
+            s.webhook = Some((url.to_owned(), secret.to_owned()));
+            s.thin_payloads = true;
+        });
+    }
+
+    /// A thin event of `thin_type` about `related` (`(id, object type)`), kept for
+    /// `GET /v2/core/events/{id}`, for the test to deliver.
+    pub fn thin_event(
+        &self,
+        account: &str,
+        thin_type: &str,
+        related: Option<(&str, &str)>,
+    ) -> Value {
+        self.with(|s| v2::thin_event(s, account, thin_type, related))
+    }
+
     /// The events Stripe would have sent so far, oldest first.
     pub fn events(&self, account: &str) -> Vec<Value> {
         self.objects(account, "events")
@@ -461,6 +485,11 @@ async fn handle(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let stripe_version = req
+        .headers()
+        .get("stripe-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
 
     // Marks the key in flight for the processing delay, as a long-running request does at Stripe.
     let in_flight = {
@@ -530,6 +559,7 @@ async fn handle(
                 &path,
                 &key,
                 idempotency_key.as_deref(),
+                stripe_version.as_deref(),
                 &params,
                 fault,
             ),
@@ -643,12 +673,14 @@ impl Answer {
 }
 
 /// Authentication, permissions and idempotency, then the resource itself.
+#[allow(clippy::too_many_arguments)] // one per part of the request the fake judges
 fn respond(
     s: &mut State,
     method: &str,
     path: &str,
     key: &str,
     idempotency_key: Option<&str>,
+    stripe_version: Option<&str>,
     params: &Value,
     fault: Option<Fault>,
 ) -> Answer {
@@ -670,6 +702,19 @@ fn respond(
             &format!("Expired API Key provided: {}", star(key)),
             None,
         );
+        return Answer::fresh(status, body);
+    }
+    if let Some(rest) = path.strip_prefix("/v2/") {
+        let (status, body) = match fault {
+            Some(Fault::ServerError) => error(
+                500,
+                "api_error",
+                None,
+                "An unknown error occurred (fake).",
+                None,
+            ),
+            _ => v2::respond(s, &info, method, rest, stripe_version),
+        };
         return Answer::fresh(status, body);
     }
     let parts: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();

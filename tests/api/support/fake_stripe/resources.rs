@@ -443,7 +443,21 @@ pub(super) fn emit(s: &mut State, account: &str, kind: &str, object: &Value) {
         .or_default()
         .insert(id, event.clone());
     if s.webhook.is_some() {
-        s.outgoing.push(event);
+        if s.thin_payloads {
+            let related = (
+                object["id"].as_str().unwrap_or_default().to_owned(),
+                object["object"].as_str().unwrap_or_default().to_owned(),
+            );
+            let thin = super::v2::thin_event(
+                s,
+                account,
+                &format!("v1.{kind}"),
+                Some((&related.0, &related.1)),
+            );
+            s.outgoing.push(thin);
+        } else {
+            s.outgoing.push(event);
+        }
     }
 }
 
