@@ -12,8 +12,9 @@ run:
 test:
 	$(CARGO) test --locked
 
-## Webhook ingest and apply throughput, billing-context latency and backfill throughput, on SQLite
-## and PostgreSQL (release build; see BENCHMARKS.md).
+## Webhook ingest and apply throughput (then one and two instances on one PostgreSQL database),
+## billing-context latency and backfill throughput, on SQLite and PostgreSQL (release build; see
+## BENCHMARKS.md).
 bench:
 	$(CARGO) bench --locked --bench ingest
 	$(CARGO) bench --locked --bench billing

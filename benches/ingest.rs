@@ -6,8 +6,19 @@
 //! (3-7 KB, pretty-printed as Stripe sends them) over keep-alive connections, and reports accepted
 //! events/s, p50/p99 acknowledgement latency, apply throughput, the apply lag after the last
 //! acknowledgement, and the server's peak RSS. Set `BENCH_EVENTS` to change the event count.
+//!
+//! Then the multi-instance rows (`multi.rs`): one and two `serve` processes on one PostgreSQL
+//! database, every event delivered twice (to both instances when there are two) and invoices
+//! created on each, pushed to the test suite's fake Stripe. `BENCH_MULTI=off` skips them,
+//! `BENCH_MULTI=only` runs nothing else; `BENCH_MULTI_EVENTS` sets their event count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
+
+#[path = "../tests/api/support/fake_stripe/mod.rs"]
+#[allow(dead_code)]
+mod fake_stripe;
+#[path = "ingest/multi.rs"]
+mod multi;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +45,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let multi_mode = std::env::var("BENCH_MULTI").unwrap_or_default();
+    if multi_mode != "only" {
+        single_table(&runtime, events_per_run, &templates);
+    }
+    if multi_mode != "off" {
+        let events = std::env::var("BENCH_MULTI_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4_000);
+        multi::table(&runtime, events, &templates);
+    }
+}
+
+fn single_table(runtime: &tokio::runtime::Runtime, events_per_run: usize, templates: &[Value]) {
     println!("| backend | concurrency | events | accepted/s | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB | server CPU s |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     // BENCH_BACKENDS=postgres, BENCH_CONCURRENCY=32: run a subset, e.g. under a profiler.
@@ -49,7 +74,7 @@ fn main() {
             } else {
                 events_per_run
             };
-            let result = runtime.block_on(run(backend, concurrency, n, &templates));
+            let result = runtime.block_on(run(backend, concurrency, n, templates));
             println!(
                 "| {backend} | {concurrency} | {n} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} | {:.1} |",
                 result.accepted_per_s, result.p50_ms, result.p99_ms, result.applied_per_s, result.lag_s, result.peak_rss_mb, result.server_cpu_s
@@ -135,7 +160,7 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
         .local_addr()
         .unwrap()
         .port();
-    let mut server = start_server(&database_url, port);
+    let mut server = start_server(&database_url, port, &[]);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -263,7 +288,8 @@ fn database(backend: &str, run_id: &str) -> (String, Box<dyn std::any::Any>) {
     )
 }
 
-fn start_server(database_url: &str, port: u16) -> Child {
+/// `billmirror serve` on `port`; `extra` adds or overrides environment variables.
+fn start_server(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_billmirror"))
         .arg("serve")
         .env_clear()
@@ -277,6 +303,7 @@ fn start_server(database_url: &str, port: u16) -> Child {
         )
         .env("DATABASE_POOL_SIZE", "16")
         .env("LOG_LEVEL", "warn")
+        .envs(extra.iter().copied())
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::null())
         .spawn()
