@@ -30,8 +30,8 @@ const IN_FLIGHT: usize = 32;
 
 pub fn table(runtime: &tokio::runtime::Runtime, events: usize, templates: &[Value]) {
     println!();
-    println!("| PostgreSQL instances | events × 2 deliveries | invoices | accepted/s | ack p50 ms | ack p99 ms | applied/s | invoices pushed/s | stored first, per instance | CPU s, per instance |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| PostgreSQL instances | events × 2 deliveries | invoices | accepted/s | ack p50 ms | ack p99 ms | applied/s | invoices pushed/s | stored first, per instance | CPU s, per instance | sent again |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for instances in [1, 2] {
         let r = runtime.block_on(run(instances, events, templates));
         let shares = |values: &[f64]| {
@@ -49,13 +49,14 @@ pub fn table(runtime: &tokio::runtime::Runtime, events: usize, templates: &[Valu
             .collect::<Vec<_>>()
             .join(" / ");
         println!(
-            "| {instances} | {events} | {INVOICES} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {cpu} |",
+            "| {instances} | {events} | {INVOICES} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {cpu} | {} |",
             r.accepted_per_s,
             r.p50_ms,
             r.p99_ms,
             r.applied_per_s,
             r.pushed_per_s,
             shares(&r.stored_first),
+            r.retried,
         );
     }
 }
@@ -68,6 +69,8 @@ struct MultiResult {
     pushed_per_s: f64,
     stored_first: Vec<f64>,
     cpu_s: Vec<f64>,
+    /// Deliveries sent again after an answer other than 200.
+    retried: usize,
 }
 
 async fn run(instances: usize, events: usize, templates: &[Value]) -> MultiResult {
@@ -142,34 +145,49 @@ async fn run(instances: usize, events: usize, templates: &[Value]) -> MultiResul
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut stored_first = vec![0usize; bases.len()];
+            let mut retried = 0usize;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((instance, body, header)) = deliveries.get(i) else {
                     break;
                 };
                 let sent = Instant::now();
-                let response = client
-                    .post(format!("{}/webhooks/stripe", bases[*instance]))
-                    .header("Stripe-Signature", header)
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
-                let answer: Value = response.json().await.unwrap();
+                // As Stripe does, a delivery not answered 200 (a connection the server closed, a
+                // 408 or 503 under load) is sent again; the row counts them.
+                let mut tries = 0;
+                let answer: Value = loop {
+                    tries += 1;
+                    let response = client
+                        .post(format!("{}/webhooks/stripe", bases[*instance]))
+                        .header("Stripe-Signature", header)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 200 => break r.json().await.unwrap(),
+                        failed if tries < 5 => {
+                            retried += 1;
+                            eprintln!("delivery {i} sent again: {:?}", failed.map(|r| r.status()));
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        failed => panic!("delivery {i} failed 5 times: {failed:?}"),
+                    }
+                };
                 latencies.push(sent.elapsed());
                 if answer["duplicate"] == false {
                     stored_first[*instance] += 1;
                 }
             }
-            (latencies, stored_first)
+            (latencies, stored_first, retried)
         }));
     }
     let mut latencies = Vec::new();
     let mut stored_first = vec![0usize; instances];
+    let mut retried = 0;
     for task in tasks {
-        let (l, s) = task.await.unwrap();
+        let (l, s, r) = task.await.unwrap();
         latencies.extend(l);
+        retried += r;
         for (total, n) in stored_first.iter_mut().zip(s) {
             *total += n;
         }
@@ -210,11 +228,9 @@ async fn run(instances: usize, events: usize, templates: &[Value]) -> MultiResul
         applied_rows as usize, events,
         "each event applied (or ignored)"
     );
-    assert_eq!(
-        stored_first.iter().sum::<usize>(),
-        events,
-        "one delivery per event stored it"
-    );
+    // At most one delivery per event stored it (fewer when an answer was lost and the retry
+    // found the event stored).
+    assert!(stored_first.iter().sum::<usize>() <= events);
     let done = count(
         &db,
         "SELECT count(*) AS n FROM jobs WHERE kind = 'push_invoice' AND status = 'done'",
@@ -240,6 +256,7 @@ async fn run(instances: usize, events: usize, templates: &[Value]) -> MultiResul
         pushed_per_s: INVOICES as f64 / pushed.as_secs_f64(),
         stored_first: stored_first.into_iter().map(|n| n as f64).collect(),
         cpu_s,
+        retried,
     }
 }
 
