@@ -37,6 +37,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Close the connection after this answer: what is left of the request, if it ever comes,
+    /// is not worth reading, and the client must not send its next request behind it.
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -46,7 +49,13 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            close_connection: false,
         }
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close_connection = true;
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -124,6 +133,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Tells Stripe and other clients the fault is passing: try again shortly.
             answer.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        if self.close_connection {
+            answer.force_close();
         }
         answer.json(ErrorBody {
             error: ErrorFields {

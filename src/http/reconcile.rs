@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::parse_json;
+use super::extract::{parse_json, Body};
 use super::AppState;
 use crate::auth::Principal;
 use crate::connections::ConnectionError;
@@ -48,7 +48,7 @@ pub async fn start(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
     id: web::Path<String>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     // No body asks for a report without repair.
     let request: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {

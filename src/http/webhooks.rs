@@ -193,15 +193,10 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
         .ok()
 }
 
-/// The error answer, with the connection closed after it: the rest of the body, if it ever
-/// comes, is not worth reading, and the client must not send its next request behind it.
+/// The error answer, with the connection closed after it.
 fn closing(error: ApiError) -> HttpResponse {
     use actix_web::ResponseError;
-    let mut answer = error.error_response();
-    answer
-        .head_mut()
-        .set_connection_type(actix_web::http::ConnectionType::Close);
-    answer
+    error.closing().error_response()
 }
 
 fn reject(state: &AppState, connection_id: &str, reason: &'static str) {
