@@ -21,7 +21,7 @@ pub struct Principal {
 }
 
 /// A token as listed: the secret is gone, only a hint of it remains.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,

@@ -28,6 +28,8 @@ pub struct Config {
     pub log_level: String,
     pub admin_token: Option<Secret>,
     pub shutdown_timeout: Duration,
+    /// How long an `/api` request's JSON body may take to arrive once its headers have.
+    pub api_body_timeout: Duration,
     pub webhooks: WebhookSettings,
     /// The Stripe account configured from `STRIPE_*` variables, if any.
     pub env_connection: Option<EnvConnection>,
@@ -149,6 +151,9 @@ impl Config {
         let shutdown_timeout = env
             .ranged("SHUTDOWN_TIMEOUT_SECS", 30, 1..=3600)
             .map(Duration::from_secs);
+        let api_body_timeout = env
+            .ranged("API_BODY_TIMEOUT_SECS", 15, 1..=300)
+            .map(Duration::from_secs);
         let webhooks = (|| {
             Some(WebhookSettings {
                 tolerance: Duration::from_secs(env.ranged(
@@ -255,6 +260,7 @@ impl Config {
                 log_level: log_level?,
                 admin_token,
                 shutdown_timeout: shutdown_timeout?,
+                api_body_timeout: api_body_timeout?,
                 webhooks: webhooks?,
                 env_connection: env_connection?,
                 stripe: stripe?,

@@ -49,7 +49,7 @@ pub enum ConnectionError {
 }
 
 /// A connection as the API shows it: keys masked, secrets never.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     pub id: String,
     pub name: String,
@@ -75,7 +75,7 @@ pub struct ConnectionView {
     pub disconnected_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SecretView {
     pub id: String,
     pub secret: String,

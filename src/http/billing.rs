@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
@@ -61,6 +61,14 @@ fn parse_emails(pairs: &[(String, String)]) -> Result<Vec<String>, ApiError> {
     Ok(emails)
 }
 
+/// Everything support needs about some customers: their customers in every connection, invoices,
+/// subscriptions and payments, from the ledger.
+#[utoipa::path(get, path = "/api/billing-context", params(("email" = Vec<String>, Query, description = "A customer's email; repeat for several (at most 20)."),
+    ("refresh" = Option<bool>, Query, description = "Fetch these customers from Stripe first (waits up to 5 s)."),
+), responses(
+    (status = 200, description = "The customers' billing context (and `refreshed` with `refresh=true`).", body = serde_json::Value),
+    (status = 422, description = "No or a bad email, too many, or an unknown parameter.", body = ErrorBody),
+))]
 pub async fn context(state: web::Data<AppState>, query: Pairs) -> Result<HttpResponse, ApiError> {
     only(&query, &["email", "refresh"])?;
     let emails = parse_emails(&query)?;
@@ -85,6 +93,15 @@ pub async fn context(state: web::Data<AppState>, query: Pairs) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// Lists mirrored customers.
+#[utoipa::path(get, path = "/api/customers", params(
+    ("email" = Option<String>, Query, description = "Only this email's customers."),
+    ("limit" = Option<i64>, Query, description = "1 to 500 (default 50)."),
+    ("after" = Option<String>, Query, description = "The `next` of the previous page."),
+), responses(
+    (status = 200, description = "`{data: [{id, connection_id, email, name, deleted, created}], next}`.", body = serde_json::Value),
+    (status = 422, description = "A bad parameter.", body = ErrorBody),
+))]
 pub async fn customers(state: web::Data<AppState>, query: Pairs) -> Result<HttpResponse, ApiError> {
     only(&query, &["email", "limit", "after"])?;
     let page = page_query(&query)?;
@@ -115,6 +132,13 @@ pub async fn customers(state: web::Data<AppState>, query: Pairs) -> Result<HttpR
     })))
 }
 
+/// Lists the subscriptions of some customers.
+#[utoipa::path(get, path = "/api/subscriptions", params(("email" = Vec<String>, Query, description = "A customer's email; repeat for several (at most 20)."),
+    ("status" = Option<String>, Query, description = "Only subscriptions in this Stripe status."),
+), responses(
+    (status = 200, description = "`{data: [...], next: null}`.", body = serde_json::Value),
+    (status = 422, description = "No or a bad email, or an unknown parameter.", body = ErrorBody),
+))]
 pub async fn subscriptions(
     state: web::Data<AppState>,
     query: Pairs,

@@ -6,14 +6,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
-use crate::connections::{ConnectionError, NewConnection};
+use crate::connections::{ConnectionError, ConnectionView, NewConnection};
 use crate::domain::Secret;
-use crate::stripe::report::KeyInput;
+use crate::stripe::report::{KeyInput, KeyReport};
 
 impl From<ConnectionError> for ApiError {
     fn from(error: ConnectionError) -> Self {
@@ -106,6 +106,41 @@ fn key_input(body: &Map<String, Value>, allowed: &[&str]) -> Result<KeyInput, Ap
     })
 }
 
+/// The credentials a check or a new connection takes (read by hand from a JSON value, so that no
+/// parser error quotes a key back; this type only describes them in `/openapi.json`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Keys {
+    /// `pk_live_…` or `pk_test_…`.
+    publishable_key: Option<String>,
+    /// `sk_…` or a restricted `rk_…` key.
+    secret_key: Option<String>,
+    /// A `whsec_…` signing secret.
+    webhook_secret: Option<String>,
+    /// Several signing secrets (during a rotation).
+    webhook_secrets: Option<Vec<String>>,
+}
+
+/// A new connection: its keys (as in a check) and a name.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewConnectionBody {
+    /// Shown in lists; made from the account's name when not given.
+    name: Option<String>,
+    publishable_key: Option<String>,
+    secret_key: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_secrets: Option<Vec<String>>,
+}
+
+/// A webhook signing secret to add.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewSecretBody {
+    /// `whsec_…`.
+    secret: String,
+}
+
 const KEY_FIELDS: [&str; 4] = [
     "publishable_key",
     "secret_key",
@@ -113,6 +148,13 @@ const KEY_FIELDS: [&str; 4] = [
     "webhook_secrets",
 ];
 
+/// Checks keys without saving them: formats, mode, authentication, permissions, account status
+/// and the webhook endpoint, each with a verdict.
+#[utoipa::path(post, path = "/api/connections/check", request_body = Keys, responses(
+    (status = 200, description = "The report (`ok` false when a check failed).", body = KeyReport),
+    (status = 400, description = "The body is not a JSON object (`invalid_json`).", body = ErrorBody),
+    (status = 422, description = "An unknown field or a value of the wrong type (`invalid_input`).", body = ErrorBody),
+))]
 pub async fn check(
     state: web::Data<AppState>,
     body: Json<Value>,
@@ -122,6 +164,14 @@ pub async fn check(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// Saves a connection once its keys pass the checks; secrets are encrypted at rest.
+#[utoipa::path(post, path = "/api/connections", request_body = NewConnectionBody, responses(
+    (status = 201, description = "Created.", body = ConnectionView),
+    (status = 400, description = "The body is not a JSON object (`invalid_json`).", body = ErrorBody),
+    (status = 409, description = "The same key or account is already connected (`conflict`).", body = ErrorBody),
+    (status = 422, description = "Unusable keys (`keys_unusable`, with the report in `details`) or bad input (`invalid_input`).", body = ErrorBody),
+    (status = 503, description = "Stripe or the database cannot be reached.", body = ErrorBody),
+))]
 pub async fn create(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -139,6 +189,12 @@ pub async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// Lists connections, keys masked.
+#[utoipa::path(get, path = "/api/connections", params(PageQuery), responses(
+    (status = 200, description = "A page of connections.", body = Page<ConnectionView>),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+    (status = 422, description = "Bad `limit` or `after`.", body = ErrorBody),
+))]
 pub async fn list(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
@@ -153,6 +209,11 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(Page::from_rows(views, limit, |v| v.id.clone())))
 }
 
+/// One connection, with its webhook health and last key report.
+#[utoipa::path(get, path = "/api/connections/{id}", params(("id" = String, Path, description = "The connection's id (`conn_…`, or `env` for the one from the environment).")), responses(
+    (status = 200, description = "The connection.", body = ConnectionView),
+    (status = 404, description = "No connection has that id.", body = ErrorBody),
+))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -160,6 +221,11 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(state.connections.view(&id).await?))
 }
 
+/// Runs the key report again on the saved keys.
+#[utoipa::path(post, path = "/api/connections/{id}/validate", params(("id" = String, Path, description = "The connection's id (`conn_…`, or `env` for the one from the environment).")), responses(
+    (status = 200, description = "The report.", body = KeyReport),
+    (status = 404, description = "No connection has that id.", body = ErrorBody),
+))]
 pub async fn validate(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -169,6 +235,12 @@ pub async fn validate(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// Disconnects: no more events or pushes; the ledger keeps its rows.
+#[utoipa::path(delete, path = "/api/connections/{id}", params(("id" = String, Path, description = "The connection's id (`conn_…`, or `env` for the one from the environment).")), responses(
+    (status = 200, description = "Disconnected: `{id, status, affected, message}`, where `affected` counts what still runs in Stripe.", body = serde_json::Value),
+    (status = 404, description = "No connection has that id.", body = ErrorBody),
+    (status = 409, description = "It cannot be disconnected (e.g. the environment's).", body = ErrorBody),
+))]
 pub async fn disconnect(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -189,6 +261,15 @@ pub async fn disconnect(
     })))
 }
 
+/// Registers (or updates) the webhook endpoint in Stripe for this connection and keeps its secret.
+#[utoipa::path(post, path = "/api/connections/{id}/webhook-endpoint", params(("id" = String, Path, description = "The connection's id (`conn_…`, or `env` for the one from the environment).")), responses(
+    (status = 201, description = "Created in Stripe: the connection, with `webhook_endpoint` saying `created`.", body = ConnectionView),
+    (status = 200, description = "Already there or updated: `webhook_endpoint` says which.", body = ConnectionView),
+    (status = 404, description = "No connection has that id.", body = ErrorBody),
+    (status = 422, description = "`PUBLIC_URL` is loopback (`public_url_unreachable`) or the key may not do this (`stripe_permission`).", body = ErrorBody),
+    (status = 502, description = "Stripe refused (`stripe_error`).", body = ErrorBody),
+    (status = 503, description = "Stripe cannot be reached (`stripe_unavailable`).", body = ErrorBody),
+))]
 pub async fn register_webhook_endpoint(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -208,6 +289,13 @@ pub async fn register_webhook_endpoint(
     Ok(HttpResponse::build(status).json(answer))
 }
 
+/// Adds a webhook signing secret (for a rotation: both verify until the old one is retired).
+#[utoipa::path(post, path = "/api/connections/{id}/webhook-secrets", params(("id" = String, Path, description = "The connection's id (`conn_…`, or `env` for the one from the environment).")), request_body = NewSecretBody, responses(
+    (status = 201, description = "Added.", body = ConnectionView),
+    (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+    (status = 404, description = "No connection has that id.", body = ErrorBody),
+    (status = 422, description = "No secret, or not a `whsec_` one (`invalid_input`).", body = ErrorBody),
+))]
 pub async fn add_webhook_secret(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -225,6 +313,14 @@ pub async fn add_webhook_secret(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// Retires a webhook signing secret: deliveries signed with it are refused from now on.
+#[utoipa::path(delete, path = "/api/connections/{id}/webhook-secrets/{secret_id}", params(("id" = String, Path, description = "The connection's id (`conn_…`, or `env` for the one from the environment)."),
+    ("secret_id" = String, Path, description = "The secret's id, from the connection's `webhook_secrets`."),
+), responses(
+    (status = 200, description = "Retired.", body = ConnectionView),
+    (status = 404, description = "No such connection or secret.", body = ErrorBody),
+    (status = 409, description = "It is the last active secret.", body = ErrorBody),
+))]
 pub async fn retire_webhook_secret(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,

@@ -4,12 +4,32 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::storage::StorageError;
 
 /// What a 503 asks the client to wait before trying again.
 const RETRY_AFTER_SECS: u32 = 5;
+
+/// Every error answer's body, as `/openapi.json` shows it: `{"error": {"code", "message",
+/// "details"?}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorFields<'a>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorFields<'a> {
+    /// Stable: clients branch on it (`not_found`, `invalid_json`, `forbidden`…).
+    pub code: &'a str,
+    /// A sentence for a person.
+    pub message: &'a str,
+    /// More about it when there is more, e.g. `{"field": "lines[0].quantity"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<&'a Value>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -17,6 +37,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Close the connection after this answer: what is left of the request, if it ever comes,
+    /// is not worth reading, and the client must not send its next request behind it.
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -26,7 +49,13 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            close_connection: false,
         }
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close_connection = true;
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -100,16 +129,21 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(details) = &self.details {
-            error["details"] = details.clone();
-        }
         let mut answer = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Tells Stripe and other clients the fault is passing: try again shortly.
             answer.insert_header((actix_web::http::header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
-        answer.json(json!({ "error": error }))
+        if self.close_connection {
+            answer.force_close();
+        }
+        answer.json(ErrorBody {
+            error: ErrorFields {
+                code: self.code,
+                message: &self.message,
+                details: self.details.as_ref(),
+            },
+        })
     }
 }
 

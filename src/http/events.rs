@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
@@ -14,20 +14,27 @@ use crate::domain::time;
 use crate::storage::events::{self, EventFilter, EventRow};
 use crate::storage::tokens::audit;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `pending`, `applied`, `ignored`, `retrying` or `dead`.
     status: Option<String>,
+    /// A Stripe event type, e.g. `invoice.paid`.
     #[serde(rename = "type")]
     event_type: Option<String>,
+    /// The Stripe object the event is about.
     object_id: Option<String>,
+    /// 1 to 500 (default 50).
     limit: Option<i64>,
+    /// The `next` of the previous page.
     after: Option<String>,
 }
 
 /// An event as listed: what happened to it, not its payload.
-#[derive(Serialize)]
-struct Summary {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Event)]
+pub struct Summary {
     id: String,
     stripe_event_id: String,
     connection_id: String,
@@ -67,6 +74,12 @@ impl From<&EventRow> for Summary {
     }
 }
 
+/// Lists the webhook inbox, newest first.
+#[utoipa::path(get, path = "/api/events", params(ListQuery), responses(
+    (status = 200, description = "A page of events (without payloads).", body = Page<Summary>),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+    (status = 422, description = "A bad filter value or cursor.", body = ErrorBody),
+))]
 pub async fn list(
     state: web::Data<AppState>,
     query: Query<ListQuery>,
@@ -98,6 +111,11 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One event with its payload as Stripe sent it.
+#[utoipa::path(get, path = "/api/events/{id}", params(("id" = String, Path, description = "The event's id here (`ev_…`).")), responses(
+    (status = 200, description = "The event's summary plus `payload`.", body = Summary),
+    (status = 404, description = "No event has that id.", body = ErrorBody),
+))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -114,6 +132,12 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// Applies an event again (e.g. a dead one after a fix).
+#[utoipa::path(post, path = "/api/events/{id}/replay", params(("id" = String, Path, description = "The event's id here (`ev_…`).")), responses(
+    (status = 202, description = "Scheduled.", body = Summary),
+    (status = 404, description = "No event has that id.", body = ErrorBody),
+    (status = 409, description = "billmirror does not map this event type (`not_mapped`).", body = ErrorBody),
+))]
 pub async fn replay(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,

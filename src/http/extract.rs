@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -17,6 +18,12 @@ use super::error::ApiError;
 
 /// A JSON body, read with errors that name the field.
 pub struct Json<T>(pub T);
+
+/// A request body as bytes, read within `API_BODY_TIMEOUT_SECS`: actix bounds only the wait for
+/// the headers, so a client that stops halfway through its body would otherwise hold the request
+/// (and a graceful shutdown) for as long as it likes. Too slow is a 408 `body_timeout` and the
+/// connection is closed.
+pub struct Body(pub web::Bytes);
 
 /// The query string, read with errors that name the parameter.
 pub struct Query<T>(pub T);
@@ -47,6 +54,42 @@ impl<T> Deref for Query<T> {
     }
 }
 
+impl FromRequest for Body {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let wait = req
+            .app_data::<web::Data<super::AppState>>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |state| state.config.api_body_timeout);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            match tokio::time::timeout(wait, body).await {
+                Ok(Ok(body)) => Ok(Body(body)),
+                Ok(Err(e)) => Err(ApiError::new(
+                    e.as_response_error().status_code(),
+                    "invalid_json",
+                    "The request body could not be read (is it over 256 KiB?).",
+                )
+                .into()),
+                Err(_) => Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "The body did not arrive within {} s (API_BODY_TIMEOUT_SECS).",
+                        wait.as_secs()
+                    ),
+                )
+                .closing()
+                .into()),
+            }
+        })
+    }
+}
+
+/// For an app built without `AppState` (none is, outside unit tests): the setting's default.
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -54,15 +97,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         // Any content type is read as JSON: `curl -d` sends a form type with a JSON body, and
         // a body that is not JSON gets its own clear answer below.
-        let body = web::Bytes::from_request(req, payload);
+        let body = Body::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await.map_err(|e| {
-                ApiError::new(
-                    e.as_response_error().status_code(),
-                    "invalid_json",
-                    "The request body could not be read (is it over 256 KiB?).",
-                )
-            })?;
+            let Body(body) = body.await?;
             Ok(Json(parse_json(&body)?))
         })
     }
@@ -296,7 +333,8 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            for needle in ["web::Json<", "web::Query<", "web::Form<"] {
+            // `: web::Bytes` as a handler's argument would read a body without our timeout.
+            for needle in ["web::Json<", "web::Query<", "web::Form<", ": web::Bytes"] {
                 assert!(!text.contains(needle), "{} uses {needle}", path.display());
             }
         }

@@ -6,12 +6,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
 use super::pagination::Page;
 use super::AppState;
 use crate::auth::Principal;
 use crate::domain::states::{InvoiceOrigin, InvoiceStatus};
+use crate::invoices::view::InvoiceView;
 use crate::invoices::{self, view, InvoiceError};
 use crate::jobs::JobKind;
 use crate::storage::invoices::{self as store, InvoiceFilter};
@@ -47,6 +48,17 @@ async fn detail(state: &AppState, id: String) -> Result<view::InvoiceView, ApiEr
         .ok_or_else(|| ApiError::not_found("invoice"))
 }
 
+/// Creates an invoice here and pushes it to Stripe in the background.
+#[utoipa::path(post, path = "/api/invoices",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Sending the same key again returns the first answer (`Idempotent-Replayed: true`).")),
+    request_body = NewInvoiceBody,
+    responses(
+        (status = 201, description = "Created; `sync` says how the push goes.", body = InvoiceView),
+        (status = 200, description = "Replayed for a repeated `Idempotency-Key`.", body = InvoiceView),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or a bad `Idempotency-Key`.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `API_BODY_TIMEOUT_SECS` (`body_timeout`).", body = ErrorBody),
+        (status = 422, description = "A field is wrong (its code, `details.field`) or the key was used for another request (`idempotency_key_reused`).", body = ErrorBody),
+    ))]
 pub async fn create(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -84,17 +96,66 @@ pub async fn create(
     Ok(response.json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `draft`, `open`, `paid`, `void`, `uncollectible`…
     status: Option<String>,
+    /// The customer's email (any letter case).
     email: Option<String>,
+    /// `billmirror` or `stripe`.
     origin: Option<String>,
     connection_id: Option<String>,
+    /// 1 to 500 (default 50).
     limit: Option<i64>,
+    /// The `next` of the previous page.
     after: Option<String>,
 }
 
+/// A new invoice (read field by field by `invoices::input`, so each refusal names its field;
+/// this type only describes the body in `/openapi.json`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewInvoiceBody {
+    /// Needed when several connections can push.
+    connection_id: Option<String>,
+    #[schema(inline)]
+    customer: NewCustomerBody,
+    /// ISO 4217, e.g. `eur`.
+    currency: String,
+    #[schema(inline)]
+    lines: Vec<NewLineBody>,
+    /// Days after finalizing (default 30); or give `due_date`.
+    days_until_due: Option<u32>,
+    /// `YYYY-MM-DD`.
+    due_date: Option<String>,
+    memo: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewCustomerBody {
+    /// Finds or creates the Stripe customer with this email.
+    email: String,
+    name: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewLineBody {
+    description: String,
+    quantity: i64,
+    /// In the currency's minor units (cents).
+    unit_amount: i64,
+}
+
+/// Lists invoices, local and mirrored, newest first.
+#[utoipa::path(get, path = "/api/invoices", params(ListQuery), responses(
+    (status = 200, description = "A page of invoices (without lines).", body = Page<InvoiceView>),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+    (status = 422, description = "A bad filter value (`invalid_status`, `invalid_origin`, `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
+))]
 pub async fn list(
     state: web::Data<AppState>,
     query: Query<ListQuery>,
@@ -138,6 +199,11 @@ pub async fn list(
     )
 }
 
+/// One invoice with its lines, payments and timeline.
+#[utoipa::path(get, path = "/api/invoices/{id}", params(("id" = String, Path, description = "The invoice's id (`inv_…`).")), responses(
+    (status = 200, description = "The invoice.", body = InvoiceView),
+    (status = 404, description = "No invoice has that id.", body = ErrorBody),
+))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -145,6 +211,14 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(detail(&state, id.into_inner()).await?))
 }
 
+/// Voids an invoice (in Stripe too, when it was pushed).
+#[utoipa::path(post, path = "/api/invoices/{id}/void", params(("id" = String, Path, description = "The invoice's id (`inv_…`).")), responses(
+    (status = 200, description = "Voided.", body = InvoiceView),
+    (status = 404, description = "No invoice has that id.", body = ErrorBody),
+    (status = 409, description = "It cannot be voided in its state.", body = ErrorBody),
+    (status = 502, description = "Stripe refused.", body = ErrorBody),
+    (status = 503, description = "Stripe cannot be reached.", body = ErrorBody),
+))]
 pub async fn void(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -154,6 +228,12 @@ pub async fn void(
     Ok(HttpResponse::Ok().json(detail(&state, id.into_inner()).await?))
 }
 
+/// Pushes a failed invoice to Stripe again.
+#[utoipa::path(post, path = "/api/invoices/{id}/retry", params(("id" = String, Path, description = "The invoice's id (`inv_…`).")), responses(
+    (status = 200, description = "The push is queued again.", body = InvoiceView),
+    (status = 404, description = "No invoice has that id.", body = ErrorBody),
+    (status = 409, description = "Its push has not failed.", body = ErrorBody),
+))]
 pub async fn retry(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,

@@ -4,19 +4,22 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use super::pagination::{Page, PageQuery};
 use super::AppState;
 use crate::auth::Principal;
 use crate::jobs::{self, JobKind, JobState, RetryError};
-use crate::storage::jobs as store;
+use crate::storage::jobs::{self as store, JobRow};
 use crate::storage::tokens::audit;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A job kind, e.g. `push_invoice`.
     kind: Option<String>,
+    /// `pending`, `done`, `failed` or `dead`.
     status: Option<String>,
     limit: Option<i64>,
     after: Option<String>,
@@ -35,6 +38,12 @@ fn parsed<T: std::str::FromStr<Err = String>>(
         .transpose()
 }
 
+/// Lists background jobs.
+#[utoipa::path(get, path = "/api/jobs", params(ListQuery), responses(
+    (status = 200, description = "A page of jobs.", body = Page<JobRow>),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+    (status = 422, description = "A bad filter value (`invalid_filter`) or limit.", body = ErrorBody),
+))]
 pub async fn list(
     state: web::Data<AppState>,
     query: Query<ListQuery>,
@@ -55,6 +64,11 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(Page::from_rows(rows, limit, |j| j.id.clone())))
 }
 
+/// One job.
+#[utoipa::path(get, path = "/api/jobs/{id}", params(("id" = String, Path, description = "The job's id.")), responses(
+    (status = 200, description = "The job.", body = JobRow),
+    (status = 404, description = "No job has that id.", body = ErrorBody),
+))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -68,6 +82,12 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(job))
 }
 
+/// Runs a failed or dead job again.
+#[utoipa::path(post, path = "/api/jobs/{id}/retry", params(("id" = String, Path, description = "The job's id.")), responses(
+    (status = 202, description = "Queued again.", body = JobRow),
+    (status = 404, description = "No job has that id.", body = ErrorBody),
+    (status = 409, description = "The job has not stopped (`job_not_stopped`).", body = ErrorBody),
+))]
 pub async fn retry(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,

@@ -14,6 +14,7 @@ mod invoices;
 mod jobs;
 mod metrics;
 mod notifications;
+pub mod openapi;
 pub mod pagination;
 mod pay;
 mod reconcile;

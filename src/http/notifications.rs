@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
 use super::pagination::{Page, PageQuery};
 use super::AppState;
@@ -47,6 +47,12 @@ async fn audited(
     Ok(())
 }
 
+/// Adds a chat channel (Slack app, Slack-format or Teams webhook, generic signed webhook).
+#[utoipa::path(post, path = "/api/notifications/channels", request_body = ChannelInput, responses(
+    (status = 201, description = "Created; the secret is shown masked.", body = serde_json::Value),
+    (status = 400, description = "The body is not JSON or has an unknown field (`invalid_json`).", body = ErrorBody),
+    (status = 422, description = "A bad value (its code, `details.field`).", body = ErrorBody),
+))]
 pub async fn create_channel(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -64,6 +70,11 @@ pub async fn create_channel(
     Ok(HttpResponse::Created().json(channel_view(&row)))
 }
 
+/// Lists chat channels.
+#[utoipa::path(get, path = "/api/notifications/channels", params(PageQuery), responses(
+    (status = 200, description = "`{data: [channel], next}`.", body = serde_json::Value),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+))]
 pub async fn list_channels(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
@@ -81,6 +92,11 @@ pub async fn list_channels(
     })))
 }
 
+/// One channel with its health.
+#[utoipa::path(get, path = "/api/notifications/channels/{id}", params(("id" = String, Path, description = "The channel's id.")), responses(
+    (status = 200, description = "`{id, kind, name, secret (masked), target, api_base, redaction, rate_per_minute, health, created_at, updated_at}`.", body = serde_json::Value),
+    (status = 404, description = "No channel has that id.", body = ErrorBody),
+))]
 pub async fn get_channel(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -89,6 +105,13 @@ pub async fn get_channel(
     Ok(HttpResponse::Ok().json(channel_view(&row)))
 }
 
+/// Changes a channel's fields (`status: active` repairs a broken one).
+#[utoipa::path(patch, path = "/api/notifications/channels/{id}", params(("id" = String, Path, description = "The channel's id.")), request_body = ChannelInput, responses(
+    (status = 200, description = "The channel.", body = serde_json::Value),
+    (status = 404, description = "No channel has that id.", body = ErrorBody),
+    (status = 400, description = "The body is not JSON or has an unknown field (`invalid_json`).", body = ErrorBody),
+    (status = 422, description = "A bad value (its code, `details.field`).", body = ErrorBody),
+))]
 pub async fn update_channel(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -109,6 +132,12 @@ pub async fn update_channel(
     Ok(HttpResponse::Ok().json(channel_view(&row)))
 }
 
+/// Deletes a channel no rule uses.
+#[utoipa::path(delete, path = "/api/notifications/channels/{id}", params(("id" = String, Path, description = "The channel's id.")), responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, description = "No channel has that id.", body = ErrorBody),
+    (status = 409, description = "A rule still uses it (`channel_in_use`).", body = ErrorBody),
+))]
 pub async fn delete_channel(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -126,6 +155,11 @@ pub async fn delete_channel(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Sends a test message now and says how it went.
+#[utoipa::path(post, path = "/api/notifications/channels/{id}/test", params(("id" = String, Path, description = "The channel's id.")), responses(
+    (status = 200, description = "`{ok, error, delivery, channel}`.", body = serde_json::Value),
+    (status = 404, description = "No channel has that id.", body = ErrorBody),
+))]
 pub async fn test_channel(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -150,8 +184,9 @@ pub async fn test_channel(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     limit: Option<i64>,
     after: Option<String>,
@@ -159,6 +194,12 @@ pub struct DeliveriesQuery {
     digest: Option<String>,
 }
 
+/// A channel's delivery log.
+#[utoipa::path(get, path = "/api/notifications/channels/{id}/deliveries", params(("id" = String, Path, description = "The channel's id."), DeliveriesQuery), responses(
+    (status = 200, description = "`{data: [delivery], next}`.", body = serde_json::Value),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+    (status = 404, description = "No channel has that id.", body = ErrorBody),
+))]
 pub async fn deliveries(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -181,6 +222,12 @@ pub async fn deliveries(
     })))
 }
 
+/// Adds a rule routing event families to a channel.
+#[utoipa::path(post, path = "/api/notifications/rules", request_body = RuleInput, responses(
+    (status = 201, description = "Created.", body = serde_json::Value),
+    (status = 400, description = "The body is not JSON or has an unknown field (`invalid_json`).", body = ErrorBody),
+    (status = 422, description = "A bad value (its code, `details.field`).", body = ErrorBody),
+))]
 pub async fn create_rule(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -198,6 +245,11 @@ pub async fn create_rule(
     Ok(HttpResponse::Created().json(rule_view(&row)))
 }
 
+/// Lists rules.
+#[utoipa::path(get, path = "/api/notifications/rules", params(PageQuery), responses(
+    (status = 200, description = "`{data: [rule], next}`.", body = serde_json::Value),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+))]
 pub async fn list_rules(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
@@ -215,6 +267,11 @@ pub async fn list_rules(
     })))
 }
 
+/// One rule.
+#[utoipa::path(get, path = "/api/notifications/rules/{id}", params(("id" = String, Path, description = "The rule's id.")), responses(
+    (status = 200, description = "`{id, name, channel_id, families, connection_ids, mode, min_amount, redaction, enabled, created_at, updated_at}`.", body = serde_json::Value),
+    (status = 404, description = "No rule has that id.", body = ErrorBody),
+))]
 pub async fn get_rule(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -222,6 +279,13 @@ pub async fn get_rule(
     Ok(HttpResponse::Ok().json(rule_view(&state.notifier.rule(&id).await?)))
 }
 
+/// Changes a rule's fields.
+#[utoipa::path(patch, path = "/api/notifications/rules/{id}", params(("id" = String, Path, description = "The rule's id.")), request_body = RuleInput, responses(
+    (status = 200, description = "The rule.", body = serde_json::Value),
+    (status = 404, description = "No rule has that id.", body = ErrorBody),
+    (status = 400, description = "The body is not JSON or has an unknown field (`invalid_json`).", body = ErrorBody),
+    (status = 422, description = "A bad value (its code, `details.field`).", body = ErrorBody),
+))]
 pub async fn update_rule(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -240,6 +304,11 @@ pub async fn update_rule(
     Ok(HttpResponse::Ok().json(rule_view(&row)))
 }
 
+/// Deletes a rule.
+#[utoipa::path(delete, path = "/api/notifications/rules/{id}", params(("id" = String, Path, description = "The rule's id.")), responses(
+    (status = 204, description = "Deleted."),
+    (status = 404, description = "No rule has that id.", body = ErrorBody),
+))]
 pub async fn delete_rule(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,

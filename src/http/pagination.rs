@@ -8,7 +8,8 @@ use super::error::ApiError;
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     pub limit: Option<i64>,
     pub after: Option<String>,
@@ -54,7 +55,8 @@ pub fn cursor(
     .with_details(serde_json::json!({"field": "after"})))
 }
 
-#[derive(Debug, Serialize)]
+/// A page of a list: `next` is the `after` of the following page, `null` on the last.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next: Option<String>,

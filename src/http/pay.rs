@@ -24,6 +24,16 @@ fn page(status: actix_web::http::StatusCode, title: &str, text: &str) -> HttpRes
         ))
 }
 
+/// The Pay Now link: open invoices redirect to Stripe's hosted page; otherwise a small page says
+/// why it cannot be paid now.
+#[utoipa::path(get, path = "/pay/{token}",
+    params(("token" = String, Path, description = "The invoice's pay token (32 hex digits), from its `pay_url`.")),
+    responses(
+        (status = 303, description = "An open or past-due invoice: `Location` is Stripe's hosted invoice page."),
+        (status = 200, description = "A page: already paid, cancelled, uncollectible or being prepared (then with `Retry-After`).", body = String, content_type = "text/html"),
+        (status = 404, description = "A page: the link is not valid.", body = String, content_type = "text/html"),
+        (status = 503, description = "A page: the database cannot be reached.", body = String, content_type = "text/html"),
+    ))]
 pub async fn pay(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
     use actix_web::http::StatusCode;
     let token = token.into_inner();

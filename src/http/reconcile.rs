@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::extract::parse_json;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{parse_json, Body};
 use super::AppState;
 use crate::auth::Principal;
 use crate::connections::ConnectionError;
@@ -16,7 +16,7 @@ use crate::storage::reconcile::{self as store, RunRow};
 use crate::storage::tokens::audit;
 use crate::sync::reconcile::{self, ReconcileError, Report};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// Feed Stripe's current objects for every difference through the inbox.
@@ -35,11 +35,20 @@ fn run_json(run: &RunRow) -> Value {
     })
 }
 
+/// Starts a drift report (a job) comparing the ledger with Stripe; an empty body is `{"repair": false}`.
+#[utoipa::path(post, path = "/api/connections/{id}/reconcile",
+    params(("id" = String, Path, description = "The connection's id.")),
+    request_body(content = StartRequest, description = "Optional."),
+    responses(
+        (status = 202, description = "Started: the run, `status` `queued` (see `GET /api/reconcile-runs/{id}`).", body = serde_json::Value),
+        (status = 400, description = "The body is not JSON or has an unknown field (`invalid_json`).", body = ErrorBody),
+        (status = 404, description = "No active connection has that id.", body = ErrorBody),
+    ))]
 pub async fn start(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
     id: web::Path<String>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, ApiError> {
     // No body asks for a report without repair.
     let request: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -78,6 +87,13 @@ pub async fn start(
     Ok(HttpResponse::Accepted().json(run_json(&run)))
 }
 
+/// A drift report: where it stands and the differences found.
+#[utoipa::path(get, path = "/api/reconcile-runs/{id}",
+    params(("id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "`{id, connection_id, status, repair, error, differences, done, resources, report, created_at, updated_at}`.", body = serde_json::Value),
+        (status = 404, description = "No drift report has that id.", body = ErrorBody),
+    ))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,

@@ -1,13 +1,16 @@
 //! The whole HTTP surface in one table. Every `/api` route is registered from [`api_routes`] with
-//! the role it needs, so no `/api` route can exist without a token check (a test walks the table).
+//! the role it needs, so no `/api` route can exist without a token check (a test walks the table);
+//! the few others come from [`other_routes`]. `/openapi.json` describes exactly these two lists
+//! (a test compares them): a new route's handler gets a `#[utoipa::path]` and a line in
+//! `openapi.rs`.
 
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
 use super::{
-    billing, connections, events, health, invoices, jobs, notifications, pay, reconcile, tokens,
-    webhooks,
+    billing, connections, events, health, invoices, jobs, notifications, openapi, pay, reconcile,
+    tokens, webhooks,
 };
 use crate::domain::Role;
 
@@ -172,35 +175,63 @@ pub fn api_routes() -> Vec<ApiRoute> {
     ]
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        // Public: the token in the path is the only key.
-        .route("/pay/{token}", web::get().to(pay::pay))
-        // Authenticated by Stripe's signature, not by a token.
-        .service(
-            web::resource("/webhooks/stripe")
-                .route(web::post().to(webhooks::receive_env))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/webhooks/stripe/{connection_id}")
-                .route(web::post().to(webhooks::receive_for))
-                .default_service(web::to(method_not_allowed)),
-        );
+/// A route outside `/api`: no bearer token; each has its own check (none, Stripe's signature,
+/// the token in the path).
+pub struct OtherRoute {
+    pub method: Method,
+    pub path: &'static str,
+    handler: fn() -> Route,
+}
 
-    // One resource per path, holding each method's route with its own role check.
+const fn other(method: Method, path: &'static str, handler: fn() -> Route) -> OtherRoute {
+    OtherRoute {
+        method,
+        path,
+        handler,
+    }
+}
+
+pub fn other_routes() -> Vec<OtherRoute> {
+    vec![
+        other(Method::GET, "/healthz", || web::get().to(health::healthz)),
+        other(Method::GET, "/readyz", || web::get().to(health::readyz)),
+        other(Method::GET, "/metrics", || web::get().to(health::metrics)),
+        other(Method::GET, "/openapi.json", || {
+            web::get().to(openapi::document)
+        }),
+        // Public: the token in the path is the only key.
+        other(Method::GET, "/pay/{token}", || web::get().to(pay::pay)),
+        // Authenticated by Stripe's signature, not by a token.
+        other(Method::POST, "/webhooks/stripe", || {
+            web::post().to(webhooks::receive_env)
+        }),
+        other(Method::POST, "/webhooks/stripe/{connection_id}", || {
+            web::post().to(webhooks::receive_for)
+        }),
+    ]
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // One resource per path, holding each method's route (with its role check under `/api`);
+    // another method on a known path is a 405.
+    let others = other_routes();
     let routes = api_routes();
     // Registration order is kept, so a literal path (`/api/x/check`) precedes `/api/x/{id}`.
     let mut paths: Vec<&'static str> = Vec::new();
-    for route in &routes {
-        if !paths.contains(&route.path) {
-            paths.push(route.path);
+    for path in others
+        .iter()
+        .map(|r| r.path)
+        .chain(routes.iter().map(|r| r.path))
+    {
+        if !paths.contains(&path) {
+            paths.push(path);
         }
     }
     for path in paths {
         let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+        for route in others.iter().filter(|r| r.path == path) {
+            resource = resource.route((route.handler)());
+        }
         for route in routes.iter().filter(|r| r.path == path) {
             let role = route.role;
             resource = resource.route((route.handler)().wrap(from_fn(move |req, next| {

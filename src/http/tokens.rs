@@ -3,9 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Query};
 use super::pagination::{Page, PageQuery};
 use super::AppState;
@@ -13,13 +12,31 @@ use crate::auth::{self, Principal, TokenError, TokenInfo};
 use crate::domain::Role;
 use crate::storage::tokens;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// Unique among tokens.
     name: String,
+    /// `support`, `finance`, `ops` or `admin`.
     role: String,
 }
 
+/// A new token: its value appears here once and never again.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    info: TokenInfo,
+    /// The bearer token (`bm_…`).
+    token: String,
+}
+
+/// Creates an API token.
+#[utoipa::path(post, path = "/api/tokens", request_body = CreateToken, responses(
+    (status = 201, description = "Created; `token` is shown only here.", body = CreatedToken),
+    (status = 400, description = "The body is not JSON or has an unknown field (`invalid_json`).", body = ErrorBody),
+    (status = 409, description = "A token has this name (`name_taken`).", body = ErrorBody),
+    (status = 422, description = "Bad role or name (`invalid_role`, `invalid_name`).", body = ErrorBody),
+))]
 pub async fn create(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,
@@ -45,11 +62,18 @@ pub async fn create(
             TokenError::Storage(e) => e.into(),
         })?;
     tracing::info!(token.id = %issued.info.id, token.role = %role, actor = %principal.name, "token created");
-    let mut answer = serde_json::to_value(&issued.info).map_err(ApiError::internal)?;
-    answer["token"] = json!(issued.token.expose());
-    Ok(HttpResponse::Created().json(answer))
+    Ok(HttpResponse::Created().json(CreatedToken {
+        info: issued.info,
+        token: issued.token.expose().to_owned(),
+    }))
 }
 
+/// Lists API tokens (values never, only a hint).
+#[utoipa::path(get, path = "/api/tokens", params(PageQuery), responses(
+    (status = 200, description = "A page of tokens.", body = Page<TokenInfo>),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+    (status = 422, description = "Bad `limit` or `after` (`invalid_limit`, `invalid_cursor`).", body = ErrorBody),
+))]
 pub async fn list(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
@@ -68,6 +92,11 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Revokes a token: it stops working at once.
+#[utoipa::path(delete, path = "/api/tokens/{id}", params(("id" = String, Path, description = "The token's id (`tok_…`).")), responses(
+    (status = 200, description = "Revoked.", body = TokenInfo),
+    (status = 404, description = "No token has that id.", body = ErrorBody),
+))]
 pub async fn revoke(
     state: web::Data<AppState>,
     principal: web::ReqData<Principal>,

@@ -3,13 +3,24 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::telemetry::catalog;
 use crate::webhook::{self, Rejection, ENV_CONNECTION_ID};
 
+/// Stripe's webhooks for the connection configured from the environment (`STRIPE_*`).
+#[utoipa::path(post, path = "/webhooks/stripe",
+    params(("Stripe-Signature" = String, Header, description = "`t=…,v1=…`, signed with the endpoint's `whsec_…` secret.")),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A Stripe event exactly as Stripe (or `stripe listen`) sends it; the raw bytes are verified against `Stripe-Signature`."),
+    responses(
+        (status = 200, description = "Stored (or already known: `duplicate` true).", body = Received),
+        (status = 400, description = "Bad or missing signature, stale timestamp, or not an event (see docs/API.md for each code).", body = ErrorBody),
+        (status = 404, description = "No connection with this id accepts webhooks (`unknown_connection`).", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `WEBHOOK_BODY_TIMEOUT_SECS` (`body_timeout`); the connection is closed.", body = ErrorBody),
+        (status = 413, description = "The body is over `WEBHOOK_MAX_BODY_BYTES` (`payload_too_large`).", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached; Stripe retries.", body = ErrorBody),
+    ))]
 pub async fn receive_env(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -18,6 +29,21 @@ pub async fn receive_env(
     receive(&state, ENV_CONNECTION_ID, &req, payload).await
 }
 
+/// Stripe's webhooks for a connection made through the API.
+#[utoipa::path(post, path = "/webhooks/stripe/{connection_id}",
+    params(
+        ("connection_id" = String, Path, description = "The connection's id (`conn_…`)."),
+        ("Stripe-Signature" = String, Header, description = "`t=…,v1=…`, signed with one of the connection's webhook secrets."),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A Stripe event exactly as Stripe (or `stripe listen`) sends it; the raw bytes are verified against `Stripe-Signature`."),
+    responses(
+        (status = 200, description = "Stored (or already known: `duplicate` true).", body = Received),
+        (status = 400, description = "Bad or missing signature, stale timestamp, or not an event (see docs/API.md for each code).", body = ErrorBody),
+        (status = 404, description = "No connection with this id accepts webhooks (`unknown_connection`).", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `WEBHOOK_BODY_TIMEOUT_SECS` (`body_timeout`); the connection is closed.", body = ErrorBody),
+        (status = 413, description = "The body is over `WEBHOOK_MAX_BODY_BYTES` (`payload_too_large`).", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached; Stripe retries.", body = ErrorBody),
+    ))]
 pub async fn receive_for(
     state: web::Data<AppState>,
     connection_id: web::Path<String>,
@@ -121,7 +147,18 @@ async fn receive(
     )
     .increment(1);
     tracing::debug!(connection.id = connection_id, stripe.event_id = %stripe_event_id, duplicate = !new, "webhook stored");
-    Ok(HttpResponse::Ok().json(json!({"received": true, "duplicate": !new})))
+    Ok(HttpResponse::Ok().json(Received {
+        received: true,
+        duplicate: !new,
+    }))
+}
+
+/// The answer to a delivery that was stored.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Received {
+    received: bool,
+    /// The event was already in the inbox: nothing new was stored.
+    duplicate: bool,
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused without reading it all.
@@ -155,15 +192,10 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
         .ok()
 }
 
-/// The error answer, with the connection closed after it: the rest of the body, if it ever
-/// comes, is not worth reading, and the client must not send its next request behind it.
+/// The error answer, with the connection closed after it.
 fn closing(error: ApiError) -> HttpResponse {
     use actix_web::ResponseError;
-    let mut answer = error.error_response();
-    answer
-        .head_mut()
-        .set_connection_type(actix_web::http::ConnectionType::Close);
-    answer
+    error.closing().error_response()
 }
 
 fn reject(state: &AppState, connection_id: &str, reason: &'static str) {

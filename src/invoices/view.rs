@@ -12,7 +12,7 @@ use crate::storage::attempts;
 use crate::storage::invoices::{self as store, InvoiceRow};
 use crate::storage::{tokens, DbConnection, StorageError};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoiceView {
     pub id: String,
     pub connection_id: String,

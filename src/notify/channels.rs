@@ -50,7 +50,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// A channel to create, or the fields of one to change. Not `Debug`: it holds the secret.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelInput {
     pub kind: Option<ChannelKind>,
@@ -219,7 +219,7 @@ pub fn delivery_view(row: &DeliveryRow) -> Value {
 }
 
 /// A rule to create, or the fields of one to change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
     pub name: Option<String>,
@@ -237,7 +237,7 @@ pub struct RuleInput {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MinAmount {
     pub amount: i64,

@@ -395,7 +395,7 @@ pub fn retire_secret(
 }
 
 /// The numbers behind a connection's webhook health.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookHealth {
     #[serde(with = "crate::domain::time::serde_rfc3339::option")]
     pub last_event_at: Option<NaiveDateTime>,

@@ -11,8 +11,11 @@ use super::{DbConnection, StorageError};
 use crate::domain::states::{JobKind, JobState};
 use crate::domain::{ids, time};
 
-#[derive(Debug, Clone, Serialize, Queryable, Selectable, Insertable, QueryableByName)]
+#[derive(
+    Debug, Clone, Serialize, Queryable, Selectable, Insertable, QueryableByName, utoipa::ToSchema,
+)]
 #[diesel(table_name = jobs)]
+#[schema(as = Job)]
 pub struct JobRow {
     pub id: String,
     pub kind: JobKind,

@@ -6,7 +6,7 @@ use super::report::{Check, CheckName};
 use crate::domain::secret::mask;
 
 /// Live or test: the two worlds of a Stripe account, which a connection's keys must agree on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Live,

@@ -10,7 +10,7 @@ use super::keys::{self, Field, KeyKind, Mode};
 use crate::domain::Secret;
 use crate::ledger::MAPPED_TYPES;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckName {
     PublishableKeyFormat,
@@ -23,8 +23,9 @@ pub enum CheckName {
     WebhookEndpoint,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = CheckStatus)]
 pub enum Status {
     Pass,
     Warn,
@@ -32,7 +33,7 @@ pub enum Status {
     Skipped,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: CheckName,
     pub status: Status,
@@ -78,7 +79,7 @@ pub struct KeyInput {
     pub webhook_secrets: Vec<Secret>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyReport {
     pub ok: bool,
     pub mode: Option<Mode>,

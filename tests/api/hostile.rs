@@ -50,6 +50,8 @@ async fn stored_ids(app: &TestApp) -> Vec<String> {
 /// the connection after answering.
 struct Raw {
     status: u16,
+    /// The status line and headers, lower-cased.
+    head: String,
     body: String,
     elapsed: Duration,
 }
@@ -97,6 +99,7 @@ fn raw_exchange(app: &TestApp, head: &str, body: &[u8], wait: Duration) -> Raw {
         .unwrap_or_else(|| panic!("no status line: {text:?}"));
     Raw {
         status,
+        head: head.to_ascii_lowercase(),
         body: body.to_owned(),
         elapsed,
     }
@@ -407,6 +410,38 @@ async fn hostile_a_body_that_stops_arriving_is_answered_408_and_closed() {
         raw.elapsed
     );
     eprintln!("408 after {:?}", raw.elapsed);
+}
+
+on_both_backends! {
+    /// An `/api` client that sends its headers and part of a JSON body, then stops, is answered
+    /// 408 `body_timeout` within API_BODY_TIMEOUT_SECS and the connection is closed, although it
+    /// asked to keep it open; no token is made from the half body.
+    async fn hostile_an_api_body_that_stops_arriving_is_answered_408_and_closed(backend: Backend) {
+        let app = Arc::new(TestApp::spawn_with(backend, &[("API_BODY_TIMEOUT_SECS", "1")]).await);
+        let head = format!(
+            "POST /api/tokens HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 200\r\n\r\n",
+            address(&app),
+            app.admin_token
+        );
+        let raw = {
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || {
+                raw_exchange(&app, &head, br#"{"name": "half", "ro"#, Duration::from_secs(10))
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(raw.status, 408, "{}", raw.body);
+        assert_eq!(raw.json()["error"]["code"], "body_timeout");
+        assert!(raw.json()["error"]["message"].as_str().unwrap().contains("API_BODY_TIMEOUT_SECS"));
+        // The client is told, and `raw_exchange` reads until the server closes: a kept-alive
+        // connection would take `wait`.
+        assert!(raw.head.contains("connection: close"), "{}", raw.head);
+        assert!(raw.elapsed < Duration::from_secs(5), "answered and closed in {:?}", raw.elapsed);
+        let tokens: Value = app.get("/api/tokens", &app.admin_token).await.json().await.unwrap();
+        assert!(tokens["data"].as_array().unwrap().iter().all(|t| t["name"] != "half"));
+    }
 }
 
 /// A declared body over WEBHOOK_MAX_BODY_BYTES is refused at once, before any of it is read.

@@ -17,6 +17,7 @@ mod invoices;
 mod jobs;
 mod mapping;
 mod notify;
+mod openapi;
 mod ordering;
 mod properties;
 mod secrets;
