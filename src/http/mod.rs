@@ -18,6 +18,7 @@ pub mod pagination;
 mod pay;
 mod reconcile;
 pub mod routes;
+mod slack;
 mod tokens;
 mod webhooks;
 

@@ -13,8 +13,12 @@ use crate::auth::Principal;
 use crate::notify::channels::{
     channel_view, delivery_view, rule_view, ChannelInput, NotifyError, RuleInput,
 };
+use crate::notify::interact::{
+    interactivity_view, slack_user_view, InteractivityInput, SlackUserInput,
+};
 use crate::storage::notify as store;
 use crate::storage::tokens::audit;
+use crate::storage::{chat as chat_store, DbConnection, StorageError};
 
 impl From<NotifyError> for ApiError {
     fn from(error: NotifyError) -> Self {
@@ -64,21 +68,43 @@ pub async fn create_channel(
     Ok(HttpResponse::Created().json(channel_view(&row)))
 }
 
+/// Reads up to `limit` rows after the cursor, in id order.
+type LoadPage<R> = fn(&mut DbConnection, Option<&str>, i64) -> Result<Vec<R>, StorageError>;
+
+/// One page of a list ordered by id: `load(after, limit)` reads one row more than the page, so
+/// the answer knows whether a next page exists.
+async fn paged<R: Send + 'static>(
+    state: &AppState,
+    query: PageQuery,
+    load: LoadPage<R>,
+    id: fn(&R) -> String,
+    view: fn(&R) -> Value,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit()?;
+    let after = query.after;
+    let rows = state
+        .db
+        .run(move |conn| load(conn, after.as_deref(), limit + 1))
+        .await?;
+    let page = Page::from_rows(rows, limit, id);
+    Ok(HttpResponse::Ok().json(json!({
+        "data": page.data.iter().map(view).collect::<Vec<_>>(),
+        "next": page.next,
+    })))
+}
+
 pub async fn list_channels(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit()?;
-    let after = query.into_inner().after;
-    let rows = state
-        .db
-        .run(move |conn| store::list_channels(conn, after.as_deref(), limit + 1))
-        .await?;
-    let page = Page::from_rows(rows, limit, |c| c.id.clone());
-    Ok(HttpResponse::Ok().json(json!({
-        "data": page.data.iter().map(channel_view).collect::<Vec<_>>(),
-        "next": page.next,
-    })))
+    paged(
+        &state,
+        query.into_inner(),
+        store::list_channels,
+        |c| c.id.clone(),
+        channel_view,
+    )
+    .await
 }
 
 pub async fn get_channel(
@@ -202,17 +228,14 @@ pub async fn list_rules(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit()?;
-    let after = query.into_inner().after;
-    let rows = state
-        .db
-        .run(move |conn| store::list_rules(conn, after.as_deref(), limit + 1))
-        .await?;
-    let page = Page::from_rows(rows, limit, |r| r.id.clone());
-    Ok(HttpResponse::Ok().json(json!({
-        "data": page.data.iter().map(rule_view).collect::<Vec<_>>(),
-        "next": page.next,
-    })))
+    paged(
+        &state,
+        query.into_inner(),
+        store::list_rules,
+        |r| r.id.clone(),
+        rule_view,
+    )
+    .await
 }
 
 pub async fn get_rule(
@@ -250,6 +273,104 @@ pub async fn delete_rule(
         &state,
         &principal.name,
         "notify.rule.delete",
+        &id,
+        json!({}),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn get_interactivity(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let row = state.notifier.interactivity(&id).await?;
+    Ok(HttpResponse::Ok().json(interactivity_view(&row, &state.config.public_url)))
+}
+
+pub async fn set_interactivity(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+    body: Json<InteractivityInput>,
+) -> Result<HttpResponse, ApiError> {
+    let row = state
+        .notifier
+        .set_interactivity(&id, body.into_inner())
+        .await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.interactivity.set",
+        &id,
+        json!({"escalation_channel_id": row.escalation_channel_id}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(interactivity_view(&row, &state.config.public_url)))
+}
+
+pub async fn delete_interactivity(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.notifier.remove_interactivity(&id).await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.interactivity.delete",
+        &id,
+        json!({}),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn list_slack_users(
+    state: web::Data<AppState>,
+    query: Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    paged(
+        &state,
+        query.into_inner(),
+        chat_store::list_slack_users,
+        |u| u.slack_user_id.clone(),
+        slack_user_view,
+    )
+    .await
+}
+
+pub async fn set_slack_user(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+    body: Json<SlackUserInput>,
+) -> Result<HttpResponse, ApiError> {
+    let row = state
+        .notifier
+        .set_slack_user(&id, body.into_inner())
+        .await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.slack_user.set",
+        &row.slack_user_id,
+        json!({"role": row.role}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(slack_user_view(&row)))
+}
+
+pub async fn delete_slack_user(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.notifier.remove_slack_user(&id).await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.slack_user.delete",
         &id,
         json!({}),
     )

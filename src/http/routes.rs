@@ -6,8 +6,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, Route};
 
 use super::{
-    billing, connections, events, health, invoices, jobs, notifications, pay, reconcile, tokens,
-    webhooks,
+    billing, connections, events, health, invoices, jobs, notifications, pay, reconcile, slack,
+    tokens, webhooks,
 };
 use crate::domain::Role;
 
@@ -154,6 +154,39 @@ pub fn api_routes() -> Vec<ApiRoute> {
             Ops,
             || web::get().to(notifications::deliveries),
         ),
+        api(
+            Method::GET,
+            "/api/notifications/channels/{id}/interactivity",
+            Ops,
+            || web::get().to(notifications::get_interactivity),
+        ),
+        api(
+            Method::PUT,
+            "/api/notifications/channels/{id}/interactivity",
+            Ops,
+            || web::put().to(notifications::set_interactivity),
+        ),
+        api(
+            Method::DELETE,
+            "/api/notifications/channels/{id}/interactivity",
+            Ops,
+            || web::delete().to(notifications::delete_interactivity),
+        ),
+        api(Method::GET, "/api/notifications/slack-users", Ops, || {
+            web::get().to(notifications::list_slack_users)
+        }),
+        api(
+            Method::PUT,
+            "/api/notifications/slack-users/{id}",
+            Ops,
+            || web::put().to(notifications::set_slack_user),
+        ),
+        api(
+            Method::DELETE,
+            "/api/notifications/slack-users/{id}",
+            Ops,
+            || web::delete().to(notifications::delete_slack_user),
+        ),
         api(Method::POST, "/api/notifications/rules", Ops, || {
             web::post().to(notifications::create_rule)
         }),
@@ -178,6 +211,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(health::metrics))
         // Public: the token in the path is the only key.
         .route("/pay/{token}", web::get().to(pay::pay))
+        // Authenticated by the Slack app's signature, not by a token.
+        .service(
+            web::resource("/slack/interactions")
+                .route(web::post().to(slack::interactions))
+                .default_service(web::to(method_not_allowed)),
+        )
         // Authenticated by Stripe's signature, not by a token.
         .service(
             web::resource("/webhooks/stripe")
