@@ -505,6 +505,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    notify_rules_version (id) {
+        id -> Integer,
+        version -> Text,
+    }
+}
+
+diesel::table! {
     notify_ops_alerts (alert_key) {
         alert_key -> Text,
         firing -> Bool,
@@ -550,4 +557,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     notify_chat_actions,
     customer_follow_ups,
     notify_ops_alerts,
+    notify_rules_version,
 );

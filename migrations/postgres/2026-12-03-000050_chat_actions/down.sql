@@ -1,3 +1,4 @@
+DROP TABLE notify_rules_version;
 DROP TABLE notify_ops_alerts;
 DROP TABLE customer_follow_ups;
 DROP TABLE notify_chat_actions;

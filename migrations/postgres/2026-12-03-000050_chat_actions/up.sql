@@ -56,3 +56,11 @@ CREATE TABLE notify_ops_alerts (
     detail TEXT,
     changed_at TIMESTAMP NOT NULL
 );
+
+-- Changed (to a new random word) in the transaction of every rule change: applying an event
+-- reads this one row and keeps the parsed rules of each version in memory, so a change made
+-- through any instance takes effect on the next event everywhere.
+CREATE TABLE notify_rules_version (
+    id INTEGER PRIMARY KEY NOT NULL,
+    version TEXT NOT NULL
+);
