@@ -160,6 +160,14 @@ impl Workers {
             state.jobs.bell(JobKind::Notify),
             receiver.clone(),
         )));
+        // Clicks from chat: each calls Stripe once or records a fact; a few at once.
+        tasks.push(tokio::spawn(jobs::run(
+            state.db.clone(),
+            notify::actions::ChatActor::new(state.notifier.clone(), state.connections.clone()),
+            policy(4),
+            state.jobs.bell(JobKind::ChatAction),
+            receiver.clone(),
+        )));
         if let Some(every) = state.config.events_catchup_interval {
             tasks.push(tokio::spawn(catch_up_regularly(
                 state.db.clone(),

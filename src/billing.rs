@@ -105,6 +105,8 @@ struct Lists {
     refunds: Vec<store::RefundRow>,
     disputes: Vec<DisputeRow>,
     attempts: Vec<AttemptRow>,
+    /// What people recorded on these customers from chat ("contacted", "billing queue").
+    follow_ups: Vec<crate::storage::chat::FollowUpRow>,
 }
 
 fn stripe_ids(payments: &[PaymentRow]) -> Vec<String> {
@@ -131,6 +133,7 @@ fn read_in_turn(conn: &mut DbConnection, emails: &[String]) -> Result<Lists, Sto
     let shown = &payments[..payments.len().min(SHOWN as usize)];
     let (charges, intents) = payment_ids(shown);
     Ok(Lists {
+        follow_ups: crate::storage::chat::follow_ups_of(conn, &ids)?,
         attempts: attempts::of_payments(conn, &stripe_ids(shown))?,
         subscriptions: store::subscriptions_of(conn, &ids, None)?,
         invoices: store::invoices_of(conn, &ids, emails, SHOWN)?,
@@ -149,10 +152,14 @@ async fn read_side_by_side(db: &Db, emails: Vec<String>) -> Result<Lists, Storag
         .run(move |conn| store::customers_by_email(conn, &lookup))
         .await?;
     let ids: Vec<String> = customers.iter().map(|c| c.stripe_id.clone()).collect();
-    let (payments, subscriptions, invoices) = tokio::try_join!(
+    let (payments, follow_ups, subscriptions, invoices) = tokio::try_join!(
         db.run({
             let ids = ids.clone();
             move |conn| store::payments_of(conn, &ids, SHOWN + 1)
+        }),
+        db.run({
+            let ids = ids.clone();
+            move |conn| crate::storage::chat::follow_ups_of(conn, &ids)
         }),
         db.run({
             let ids = ids.clone();
@@ -172,6 +179,7 @@ async fn read_side_by_side(db: &Db, emails: Vec<String>) -> Result<Lists, Storag
         db.run(move |conn| attempts::of_payments(conn, &shown_ids)),
     )?;
     Ok(Lists {
+        follow_ups,
         attempts,
         customers,
         payments,
@@ -203,6 +211,7 @@ pub async fn context(
         refunds,
         disputes,
         attempts,
+        follow_ups,
     } = lists;
     let payments_truncated = payments.len() as i64 > SHOWN;
     let payments = &payments[..payments.len().min(SHOWN as usize)];
@@ -227,6 +236,11 @@ pub async fn context(
         "customers": customers.iter().map(|c| json!({
             "id": c.stripe_id, "connection_id": c.connection_id, "email": c.email, "name": c.name,
             "deleted": c.deleted, "created": t(c.stripe_created),
+            // Newest first: who contacted the customer or queued them, from chat.
+            "follow_ups": follow_ups.iter()
+                .filter(|f| f.connection_id == c.connection_id && f.customer_id == c.stripe_id)
+                .map(|f| json!({"kind": f.kind, "by": f.actor, "invoice": f.invoice_id, "at": rfc3339(f.created_at)}))
+                .collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "payments": payments.iter().map(|p| {
             let tried: Vec<&AttemptRow> = attempts.iter()

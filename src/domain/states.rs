@@ -161,6 +161,9 @@ text_enum! {
         /// Read a thin (v2) event and its related object from Stripe, and store what they say
         /// as an event the ledger folds.
         FetchThinEvent = "fetch_thin_event",
+        /// Carry out a button clicked in chat (retry a payment, send an invoice, record a
+        /// follow-up, escalate), then say so in the message's thread.
+        ChatAction = "chat_action",
     }
 }
 
@@ -412,6 +415,43 @@ text_enum! {
         Failed = "failed",
         /// No longer wanted (its channel was deleted).
         Skipped = "skipped",
+    }
+}
+
+text_enum! {
+    /// What a button in a chat message asks billmirror to do.
+    pub enum ChatAction {
+        /// Attempt the failed invoice's payment now (`POST /v1/invoices/{id}/pay`).
+        RetryPayment = "retry_payment",
+        /// Email the invoice to the customer again (`POST /v1/invoices/{id}/send`).
+        SendInvoice = "send_invoice",
+        /// Record that someone contacted the customer.
+        MarkContacted = "mark_contacted",
+        /// Put the customer in the billing queue.
+        AssignBillingQueue = "assign_billing_queue",
+        /// Post the message to the escalation channel (legal/finance).
+        Escalate = "escalate",
+    }
+}
+
+text_enum! {
+    /// Where a click from chat stands.
+    pub enum ChatActionState {
+        /// Accepted; its job does the work.
+        Pending = "pending",
+        Done = "done",
+        /// Tried and refused by Stripe or unreachable for good: said in the thread.
+        Failed = "failed",
+        /// Not allowed (role, connection): the clicker was told, nothing was called.
+        Refused = "refused",
+    }
+}
+
+text_enum! {
+    /// A follow-up billmirror records on a customer, shown in its billing context.
+    pub enum FollowUpKind {
+        Contacted = "contacted",
+        AssignedToBillingQueue = "assigned_to_billing_queue",
     }
 }
 

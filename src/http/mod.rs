@@ -19,6 +19,7 @@ pub mod pagination;
 mod pay;
 mod reconcile;
 pub mod routes;
+mod slack;
 mod tokens;
 mod webhooks;
 

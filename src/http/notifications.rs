@@ -13,8 +13,12 @@ use crate::auth::Principal;
 use crate::notify::channels::{
     channel_view, delivery_view, rule_view, ChannelInput, NotifyError, RuleInput,
 };
+use crate::notify::interact::{
+    interactivity_view, slack_user_view, InteractivityInput, SlackUserInput,
+};
 use crate::storage::notify as store;
 use crate::storage::tokens::audit;
+use crate::storage::{chat as chat_store, DbConnection, StorageError};
 
 impl From<NotifyError> for ApiError {
     fn from(error: NotifyError) -> Self {
@@ -70,6 +74,32 @@ pub async fn create_channel(
     Ok(HttpResponse::Created().json(channel_view(&row)))
 }
 
+/// Reads up to `limit` rows after the cursor, in id order.
+type LoadPage<R> = fn(&mut DbConnection, Option<&str>, i64) -> Result<Vec<R>, StorageError>;
+
+/// One page of a list ordered by id: `load(after, limit)` reads one row more than the page, so
+/// the answer knows whether a next page exists.
+async fn paged<R: Send + 'static>(
+    state: &AppState,
+    query: PageQuery,
+    load: LoadPage<R>,
+    id: fn(&R) -> String,
+    view: fn(&R) -> Value,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit()?;
+    let after = query.after;
+    let rows = state
+        .db
+        .run(move |conn| load(conn, after.as_deref(), limit + 1))
+        .await?;
+    let page = Page::from_rows(rows, limit, id);
+    Ok(HttpResponse::Ok().json(json!({
+        "data": page.data.iter().map(view).collect::<Vec<_>>(),
+        "next": page.next,
+    })))
+}
+
+
 /// Lists chat channels.
 #[utoipa::path(get, path = "/api/notifications/channels", params(PageQuery), responses(
     (status = 200, description = "`{data: [channel], next}`.", body = serde_json::Value),
@@ -79,17 +109,14 @@ pub async fn list_channels(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit()?;
-    let after = query.into_inner().after;
-    let rows = state
-        .db
-        .run(move |conn| store::list_channels(conn, after.as_deref(), limit + 1))
-        .await?;
-    let page = Page::from_rows(rows, limit, |c| c.id.clone());
-    Ok(HttpResponse::Ok().json(json!({
-        "data": page.data.iter().map(channel_view).collect::<Vec<_>>(),
-        "next": page.next,
-    })))
+    paged(
+        &state,
+        query.into_inner(),
+        store::list_channels,
+        |c| c.id.clone(),
+        channel_view,
+    )
+    .await
 }
 
 /// One channel with its health.
@@ -254,17 +281,14 @@ pub async fn list_rules(
     state: web::Data<AppState>,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit()?;
-    let after = query.into_inner().after;
-    let rows = state
-        .db
-        .run(move |conn| store::list_rules(conn, after.as_deref(), limit + 1))
-        .await?;
-    let page = Page::from_rows(rows, limit, |r| r.id.clone());
-    Ok(HttpResponse::Ok().json(json!({
-        "data": page.data.iter().map(rule_view).collect::<Vec<_>>(),
-        "next": page.next,
-    })))
+    paged(
+        &state,
+        query.into_inner(),
+        store::list_rules,
+        |r| r.id.clone(),
+        rule_view,
+    )
+    .await
 }
 
 /// One rule.
@@ -319,6 +343,136 @@ pub async fn delete_rule(
         &state,
         &principal.name,
         "notify.rule.delete",
+        &id,
+        json!({}),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A Slack app channel's interactivity: the signing secret (masked), the escalation channel and
+/// the request URL to paste into the Slack app.
+#[utoipa::path(get, path = "/api/notifications/channels/{id}/interactivity", params(("id" = String, Path, description = "The channel's id.")), responses(
+    (status = 200, description = "`{channel_id, signing_secret (masked), escalation_channel_id, request_url, updated_at}`.", body = serde_json::Value),
+    (status = 404, description = "No such channel, or no interactivity set for it.", body = ErrorBody),
+))]
+pub async fn get_interactivity(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let row = state.notifier.interactivity(&id).await?;
+    Ok(HttpResponse::Ok().json(interactivity_view(&row, &state.config.public_url)))
+}
+
+/// Sets (or replaces) a Slack app channel's signing secret and escalation channel.
+#[utoipa::path(put, path = "/api/notifications/channels/{id}/interactivity", params(("id" = String, Path, description = "The channel's id.")), request_body = InteractivityInput, responses(
+    (status = 200, description = "The interactivity, secret masked.", body = serde_json::Value),
+    (status = 404, description = "No channel has that id.", body = ErrorBody),
+    (status = 422, description = "Not a Slack app channel, an empty secret, or an unknown escalation channel.", body = ErrorBody),
+))]
+pub async fn set_interactivity(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+    body: Json<InteractivityInput>,
+) -> Result<HttpResponse, ApiError> {
+    let row = state
+        .notifier
+        .set_interactivity(&id, body.into_inner())
+        .await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.interactivity.set",
+        &id,
+        json!({"escalation_channel_id": row.escalation_channel_id}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(interactivity_view(&row, &state.config.public_url)))
+}
+
+/// Turns a channel's buttons off: clicks are no longer accepted.
+#[utoipa::path(delete, path = "/api/notifications/channels/{id}/interactivity", params(("id" = String, Path, description = "The channel's id.")), responses(
+    (status = 204, description = "Removed."),
+    (status = 404, description = "No such channel, or no interactivity set for it.", body = ErrorBody),
+))]
+pub async fn delete_interactivity(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.notifier.remove_interactivity(&id).await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.interactivity.delete",
+        &id,
+        json!({}),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Slack users and the billmirror role each acts with from chat.
+#[utoipa::path(get, path = "/api/notifications/slack-users", params(PageQuery), responses(
+    (status = 200, description = "`{data: [{slack_user_id, role, name, updated_at}], next}`.", body = serde_json::Value),
+    (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
+))]
+pub async fn list_slack_users(
+    state: web::Data<AppState>,
+    query: Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    paged(
+        &state,
+        query.into_inner(),
+        chat_store::list_slack_users,
+        |u| u.slack_user_id.clone(),
+        slack_user_view,
+    )
+    .await
+}
+
+/// Maps a Slack user id (`U…`) to a billmirror role.
+#[utoipa::path(put, path = "/api/notifications/slack-users/{id}", params(("id" = String, Path, description = "The Slack user id (`U…`).")), request_body = SlackUserInput, responses(
+    (status = 200, description = "`{slack_user_id, role, name, updated_at}`.", body = serde_json::Value),
+    (status = 422, description = "An unknown role or a malformed Slack user id.", body = ErrorBody),
+))]
+pub async fn set_slack_user(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+    body: Json<SlackUserInput>,
+) -> Result<HttpResponse, ApiError> {
+    let row = state
+        .notifier
+        .set_slack_user(&id, body.into_inner())
+        .await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.slack_user.set",
+        &row.slack_user_id,
+        json!({"role": row.role}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(slack_user_view(&row)))
+}
+
+/// Forgets a Slack user's role: their clicks act with the least role again.
+#[utoipa::path(delete, path = "/api/notifications/slack-users/{id}", params(("id" = String, Path, description = "The Slack user id (`U…`).")), responses(
+    (status = 204, description = "Removed."),
+    (status = 404, description = "No role is stored for that user.", body = ErrorBody),
+))]
+pub async fn delete_slack_user(
+    state: web::Data<AppState>,
+    principal: web::ReqData<Principal>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.notifier.remove_slack_user(&id).await?;
+    audited(
+        &state,
+        &principal.name,
+        "notify.slack_user.delete",
         &id,
         json!({}),
     )

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorBody;
 use super::{
     billing, connections, events, health, invoices, jobs, notifications, pay, reconcile, routes,
-    tokens, webhooks,
+    slack, tokens, webhooks,
 };
 
 /// The name of the bearer-token scheme in `components.securitySchemes`.
@@ -80,6 +80,13 @@ const BEARER: &str = "bearer";
         notifications::get_rule,
         notifications::update_rule,
         notifications::delete_rule,
+        notifications::get_interactivity,
+        notifications::set_interactivity,
+        notifications::delete_interactivity,
+        notifications::list_slack_users,
+        notifications::set_slack_user,
+        notifications::delete_slack_user,
+        slack::interactions,
     ),
     components(schemas(ErrorBody)),
     modifiers(&FromRouteTable)

@@ -10,6 +10,7 @@ use actix_web::{web, Route};
 
 use super::{
     billing, connections, events, health, invoices, jobs, notifications, openapi, pay, reconcile,
+    slack,
     tokens, webhooks,
 };
 use crate::domain::Role;
@@ -157,6 +158,39 @@ pub fn api_routes() -> Vec<ApiRoute> {
             Ops,
             || web::get().to(notifications::deliveries),
         ),
+        api(
+            Method::GET,
+            "/api/notifications/channels/{id}/interactivity",
+            Ops,
+            || web::get().to(notifications::get_interactivity),
+        ),
+        api(
+            Method::PUT,
+            "/api/notifications/channels/{id}/interactivity",
+            Ops,
+            || web::put().to(notifications::set_interactivity),
+        ),
+        api(
+            Method::DELETE,
+            "/api/notifications/channels/{id}/interactivity",
+            Ops,
+            || web::delete().to(notifications::delete_interactivity),
+        ),
+        api(Method::GET, "/api/notifications/slack-users", Ops, || {
+            web::get().to(notifications::list_slack_users)
+        }),
+        api(
+            Method::PUT,
+            "/api/notifications/slack-users/{id}",
+            Ops,
+            || web::put().to(notifications::set_slack_user),
+        ),
+        api(
+            Method::DELETE,
+            "/api/notifications/slack-users/{id}",
+            Ops,
+            || web::delete().to(notifications::delete_slack_user),
+        ),
         api(Method::POST, "/api/notifications/rules", Ops, || {
             web::post().to(notifications::create_rule)
         }),
@@ -201,6 +235,10 @@ pub fn other_routes() -> Vec<OtherRoute> {
         }),
         // Public: the token in the path is the only key.
         other(Method::GET, "/pay/{token}", || web::get().to(pay::pay)),
+        // Authenticated by the Slack app's signature, not by a token.
+        other(Method::POST, "/slack/interactions", || {
+            web::post().to(slack::interactions)
+        }),
         // Authenticated by Stripe's signature, not by a token.
         other(Method::POST, "/webhooks/stripe", || {
             web::post().to(webhooks::receive_env)

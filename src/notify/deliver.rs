@@ -590,7 +590,13 @@ fn prepare(
                     events_counted: 1,
                 });
             };
-            let message = render::render(&facts, &links, level, now);
+            let mut message = render::render(&facts, &links, level, now);
+            // Buttons that act only where Slack sends the clicks back to us.
+            let interactive = channel.kind == ChannelKind::SlackApp
+                && crate::storage::chat::find_interactivity(conn, &channel.id)?.is_some();
+            if interactive {
+                message.action_value = Some(delivery.id.clone());
+            }
             let mut thread = None;
             if channel.kind == ChannelKind::SlackApp {
                 if let Some(subject) = &delivery.subject {
@@ -604,6 +610,9 @@ fn prepare(
                             let root_level = root.redaction.unwrap_or(channel.redaction);
                             let mut updated = render::render(&root_facts, &links, root_level, now);
                             updated.status = Some(render::status_line(&facts));
+                            if interactive {
+                                updated.action_value = Some(root.id.clone());
+                            }
                             thread = Some((ts, updated));
                         }
                     }

@@ -94,6 +94,9 @@ pub struct Facts {
     pub description: Option<String>,
     /// Ops alerts: what happened, in a sentence.
     pub title: Option<String>,
+    /// A copy posted to the escalation channel: who asked for it, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_by: Option<String>,
 }
 
 impl Facts {
@@ -134,6 +137,7 @@ impl Facts {
             changes: Vec::new(),
             description: None,
             title: None,
+            escalated_by: None,
         }
     }
 

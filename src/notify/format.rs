@@ -6,7 +6,9 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::render::{Message, Tone};
+use super::render::{action_label, Message, Tone};
+use super::slack::action_id;
+use crate::domain::states::ChatAction;
 
 /// Slack's most blocks in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -34,8 +36,11 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The message as Block Kit blocks: header, status, fields, context, URL buttons.
-pub fn slack_blocks(m: &Message) -> Vec<Value> {
+/// The message as Block Kit blocks: header, status, fields, context, and one actions block with
+/// the URL buttons and, when `interactive` (a Slack app whose clicks come back to billmirror) and
+/// the message says which delivery it is, the buttons that act (`bm:{action}`, valued with the
+/// delivery id). The actions block is kept when the others are cut to Slack's 50.
+pub fn slack_blocks(m: &Message, interactive: bool) -> Vec<Value> {
     let mut blocks = vec![json!({
         "type": "header",
         "text": {"type": "plain_text", "text": cut(&m.title, MAX_HEADER), "emoji": true},
@@ -60,17 +65,33 @@ pub fn slack_blocks(m: &Message) -> Vec<Value> {
             .collect();
         blocks.push(json!({"type": "context", "elements": elements}));
     }
-    if !m.links.is_empty() {
-        let buttons: Vec<Value> = m
-            .links
-            .iter()
-            .take(5)
-            .enumerate()
-            .map(|(n, link)| json!({"type": "button", "action_id": format!("link_{n}"), "text": {"type": "plain_text", "text": cut(&link.label, 75)}, "url": link.url}))
-            .collect();
+    let mut buttons: Vec<Value> = m
+        .links
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(n, link)| json!({"type": "button", "action_id": format!("link_{n}"), "text": {"type": "plain_text", "text": cut(&link.label, 75)}, "url": link.url}))
+        .collect();
+    if let (true, Some(value)) = (interactive, &m.action_value) {
+        for action in &m.actions {
+            let mut button = json!({
+                "type": "button",
+                "action_id": action_id(*action),
+                "text": {"type": "plain_text", "text": action_label(*action)},
+                "value": value,
+            });
+            if *action == ChatAction::RetryPayment {
+                button["style"] = json!("primary");
+            }
+            buttons.push(button);
+        }
+    }
+    if buttons.is_empty() {
+        blocks.truncate(MAX_BLOCKS);
+    } else {
+        blocks.truncate(MAX_BLOCKS - 1);
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
-    blocks.truncate(MAX_BLOCKS);
     blocks
 }
 
@@ -88,7 +109,7 @@ pub fn slack_app(m: &Message, channel: &str, thread_ts: Option<&str>) -> Value {
     let mut body = json!({
         "channel": channel,
         "text": cut(&m.text, MAX_SECTION),
-        "blocks": slack_blocks(m),
+        "blocks": slack_blocks(m, true),
         "unfurl_links": false,
         "unfurl_media": false,
     });
@@ -100,7 +121,7 @@ pub fn slack_app(m: &Message, channel: &str, thread_ts: Option<&str>) -> Value {
 
 /// `chat.update`'s body: the message at `ts` replaced by `m`.
 pub fn slack_update(m: &Message, channel: &str, ts: &str) -> Value {
-    json!({"channel": channel, "ts": ts, "text": cut(&m.text, MAX_SECTION), "blocks": slack_blocks(m)})
+    json!({"channel": channel, "ts": ts, "text": cut(&m.text, MAX_SECTION), "blocks": slack_blocks(m, true)})
 }
 
 /// An incoming webhook's body: Block Kit for Slack, `attachments` for Mattermost and Rocket.Chat
@@ -122,7 +143,7 @@ pub fn slack_webhook(m: &Message) -> Value {
     }
     json!({
         "text": cut(&m.text, MAX_SECTION),
-        "blocks": slack_blocks(m),
+        "blocks": slack_blocks(m, false),
         "attachments": [{
             "fallback": cut(&m.text, MAX_SECTION),
             "color": colour(m.tone),
@@ -247,6 +268,8 @@ mod tests {
                 label: "Open".into(),
                 url: "https://example.com".into(),
             }],
+            actions: vec![ChatAction::RetryPayment, ChatAction::SendInvoice],
+            action_value: Some("ndl_1".into()),
             tone: Tone::Danger,
         }
     }
@@ -268,6 +291,34 @@ mod tests {
         }
         assert_eq!(blocks[0]["type"], "header");
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        // The buttons survive the cut: the link stays a link, the actions carry our ids.
+        let actions = blocks.last().unwrap();
+        assert_eq!(actions["type"], "actions");
+        let elements = actions["elements"].as_array().unwrap();
+        assert_eq!(elements[0]["url"], "https://example.com");
+        assert!(elements[0].get("value").is_none());
+        assert_eq!(elements[1]["action_id"], "bm:retry_payment");
+        assert_eq!(elements[1]["value"], "ndl_1");
+        assert_eq!(elements[2]["action_id"], "bm:send_invoice");
+    }
+
+    #[test]
+    fn action_buttons_appear_only_where_clicks_come_back() {
+        let m = big_message();
+        let hook = slack_webhook(&m);
+        let elements = hook["blocks"].as_array().unwrap().last().unwrap()["elements"].clone();
+        assert_eq!(
+            elements.as_array().unwrap().len(),
+            1,
+            "links only: {elements}"
+        );
+        let no_value = Message {
+            action_value: None,
+            ..big_message()
+        };
+        let app = slack_app(&no_value, "C1", None);
+        let last = app["blocks"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["elements"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -9,15 +9,18 @@
 //! (`format`) and posts it (`send`), recording the channel's health. `channels` is what the API
 //! manages: channels with sealed secrets, rules, test messages.
 
+pub mod actions;
 pub mod channels;
 pub mod deliver;
 pub mod facts;
 pub mod format;
+pub mod interact;
 pub mod produce;
 pub mod redact;
 pub mod render;
 pub mod rules;
 pub mod send;
+pub mod slack;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use crate::storage::notify::{self as store, DeliveryRow};
 use crate::storage::{DbConnection, StorageError};
 
 use super::facts::{extract, previous_attributes};
-use super::rules::{matches, Rule};
+use super::rules::matches;
 
 /// Where a stored event came from, and whether that can be news. The backfill lists objects as
 /// they are now (a snapshot made into an event with a made-up id): it says nothing happened
@@ -28,7 +28,7 @@ pub fn produce(conn: &mut DbConnection, row: &EventRow, event: &Event) -> Result
     if !is_news_source(&row.source) {
         return Ok(());
     }
-    let rules = store::enabled_rules(conn)?;
+    let rules = super::rules::enabled(conn)?;
     if rules.is_empty() {
         return Ok(());
     }
@@ -38,11 +38,7 @@ pub fn produce(conn: &mut DbConnection, row: &EventRow, event: &Event) -> Result
     };
     let stored_facts = serde_json::to_string(&facts).unwrap_or_default();
     let occurred_at = time::from_unix(facts.occurred_at).unwrap_or(row.stripe_created);
-    for rule in rules
-        .iter()
-        .map(Rule::from_row)
-        .filter(|r| matches(r, &facts))
-    {
+    for rule in rules.iter().filter(|r| matches(r, &facts)) {
         let key = format!("{}:{}", row.stripe_event_id, rule.id);
         let now = time::now();
         let delivery = DeliveryRow {

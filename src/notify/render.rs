@@ -7,7 +7,7 @@ use chrono::DateTime;
 use super::facts::{Facts, What};
 use super::redact::{person, scrub};
 use crate::domain::money::display;
-use crate::domain::states::Redaction;
+use crate::domain::states::{ChatAction, Redaction};
 
 /// How bad the news is: the colour of a Slack attachment or a Teams card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,11 @@ pub struct Message {
     pub fields: Vec<(String, String)>,
     pub context: Vec<String>,
     pub links: Vec<Link>,
+    /// Buttons that ask billmirror to act; shown only where clicks come back to us (a Slack app
+    /// channel with interactivity), with `action_value` as their value.
+    pub actions: Vec<ChatAction>,
+    /// Our delivery id of the message the buttons are on.
+    pub action_value: Option<String>,
     pub tone: Tone,
 }
 
@@ -393,10 +398,14 @@ pub fn render(f: &Facts, links: &Links, level: Redaction, now: i64) -> Message {
         });
     }
     let mode = if f.livemode { "live" } else { "test" };
+    let actions = actions_for(f);
     Message {
         title: scrub(&title, level),
         text: scrub(&text, level),
-        status: None,
+        status: f
+            .escalated_by
+            .as_ref()
+            .map(|who| scrub(&format!("Escalated to legal/finance by {who}"), level)),
         fields: fields
             .into_iter()
             .map(|(l, v)| (l, scrub(&v, level)))
@@ -408,7 +417,41 @@ pub fn render(f: &Facts, links: &Links, level: Redaction, now: i64) -> Message {
             f.event_id
         )],
         links: message_links,
+        actions,
+        action_value: None,
         tone,
+    }
+}
+
+/// The buttons a message about these facts offers: the next steps the issue names for each
+/// kind, where the facts have what the step needs.
+pub fn actions_for(f: &Facts) -> Vec<ChatAction> {
+    let mut actions = Vec::new();
+    match f.what {
+        What::InvoicePaid if f.customer_id.is_some() => actions.push(ChatAction::MarkContacted),
+        What::PaymentFailed => {
+            if f.invoice_id.is_some() {
+                actions.push(ChatAction::RetryPayment);
+                actions.push(ChatAction::SendInvoice);
+            }
+            if f.customer_id.is_some() {
+                actions.push(ChatAction::AssignBillingQueue);
+            }
+        }
+        What::DisputeOpened => actions.push(ChatAction::Escalate),
+        _ => {}
+    }
+    actions
+}
+
+/// A button's label.
+pub fn action_label(action: ChatAction) -> &'static str {
+    match action {
+        ChatAction::RetryPayment => "Retry payment now",
+        ChatAction::SendInvoice => "Send invoice email",
+        ChatAction::MarkContacted => "Mark customer contacted",
+        ChatAction::AssignBillingQueue => "Assign to billing queue",
+        ChatAction::Escalate => "Notify legal/finance",
     }
 }
 
@@ -536,6 +579,8 @@ pub fn render_digest(
             label: format!("All {count} in billmirror"),
             url: list_url.to_owned(),
         }],
+        actions: Vec::new(),
+        action_value: None,
         tone: Tone::Warning,
     }
 }
@@ -576,6 +621,8 @@ pub fn test_message(channel_name: &str) -> Message {
         fields: vec![("Channel".into(), channel_name.to_owned())],
         context: vec!["Sent because someone asked for a test message.".into()],
         links: Vec::new(),
+        actions: Vec::new(),
+        action_value: None,
         tone: Tone::Good,
     }
 }

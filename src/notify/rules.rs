@@ -1,8 +1,12 @@
 //! Which rules an event's news matches: its family, its connection, live or test, and a minimum
 //! amount. Pure, so routing is tested without a database.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use crate::domain::states::{Family, Redaction, RuleMode};
-use crate::storage::notify::RuleRow;
+use crate::storage::notify::{self as store, RuleRow};
+use crate::storage::{DbConnection, StorageError};
 
 use super::facts::Facts;
 
@@ -38,6 +42,41 @@ impl Rule {
             redaction: row.redaction,
         }
     }
+}
+
+/// Parsed enabled rules by version. The version is a random word the database changes in the
+/// transaction of every rule change, so reading it (one row, by key) tells whether what is in
+/// memory is current, on every instance, with no delay; versions are unique across databases,
+/// so several apps in one process (the tests) never see each other's rules.
+static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<Rule>>>>> = OnceLock::new();
+
+/// Versions kept: old ones are only read by a transaction that began before a change.
+const CACHED_VERSIONS: usize = 8;
+
+/// The enabled rules, as matching reads them: from memory while their version is current.
+/// Called for every applied event, on the apply path.
+pub fn enabled(conn: &mut DbConnection) -> Result<Arc<Vec<Rule>>, StorageError> {
+    let Some(version) = store::rules_version(conn)? else {
+        // No rule was ever made (the version is written with the first).
+        return Ok(Arc::new(Vec::new()));
+    };
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(rules) = cache.lock().ok().and_then(|c| c.get(&version).cloned()) {
+        return Ok(rules);
+    }
+    let rules = Arc::new(
+        store::enabled_rules(conn)?
+            .iter()
+            .map(Rule::from_row)
+            .collect::<Vec<_>>(),
+    );
+    if let Ok(mut cached) = cache.lock() {
+        if cached.len() >= CACHED_VERSIONS {
+            cached.clear();
+        }
+        cached.insert(version, rules.clone());
+    }
+    Ok(rules)
 }
 
 fn split(list: &str) -> impl Iterator<Item = &str> {

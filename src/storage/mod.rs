@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod backup;
 pub mod billing;
+pub mod chat;
 mod connection;
 pub mod connections;
 pub mod events;

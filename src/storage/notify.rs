@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    customers, invoices, notify_channels, notify_deliveries, notify_rules, payment_attempts,
-    payments, subscriptions,
+    customers, invoices, notify_channels, notify_deliveries, notify_rules, notify_rules_version,
+    payment_attempts, payments, subscriptions,
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{
@@ -235,9 +235,37 @@ pub fn record_health(
 // Rules.
 
 pub fn insert_rule(conn: &mut DbConnection, row: &RuleRow) -> Result<(), StorageError> {
-    diesel::insert_into(notify_rules::table)
-        .values(row)
+    conn.write_transaction(|conn| {
+        diesel::insert_into(notify_rules::table)
+            .values(row)
+            .execute(conn)?;
+        bump_rules_version(conn)
+    })
+}
+
+/// The rules' current version: a new random word after every change; `None` before the first.
+pub fn rules_version(conn: &mut DbConnection) -> Result<Option<String>, StorageError> {
+    Ok(notify_rules_version::table
+        .find(1)
+        .select(notify_rules_version::version)
+        .first(conn)
+        .optional()?)
+}
+
+/// Gives the rules a new version, in the transaction that changed them.
+fn bump_rules_version(conn: &mut DbConnection) -> Result<(), StorageError> {
+    let version = uuid::Uuid::new_v4().simple().to_string();
+    let updated = diesel::update(notify_rules_version::table.find(1))
+        .set(notify_rules_version::version.eq(&version))
         .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(notify_rules_version::table)
+            .values((
+                notify_rules_version::id.eq(1),
+                notify_rules_version::version.eq(&version),
+            ))
+            .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -275,14 +303,20 @@ pub fn enabled_rules(conn: &mut DbConnection) -> Result<Vec<RuleRow>, StorageErr
 }
 
 pub fn update_rule(conn: &mut DbConnection, row: &RuleRow) -> Result<(), StorageError> {
-    diesel::update(notify_rules::table.find(&row.id))
-        .set(row)
-        .execute(conn)?;
-    Ok(())
+    conn.write_transaction(|conn| {
+        diesel::update(notify_rules::table.find(&row.id))
+            .set(row)
+            .execute(conn)?;
+        bump_rules_version(conn)
+    })
 }
 
 pub fn delete_rule(conn: &mut DbConnection, id: &str) -> Result<bool, StorageError> {
-    Ok(diesel::delete(notify_rules::table.find(id)).execute(conn)? == 1)
+    conn.write_transaction(|conn| {
+        let deleted = diesel::delete(notify_rules::table.find(id)).execute(conn)? == 1;
+        bump_rules_version(conn)?;
+        Ok(deleted)
+    })
 }
 
 /// How many rules post to the channel.

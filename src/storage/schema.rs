@@ -452,9 +452,78 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notify_interactivity (channel_id) {
+        channel_id -> Text,
+        signing_secret_enc -> Text,
+        signing_secret_hint -> Text,
+        escalation_channel_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notify_slack_users (slack_user_id) {
+        slack_user_id -> Text,
+        role -> Text,
+        name -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notify_chat_actions (id) {
+        id -> Text,
+        dedupe_key -> Text,
+        action -> Text,
+        delivery_id -> Text,
+        channel_id -> Text,
+        connection_id -> Nullable<Text>,
+        slack_user_id -> Text,
+        slack_user_name -> Nullable<Text>,
+        role -> Text,
+        response_url -> Nullable<Text>,
+        status -> Text,
+        result -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customer_follow_ups (id) {
+        id -> Text,
+        connection_id -> Text,
+        customer_id -> Text,
+        kind -> Text,
+        invoice_id -> Nullable<Text>,
+        actor -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notify_rules_version (id) {
+        id -> Integer,
+        version -> Text,
+    }
+}
+
+diesel::table! {
+    notify_ops_alerts (alert_key) {
+        alert_key -> Text,
+        firing -> Bool,
+        detail -> Nullable<Text>,
+        changed_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 diesel::joinable!(notify_rules -> notify_channels (channel_id));
+diesel::joinable!(notify_interactivity -> notify_channels (channel_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     ledger_event_keys,
@@ -483,4 +552,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     notify_channels,
     notify_rules,
     notify_deliveries,
+    notify_interactivity,
+    notify_slack_users,
+    notify_chat_actions,
+    customer_follow_ups,
+    notify_ops_alerts,
+    notify_rules_version,
 );

@@ -814,3 +814,50 @@ on_both_backends! {
         }
     }
 }
+
+on_both_backends! {
+    /// The rules are kept in memory by version; a change through the API makes a new version,
+    /// so the very next event follows it (turned off, moved to another family, deleted).
+    async fn a_rule_change_takes_effect_on_the_next_event(backend: Backend) {
+        let fake = FakeChat::start().await;
+        let app = TestApp::spawn(backend).await;
+        let ops = app.token(Role::Ops);
+        let slack = slack_app(&app, &ops, &fake, 600).await;
+        let rule = make_rule(&app, &ops, &slack, &["payment_failed"]).await;
+        let failed = |n: i64| event(&format!("evt_rc_{n}"), "invoice.payment_failed", now(),
+            failed_invoice(&format!("in_rc_{n}"), 1000 + n, 1), None);
+        let paid = |n: i64| event(&format!("evt_rcp_{n}"), "invoice.paid", now(),
+            paid_invoice(&format!("in_rcp_{n}"), 2000 + n, 1), None);
+        let patch = |body: Value| {
+            let (app, ops, rule) = (&app, &ops, &rule);
+            async move {
+                let changed = reqwest::Client::new()
+                    .patch(app.url(&format!("/api/notifications/rules/{rule}")))
+                    .bearer_auth(ops).json(&body).send().await.unwrap();
+                assert_eq!(changed.status(), 200, "{body}");
+            }
+        };
+        deliver_all(&app, &[failed(1)]).await;
+        fake.wait_for("/slack/api/chat.postMessage", 1).await;
+
+        // Disabled: the next failure is not announced.
+        patch(json!({"enabled": false})).await;
+        deliver_all(&app, &[failed(2)]).await;
+        settle_all(&app).await;
+        assert_eq!(fake.to("/slack/api/chat.postMessage").len(), 1);
+
+        // Enabled for paid invoices only: a failure is not announced, a payment is.
+        patch(json!({"enabled": true, "families": ["invoice_paid"]})).await;
+        deliver_all(&app, &[failed(3), paid(1)]).await;
+        let posted = fake.wait_for("/slack/api/chat.postMessage", 2).await;
+        settle_all(&app).await;
+        assert_eq!(fake.to("/slack/api/chat.postMessage").len(), 2);
+        assert!(header(&posted[1]).starts_with("Invoice paid"), "{}", header(&posted[1]));
+
+        // Deleted: nothing more.
+        assert_eq!(app.delete(&format!("/api/notifications/rules/{rule}"), &ops).await.status(), 204);
+        deliver_all(&app, &[paid(2)]).await;
+        settle_all(&app).await;
+        assert_eq!(fake.to("/slack/api/chat.postMessage").len(), 2);
+    }
+}

@@ -404,6 +404,44 @@ pub(super) fn invoice_action(s: &mut State, account: &str, id: &str, action: &st
             invoice["status"] = json!("void");
             invoice["status_transitions"]["voided_at"] = json!(now);
         }
+        // `POST /v1/invoices/{id}/pay`: an attempt to collect now, out of the retry schedule.
+        // Only an open invoice can be paid; the fake's card always succeeds (a decline is a
+        // queued fault).
+        ("pay", Some("open")) => {
+            let due = invoice["amount_remaining"]
+                .as_i64()
+                .or(invoice["amount_due"].as_i64())
+                .unwrap_or(0);
+            invoice["status"] = json!("paid");
+            invoice["paid"] = json!(true);
+            invoice["amount_paid"] = json!(due);
+            invoice["amount_remaining"] = json!(0);
+            invoice["attempted"] = json!(true);
+            invoice["attempt_count"] = json!(invoice["attempt_count"].as_i64().unwrap_or(0) + 1);
+            invoice["status_transitions"]["paid_at"] = json!(now);
+        }
+        ("pay", Some("paid")) => {
+            return error(
+                400,
+                "invalid_request_error",
+                Some("invoice_already_paid"),
+                "Invoice is already paid",
+                None,
+            )
+        }
+        // `POST /v1/invoices/{id}/send`: only for invoices collected by email
+        // (`collection_method=send_invoice`); a paid one may be sent again.
+        ("send", Some("open" | "paid")) => {
+            if invoice["collection_method"] != "send_invoice" {
+                return error(
+                    400,
+                    "invalid_request_error",
+                    None,
+                    "You can only manually send an invoice if its collection method is 'send_invoice'.",
+                    None,
+                );
+            }
+        }
         (_, status) => {
             return error(
                 400,
@@ -418,12 +456,15 @@ pub(super) fn invoice_action(s: &mut State, account: &str, id: &str, action: &st
         }
     }
     let invoice = invoice.clone();
-    let kind = if action == "finalize" {
-        "invoice.finalized"
-    } else {
-        "invoice.voided"
+    let kinds: &[&str] = match action {
+        "finalize" => &["invoice.finalized"],
+        "pay" => &["invoice.paid", "invoice.payment_succeeded"],
+        "send" => &["invoice.sent"],
+        _ => &["invoice.voided"],
     };
-    emit(s, account, kind, &invoice);
+    for kind in kinds {
+        emit(s, account, kind, &invoice);
+    }
     (200, invoice)
 }
 
