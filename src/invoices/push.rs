@@ -21,7 +21,7 @@ use crate::jobs::{Handler, JobKind, JobRow, Outcome, Settled};
 use crate::storage::connections::{self as connection_store, status as connection_status};
 use crate::storage::invoices::{self as store, InvoiceRow, LineRow, PushProgress};
 use crate::storage::{stripe_keys, tokens, Db, DbConnection, StorageError};
-use crate::stripe::{StripeClient, StripeError};
+use crate::stripe::{typed, StripeClient, StripeError};
 
 impl From<StripeError> for Outcome {
     fn from(error: StripeError) -> Self {
@@ -368,10 +368,15 @@ impl PushWorker {
         let customer = match found {
             Some(customer) => customer,
             None => {
-                let form = vec![
-                    ("email".to_owned(), email.clone()),
-                    ("metadata[billmirror_customer]".to_owned(), key.to_owned()),
-                ];
+                // async-stripe's typed request, sent through our keyed step.
+                let form = typed::form_of(
+                    &stripe_core::customer::CreateCustomer::new()
+                        .email(email.clone())
+                        .metadata(std::collections::HashMap::from([(
+                            "billmirror_customer".to_owned(),
+                            key.to_owned(),
+                        )])),
+                );
                 self.post(
                     client,
                     &invoice.id,
@@ -391,7 +396,9 @@ impl PushWorker {
                 client,
                 &invoice.id,
                 &format!("customers/{id}"),
-                &[("name".to_owned(), name.clone())],
+                &typed::form_of(
+                    &stripe_core::customer::UpdateCustomer::new(id.as_str()).name(name.clone()),
+                ),
                 &format!(
                     "bm:{}:customer:{key}:name:{}",
                     invoice.connection_id,

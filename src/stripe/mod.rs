@@ -5,6 +5,7 @@ pub mod client;
 pub mod keys;
 mod rate_limit;
 pub mod report;
+pub mod typed;
 
 pub use client::{ClientSettings, StripeClient, StripeError};
 pub use keys::Mode;
