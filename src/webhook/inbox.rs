@@ -168,23 +168,24 @@ fn write(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
 }
 
 fn write_once(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
-    let mut conn = db.blocking()?;
-    conn.write_transaction(|conn| {
-        conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
-        let rows = batch.iter().filter_map(|job| match job {
-            Job::Store { row, .. } => Some(&**row),
-            Job::Reject { .. } => None,
-        });
-        let inserted = events::insert_new(conn, rows)?;
-        for job in batch {
-            if let Job::Reject {
-                connection_id,
-                reason,
-            } = job
-            {
-                events::insert_rejection(conn, connection_id, reason)?;
+    db.with(|conn| {
+        conn.write_transaction(|conn| {
+            conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
+            let rows = batch.iter().filter_map(|job| match job {
+                Job::Store { row, .. } => Some(&**row),
+                Job::Reject { .. } => None,
+            });
+            let inserted = events::insert_new(conn, rows)?;
+            for job in batch {
+                if let Job::Reject {
+                    connection_id,
+                    reason,
+                } = job
+                {
+                    events::insert_rejection(conn, connection_id, reason)?;
+                }
             }
-        }
-        Ok(inserted)
+            Ok(inserted)
+        })
     })
 }
