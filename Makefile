@@ -17,6 +17,7 @@ test:
 bench:
 	$(CARGO) bench --locked --bench ingest
 	$(CARGO) bench --locked --bench billing
+	$(CARGO) bench --locked --bench history
 
 lint:
 	$(CARGO) fmt --check
