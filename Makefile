@@ -18,6 +18,7 @@ test:
 bench:
 	$(CARGO) bench --locked --bench ingest
 	$(CARGO) bench --locked --bench billing
+	$(CARGO) bench --locked --bench history
 
 lint:
 	$(CARGO) fmt --check

@@ -59,6 +59,13 @@ fn main() {
 }
 
 fn single_table(runtime: &tokio::runtime::Runtime, events_per_run: usize, templates: &[Value]) {
+    for concurrency in list_from_env("BENCH_CONCURRENCY", "1,8,32,64")
+        .iter()
+        .map(|c| c.parse::<usize>().expect("a number"))
+    {
+        let (per_s, p99) = runtime.block_on(ceiling(concurrency, events_per_run, templates));
+        println!("bare actix-web handler, concurrency {concurrency}: {per_s:.0} accepted/s, ack p99 {p99:.2} ms");
+    }
     println!("| backend | concurrency | events | accepted/s | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB | server CPU s |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     // BENCH_BACKENDS=postgres, BENCH_CONCURRENCY=32: run a subset, e.g. under a profiler.
@@ -178,47 +185,14 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
             })
             .collect(),
     );
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, bodies, next, url) = (
-            client.clone(),
-            bodies.clone(),
-            next.clone(),
-            format!("{base}/webhooks/stripe"),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((body, header)) = bodies.get(i) else {
-                    break;
-                };
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("Stripe-Signature", header)
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    response.status(),
-                    200,
-                    "{}",
-                    response.text().await.unwrap_or_default()
-                );
-                response.bytes().await.unwrap();
-                latencies.push(sent.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
+    let mut latencies = load(
+        &client,
+        &format!("{base}/webhooks/stripe"),
+        bodies,
+        concurrency,
+    )
+    .await;
     let acked = started.elapsed();
     let db = Db::connect(&DatabaseTarget::parse(Some(&database_url)).unwrap(), 1).unwrap();
     loop {
@@ -256,6 +230,104 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
         peak_rss_mb,
         server_cpu_s,
     }
+}
+
+/// Posts every body from `concurrency` keep-alive clients; each answer must be 200. Returns the
+/// latencies.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Arc<Vec<(String, String)>>,
+    concurrency: usize,
+) -> Vec<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, bodies, next, url) =
+            (client.clone(), bodies.clone(), next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((body, header)) = bodies.get(i) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("Stripe-Signature", header)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    response.status(),
+                    200,
+                    "{}",
+                    response.text().await.unwrap_or_default()
+                );
+                response.bytes().await.unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    latencies
+}
+
+/// The ceiling: a bare actix-web handler answering 200 to the same requests from the same
+/// generator, in this process on its own thread. Accepted/s and ack p99 ms.
+async fn ceiling(concurrency: usize, n: usize, templates: &[Value]) -> (f64, f64) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(|| {
+                actix_web::App::new().route(
+                    "/webhooks/stripe",
+                    actix_web::web::post().to(|_: actix_web::web::Bytes| async {
+                        actix_web::HttpResponse::Ok().body("{}")
+                    }),
+                )
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        });
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let bodies: Arc<Vec<(String, String)>> = Arc::new(
+        (0..n)
+            .map(|i| {
+                let body = body(templates, "ceiling", i);
+                let header = sign(SECRET, now, body.as_bytes());
+                (body, header)
+            })
+            .collect(),
+    );
+    let started = Instant::now();
+    let mut latencies = load(
+        &client,
+        &format!("http://127.0.0.1:{port}/webhooks/stripe"),
+        bodies,
+        concurrency,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p99 = latencies[((latencies.len() as f64 * 0.99) as usize).min(latencies.len() - 1)];
+    (n as f64 / elapsed.as_secs_f64(), p99.as_secs_f64() * 1000.0)
 }
 
 /// A fresh database; the guard drops the PostgreSQL one (or the SQLite directory) afterwards.

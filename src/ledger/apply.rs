@@ -2,10 +2,11 @@
 //! (and the objects that depend on them) from all their recorded events; then enqueue the chat
 //! notifications it makes.
 
+use super::fold::{self, Fold, Folded};
 use super::keys::{self, Key, Kind};
 use super::{catalog, customers, disputes, invoices, payments, refunds, subscriptions, Event};
 use crate::storage::events::EventRow;
-use crate::storage::ledger as ledger_store;
+use crate::storage::ledger::{self as ledger_store, StoredFold};
 use crate::storage::{attempts, DbConnection, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,28 +62,25 @@ fn rebuild(
     if !ledger_store::try_lock_object(conn, &stored)? {
         return Err(ApplyError::Contended(stored));
     }
-    let payloads = ledger_store::payloads_of(conn, &stored, applying.map(|(id, _)| id))?;
-    let mut events = payloads
-        .iter()
-        // Every recorded event parsed once already, when its own keys were recorded.
-        .filter_map(|p| Event::parse(p).ok())
-        .collect::<Vec<_>>();
-    events.extend(applying.map(|(_, event)| event.clone()));
+    // Only invoices and payments still re-read their events each time (their folds also read
+    // other rows); the other kinds fold the new event into their kept state.
     let id = key.stripe_id.as_str();
     let mut dependents = Vec::new();
     match key.kind {
         Kind::Customer => {
-            ledger_store::upsert_customer(conn, connection_id, id, &customers::fold(&mut events))?
+            let fields = fold_kept(conn, &stored, &customers::Customer, applying)?;
+            ledger_store::upsert_customer(conn, connection_id, id, &fields)?
         }
-        Kind::Subscription => ledger_store::upsert_subscription(
-            conn,
-            connection_id,
-            id,
-            &subscriptions::fold(&mut events),
-        )?,
-        Kind::Invoice => invoices::rebuild(conn, connection_id, id, &mut events)?,
+        Kind::Subscription => {
+            let fields = fold_kept(conn, &stored, &subscriptions::Subscription, applying)?;
+            ledger_store::upsert_subscription(conn, connection_id, id, &fields)?
+        }
+        Kind::Invoice => {
+            let mut events = recorded_events(conn, &stored, applying)?;
+            invoices::rebuild(conn, connection_id, id, &mut events)?
+        }
         Kind::Payment => {
-            let (payment, tried) = payments::fold(&mut events);
+            let (payment, tried) = payments::fold(&mut recorded_events(conn, &stored, applying)?);
             let rows = payments::attempt_rows(connection_id, id, &payment.currency, tried);
             ledger_store::upsert_payment(conn, connection_id, id, &payment)?;
             attempts::write_all(conn, &rows)?;
@@ -94,20 +92,72 @@ fn rebuild(
             );
         }
         Kind::Refund => {
-            ledger_store::upsert_refund(conn, connection_id, id, &refunds::fold(id, &mut events))?
+            let fields = fold_kept(conn, &stored, &refunds::Refund(id.to_owned()), applying)?;
+            ledger_store::upsert_refund(conn, connection_id, id, &fields)?
         }
         Kind::Dispute => {
-            ledger_store::upsert_dispute(conn, connection_id, id, &disputes::fold(&mut events))?
+            let fields = fold_kept(conn, &stored, &disputes::Dispute, applying)?;
+            ledger_store::upsert_dispute(conn, connection_id, id, &fields)?
         }
         Kind::Price => {
-            ledger_store::upsert_price(conn, connection_id, id, &catalog::fold_price(&mut events))?
+            let fields = fold_kept(conn, &stored, &catalog::Price, applying)?;
+            ledger_store::upsert_price(conn, connection_id, id, &fields)?
         }
-        Kind::Product => ledger_store::upsert_product(
-            conn,
-            connection_id,
-            id,
-            &catalog::fold_product(&mut events),
-        )?,
+        Kind::Product => {
+            let fields = fold_kept(conn, &stored, &catalog::Product, applying)?;
+            ledger_store::upsert_product(conn, connection_id, id, &fields)?
+        }
     }
     Ok(dependents)
+}
+
+/// Every event recorded for the object `stored`, parsed, the one being applied included.
+fn recorded_events(
+    conn: &mut DbConnection,
+    stored: &str,
+    applying: Option<(&str, &Event)>,
+) -> Result<Vec<Event>, ApplyError> {
+    let payloads = ledger_store::payloads_of(conn, stored, applying.map(|(id, _)| id))?;
+    let mut events = payloads
+        .iter()
+        // Every recorded event parsed once already, when its own keys were recorded.
+        .filter_map(|p| Event::parse(p).ok())
+        .collect::<Vec<_>>();
+    events.extend(applying.map(|(_, event)| event.clone()));
+    Ok(events)
+}
+
+/// The object's fields with the event being applied folded in, and its new fold state kept. The
+/// event is stepped into the kept state when it sorts after every event that state includes (the
+/// usual case: constant cost, however many events the object has); otherwise (it arrived out of
+/// order, is replayed, or the object predates kept folds) every recorded event is folded again.
+fn fold_kept<F: Fold>(
+    conn: &mut DbConnection,
+    stored: &str,
+    fold: &F,
+    applying: Option<(&str, &Event)>,
+) -> Result<F::Fields, ApplyError> {
+    let kept = ledger_store::fold_of(conn, stored)?;
+    let stepped = match (applying, kept) {
+        (Some((_, event)), StoredFold::None) => Some(fold::fold_first(fold, event)),
+        (Some((_, event)), StoredFold::Kept(text)) => {
+            // A state that no longer reads (its shape changed) is rebuilt like a missing one.
+            serde_json::from_str::<Folded<F::State>>(&text)
+                .ok()
+                .and_then(|mut folded| {
+                    fold::fold_into(fold, &mut folded, event)
+                        .ok()
+                        .map(|()| folded)
+                })
+        }
+        _ => None,
+    };
+    let folded = match stepped {
+        Some(folded) => folded,
+        None => fold::fold_all(fold, &mut recorded_events(conn, stored, applying)?),
+    };
+    let text = serde_json::to_string(&folded)
+        .map_err(|e| ApplyError::Payload(format!("cannot keep the fold of {stored}: {e}")))?;
+    ledger_store::keep_fold(conn, stored, &text)?;
+    Ok(fold.finish(&folded.state))
 }

@@ -1,21 +1,29 @@
 //! Prices (and legacy plans, which are prices) and products: the names subscriptions show.
 
+use super::fold::Fold;
 use super::json::{self, as_id, as_string, take};
-use super::keys::sort_for_fold;
 use super::Event;
 use crate::storage::ledger::{PriceFields, ProductFields};
 
-/// A price (or legacy plan) from all its events, in any order.
-pub fn fold_price(events: &mut [Event]) -> PriceFields {
-    sort_for_fold(events, |_| 0);
-    let now = crate::domain::time::now();
-    let mut f = PriceFields {
-        active: true,
-        observed_at: now,
-        updated_at: now,
-        ..PriceFields::default()
-    };
-    for event in events.iter() {
+/// The price (and legacy plan) fold: the row's fields are the state.
+pub struct Price;
+
+impl Fold for Price {
+    type State = PriceFields;
+    type Fields = PriceFields;
+
+    fn start(&self) -> PriceFields {
+        PriceFields {
+            active: true,
+            ..PriceFields::default()
+        }
+    }
+
+    fn rank(&self, _: &Event) -> u8 {
+        0
+    }
+
+    fn step(&self, f: &mut PriceFields, event: &Event) {
         let o = &event.object;
         take(&mut f.stripe_product_id, o, "product", as_id);
         take(&mut f.nickname, o, "nickname", as_string);
@@ -34,24 +42,48 @@ pub fn fold_price(events: &mut [Event]) -> PriceFields {
         f.active = json::bool(o, &["active"]).unwrap_or(f.active);
         f.deleted |= event.action() == "deleted";
     }
-    f
+
+    fn finish(&self, state: &PriceFields) -> PriceFields {
+        let now = crate::domain::time::now();
+        PriceFields {
+            observed_at: now,
+            updated_at: now,
+            ..state.clone()
+        }
+    }
 }
 
-/// A product from all its events, in any order.
-pub fn fold_product(events: &mut [Event]) -> ProductFields {
-    sort_for_fold(events, |_| 0);
-    let now = crate::domain::time::now();
-    let mut f = ProductFields {
-        active: true,
-        observed_at: now,
-        updated_at: now,
-        ..ProductFields::default()
-    };
-    for event in events.iter() {
+/// The product fold: the row's fields are the state.
+pub struct Product;
+
+impl Fold for Product {
+    type State = ProductFields;
+    type Fields = ProductFields;
+
+    fn start(&self) -> ProductFields {
+        ProductFields {
+            active: true,
+            ..ProductFields::default()
+        }
+    }
+
+    fn rank(&self, _: &Event) -> u8 {
+        0
+    }
+
+    fn step(&self, f: &mut ProductFields, event: &Event) {
         let o = &event.object;
         take(&mut f.name, o, "name", as_string);
         f.active = json::bool(o, &["active"]).unwrap_or(f.active);
         f.deleted |= event.action() == "deleted";
     }
-    f
+
+    fn finish(&self, state: &ProductFields) -> ProductFields {
+        let now = crate::domain::time::now();
+        ProductFields {
+            observed_at: now,
+            updated_at: now,
+            ..state.clone()
+        }
+    }
 }

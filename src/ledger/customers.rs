@@ -1,21 +1,27 @@
 //! Customers, linked by Stripe id; the email is also kept lower-cased for lookups.
 
+use super::fold::Fold;
 use super::json::{self, as_string, as_time, take};
-use super::keys::sort_for_fold;
 use super::Event;
 use crate::domain::email;
 use crate::storage::ledger::CustomerFields as Fields;
 
-/// A customer from all its events, in any order.
-pub fn fold(events: &mut [Event]) -> Fields {
-    sort_for_fold(events, |_| 0);
-    let now = crate::domain::time::now();
-    let mut f = Fields {
-        observed_at: now,
-        updated_at: now,
-        ..Fields::default()
-    };
-    for event in events.iter() {
+/// The customer fold: the row's fields themselves are the state.
+pub struct Customer;
+
+impl Fold for Customer {
+    type State = Fields;
+    type Fields = Fields;
+
+    fn start(&self) -> Fields {
+        Fields::default()
+    }
+
+    fn rank(&self, _: &Event) -> u8 {
+        0
+    }
+
+    fn step(&self, f: &mut Fields, event: &Event) {
         let o = &event.object;
         take(&mut f.email, o, "email", as_string);
         take(&mut f.name, o, "name", as_string);
@@ -24,8 +30,22 @@ pub fn fold(events: &mut [Event]) -> Fields {
         f.deleted |=
             event.event_type == "customer.deleted" || json::bool(o, &["deleted"]) == Some(true);
     }
-    f.email_normalized = f.email.as_deref().map(email::normalize);
-    f
+
+    fn finish(&self, state: &Fields) -> Fields {
+        let now = crate::domain::time::now();
+        Fields {
+            email_normalized: state.email.as_deref().map(email::normalize),
+            observed_at: now,
+            updated_at: now,
+            ..state.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+/// A customer from all its events, in any order.
+pub fn fold(events: &mut [Event]) -> Fields {
+    Customer.finish(&super::fold::fold_all(&Customer, events).state)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Disputes, from `charge.dispute.*`. Once closed (won, lost, or a closed warning) a dispute stays
 //! closed.
 
+use super::fold::Fold;
 use super::json::{self, as_id, as_string, as_time, take};
-use super::keys::sort_for_fold;
 use super::Event;
 use crate::storage::ledger::DisputeFields as Fields;
 
@@ -19,17 +19,25 @@ fn status_rank(status: Option<&str>) -> u8 {
     }
 }
 
-/// A dispute from all its events, in any order.
-pub fn fold(events: &mut [Event]) -> Fields {
-    sort_for_fold(events, |e| status_rank(e.object["status"].as_str()));
-    let now = crate::domain::time::now();
-    let mut f = Fields {
-        status: "needs_response".to_owned(),
-        observed_at: now,
-        updated_at: now,
-        ..Fields::default()
-    };
-    for event in events.iter() {
+/// The dispute fold: the row's fields are the state.
+pub struct Dispute;
+
+impl Fold for Dispute {
+    type State = Fields;
+    type Fields = Fields;
+
+    fn start(&self) -> Fields {
+        Fields {
+            status: "needs_response".to_owned(),
+            ..Fields::default()
+        }
+    }
+
+    fn rank(&self, event: &Event) -> u8 {
+        status_rank(event.object["status"].as_str())
+    }
+
+    fn step(&self, f: &mut Fields, event: &Event) {
         let o = &event.object;
         take(&mut f.charge_id, o, "charge", as_id);
         take(&mut f.payment_intent_id, o, "payment_intent", as_id);
@@ -46,7 +54,21 @@ pub fn fold(events: &mut [Event]) -> Fields {
             }
         }
     }
-    f
+
+    fn finish(&self, state: &Fields) -> Fields {
+        let now = crate::domain::time::now();
+        Fields {
+            observed_at: now,
+            updated_at: now,
+            ..state.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+/// A dispute from all its events, in any order.
+pub fn fold(events: &mut [Event]) -> Fields {
+    Dispute.finish(&super::fold::fold_all(&Dispute, events).state)
 }
 
 #[cfg(test)]

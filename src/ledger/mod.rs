@@ -14,6 +14,7 @@ mod attempts;
 mod catalog;
 mod customers;
 mod disputes;
+pub mod fold;
 pub(crate) mod invoices;
 pub mod json;
 mod keys;

@@ -2,8 +2,9 @@
 
 use serde_json::Value;
 
+use super::fold::Fold;
 use super::json::{self, as_id, as_string, as_time, take};
-use super::keys::{listed, sort_for_fold};
+use super::keys::listed;
 use super::Event;
 use crate::storage::ledger::RefundFields as Fields;
 
@@ -28,21 +29,27 @@ fn refund_in<'e>(event: &'e Event, refund_id: &str) -> Option<&'e Value> {
         .find(|r| r["id"] == refund_id)
 }
 
-/// Refund `stripe_id` from all the events that show it, in any order.
-pub fn fold(stripe_id: &str, events: &mut [Event]) -> Fields {
-    sort_for_fold(events, |e| {
-        status_rank(refund_in(e, stripe_id).and_then(|r| r["status"].as_str()))
-    });
-    let now = crate::domain::time::now();
-    let mut f = Fields {
-        status: "pending".to_owned(),
-        observed_at: now,
-        updated_at: now,
-        ..Fields::default()
-    };
-    for event in events.iter() {
-        let Some(r) = refund_in(event, stripe_id) else {
-            continue;
+/// The fold of one refund, named by its Stripe id (a charge event may list several).
+pub struct Refund(pub String);
+
+impl Fold for Refund {
+    type State = Fields;
+    type Fields = Fields;
+
+    fn start(&self) -> Fields {
+        Fields {
+            status: "pending".to_owned(),
+            ..Fields::default()
+        }
+    }
+
+    fn rank(&self, event: &Event) -> u8 {
+        status_rank(refund_in(event, &self.0).and_then(|r| r["status"].as_str()))
+    }
+
+    fn step(&self, f: &mut Fields, event: &Event) {
+        let Some(r) = refund_in(event, &self.0) else {
+            return;
         };
         take(&mut f.charge_id, r, "charge", as_id);
         take(&mut f.payment_intent_id, r, "payment_intent", as_id);
@@ -57,7 +64,22 @@ pub fn fold(stripe_id: &str, events: &mut [Event]) -> Fields {
             f.status = status;
         }
     }
-    f
+
+    fn finish(&self, state: &Fields) -> Fields {
+        let now = crate::domain::time::now();
+        Fields {
+            observed_at: now,
+            updated_at: now,
+            ..state.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+/// Refund `stripe_id` from all the events that show it, in any order.
+pub fn fold(stripe_id: &str, events: &mut [Event]) -> Fields {
+    let fold = Refund(stripe_id.to_owned());
+    fold.finish(&super::fold::fold_all(&fold, events).state)
 }
 
 #[cfg(test)]

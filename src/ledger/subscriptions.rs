@@ -1,10 +1,12 @@
 //! Subscriptions: plan, interval, status, period and cancellation, from `customer.subscription.*`.
 //! Before `2025-03-31.basil` the period sits on the subscription; since then on its items.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::fold::Fold;
 use super::json::{self, as_id, as_time, take};
-use super::keys::{listed, sort_for_fold};
+use super::keys::listed;
 use super::Event;
 use crate::storage::ledger::SubscriptionFields as Fields;
 
@@ -26,30 +28,49 @@ fn is_final(status: &str) -> bool {
     matches!(status, "canceled" | "incomplete_expired")
 }
 
-/// A subscription from all its events, in any order.
-pub fn fold(events: &mut [Event]) -> Fields {
-    sort_for_fold(events, |e| status_rank(e.object["status"].as_str()));
-    let now = crate::domain::time::now();
-    let mut f = Fields {
-        status: "incomplete".to_owned(),
-        observed_at: now,
-        updated_at: now,
-        ..Fields::default()
-    };
-    let mut ended = false;
-    for event in events.iter() {
+/// A subscription's fold state: its fields, and whether it has ended (an ended subscription
+/// stays ended, whatever a late snapshot says).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    fields: Fields,
+    ended: bool,
+}
+
+/// The subscription fold.
+pub struct Subscription;
+
+impl Fold for Subscription {
+    type State = State;
+    type Fields = Fields;
+
+    fn start(&self) -> State {
+        State {
+            fields: Fields {
+                status: "incomplete".to_owned(),
+                ..Fields::default()
+            },
+            ended: false,
+        }
+    }
+
+    fn rank(&self, event: &Event) -> u8 {
+        status_rank(event.object["status"].as_str())
+    }
+
+    fn step(&self, state: &mut State, event: &Event) {
+        let f = &mut state.fields;
         let o = &event.object;
         take(&mut f.stripe_customer_id, o, "customer", as_id);
         if let Some(status) = o["status"].as_str() {
             // An ended subscription stays ended, whatever a late snapshot says.
-            if !ended {
+            if !state.ended {
                 f.status = status.to_owned();
-                ended = is_final(status);
+                state.ended = is_final(status);
             }
         }
-        if event.event_type == "customer.subscription.deleted" && !ended {
+        if event.event_type == "customer.subscription.deleted" && !state.ended {
             f.status = "canceled".to_owned();
-            ended = true;
+            state.ended = true;
         }
         if let Some(v) = json::bool(o, &["cancel_at_period_end"]) {
             f.cancel_at_period_end = v;
@@ -67,13 +88,27 @@ pub fn fold(events: &mut [Event]) -> Fields {
         );
         take(&mut f.current_period_end, o, "current_period_end", as_time);
         if let Some(item) = listed(o, "items").first() {
-            read_item(&mut f, item);
+            read_item(f, item);
         } else if let Some(plan) = o.get("plan").filter(|p| p.is_object()) {
-            read_price(&mut f, plan);
+            read_price(f, plan);
         }
         take(&mut f.quantity, o, "quantity", Value::as_i64);
     }
-    f
+
+    fn finish(&self, state: &State) -> Fields {
+        let now = crate::domain::time::now();
+        Fields {
+            observed_at: now,
+            updated_at: now,
+            ..state.fields.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+/// A subscription from all its events, in any order.
+pub fn fold(events: &mut [Event]) -> Fields {
+    Subscription.finish(&super::fold::fold_all(&Subscription, events).state)
 }
 
 fn read_item(f: &mut Fields, item: &Value) {

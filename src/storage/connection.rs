@@ -38,6 +38,20 @@ pub enum DbConnection {
 }
 
 impl DbConnection {
+    /// Marks the connection unusable, so the pool drops it instead of handing it out again.
+    pub fn mark_broken(&mut self) {
+        fn mark<C>(conn: &mut C)
+        where
+            C: diesel::Connection<TransactionManager = AnsiTransactionManager>,
+        {
+            AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+        }
+        match self {
+            DbConnection::Postgres(c) => mark(c),
+            DbConnection::Sqlite(c) => mark(c),
+        }
+    }
+
     pub fn is_sqlite(&self) -> bool {
         matches!(self, DbConnection::Sqlite(_))
     }
@@ -256,7 +270,9 @@ impl ManageConnection for ConnectionManager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// Checked when a connection goes back to the pool, without a round trip: one marked broken
+    /// (`DbConnection::mark_broken`) or left inside a transaction is dropped.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }

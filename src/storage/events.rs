@@ -143,12 +143,16 @@ pub fn claim_due(
     Ok(rows)
 }
 
+/// Marks the events `ids` applied, in one statement.
 pub fn mark_applied(
     conn: &mut DbConnection,
-    id: &str,
+    ids: &[&str],
     at: NaiveDateTime,
 ) -> Result<(), StorageError> {
-    diesel::update(webhook_events::table.find(id))
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(webhook_events::table.filter(webhook_events::id.eq_any(ids)))
         .set((
             webhook_events::status.eq(EventStatus::Applied),
             webhook_events::attempts.eq(webhook_events::attempts + 1),

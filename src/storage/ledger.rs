@@ -6,10 +6,11 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
+use serde::{Deserialize, Serialize};
 
 use super::schema::{
-    customers, disputes, invoice_lines, invoices, ledger_event_keys, payments, prices, products,
-    refunds, subscriptions, webhook_events,
+    customers, disputes, invoice_lines, invoices, ledger_event_keys, ledger_folds, payments,
+    prices, products, refunds, subscriptions, webhook_events,
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
@@ -42,7 +43,7 @@ macro_rules! upsert {
     }};
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = customers, treat_none_as_null = true)]
 pub struct CustomerFields {
     pub email: Option<String>,
@@ -54,7 +55,7 @@ pub struct CustomerFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = subscriptions, treat_none_as_null = true)]
 pub struct SubscriptionFields {
     pub stripe_customer_id: Option<String>,
@@ -102,7 +103,7 @@ pub struct PaymentFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = refunds, treat_none_as_null = true)]
 pub struct RefundFields {
     pub charge_id: Option<String>,
@@ -117,7 +118,7 @@ pub struct RefundFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = disputes, treat_none_as_null = true)]
 pub struct DisputeFields {
     pub charge_id: Option<String>,
@@ -161,7 +162,7 @@ pub struct InvoiceFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = prices, treat_none_as_null = true)]
 pub struct PriceFields {
     pub stripe_product_id: Option<String>,
@@ -176,7 +177,7 @@ pub struct PriceFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = products, treat_none_as_null = true)]
 pub struct ProductFields {
     pub name: Option<String>,
@@ -284,6 +285,53 @@ pub fn payloads_of(
         query = query.filter(ledger_event_keys::event_id.ne(id.to_owned()));
     }
     Ok(query.load(conn)?)
+}
+
+/// What is stored of the ledger object `key`'s fold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredFold {
+    /// No event of the object has been applied yet.
+    None,
+    /// Events were recorded before folds were kept: re-fold from them.
+    Unknown,
+    /// The fold's state, as `ledger::fold::Folded` in JSON.
+    Kept(String),
+}
+
+pub fn fold_of(conn: &mut DbConnection, key: &str) -> Result<StoredFold, StorageError> {
+    let row: Option<Option<String>> = ledger_folds::table
+        .find(key)
+        .select(ledger_folds::fold)
+        .first(conn)
+        .optional()?;
+    Ok(match row {
+        None => StoredFold::None,
+        Some(None) => StoredFold::Unknown,
+        Some(Some(fold)) => StoredFold::Kept(fold),
+    })
+}
+
+/// Keeps the ledger object `key`'s fold state (JSON), replacing what was kept.
+pub fn keep_fold(conn: &mut DbConnection, key: &str, fold: &str) -> Result<(), StorageError> {
+    let row = (
+        ledger_folds::ledger_key.eq(key),
+        ledger_folds::fold.eq(fold),
+    );
+    match conn {
+        DbConnection::Postgres(c) => diesel::insert_into(ledger_folds::table)
+            .values(row)
+            .on_conflict(ledger_folds::ledger_key)
+            .do_update()
+            .set(ledger_folds::fold.eq(fold))
+            .execute(c)?,
+        DbConnection::Sqlite(c) => diesel::insert_into(ledger_folds::table)
+            .values(row)
+            .on_conflict(ledger_folds::ledger_key)
+            .do_update()
+            .set(ledger_folds::fold.eq(fold))
+            .execute(c)?,
+    };
+    Ok(())
 }
 
 /// Takes the ledger object `key` for the rest of the transaction, without waiting: `false` when

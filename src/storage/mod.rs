@@ -158,6 +158,18 @@ impl StorageError {
 
     /// A statement PostgreSQL cancelled because it waited longer than the transaction's
     /// `lock_timeout` or `statement_timeout` (see [`DbConnection::bound_waits`]).
+    /// The connection to the database was lost (libpq reports it closed, or cannot send).
+    pub fn is_closed_connection(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            StorageError::Query(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _
+            ))
+        )
+    }
+
     pub fn is_timeout(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
@@ -199,6 +211,10 @@ impl Db {
             // `token list`) that exits while that thread is inside libpq can die of a signal.
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
+            // No `SELECT 1` before every checkout (a round trip per request on PostgreSQL): a
+            // connection found dead while in use is dropped instead (`with`, `has_broken`), and
+            // the next checkout opens a new one.
+            .test_on_check_out(false)
             .build(ConnectionManager::new(target.clone()))?;
         Ok(Db {
             pool,
@@ -215,14 +231,31 @@ impl Db {
         Ok(self.pool.get()?)
     }
 
+    /// Runs `work` with a pooled connection, on the calling thread. A connection that turned out
+    /// closed (the server restarted, or an operator ended the session) is not returned to the pool.
+    pub fn with<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.pool.get()?;
+        let outcome = work(&mut conn);
+        if outcome
+            .as_ref()
+            .is_err_and(StorageError::is_closed_connection)
+        {
+            conn.mark_broken();
+        }
+        outcome
+    }
+
     /// Runs `work` with a pooled connection on tokio's blocking pool.
     pub async fn run<T, F>(&self, work: F) -> Result<T, StorageError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || work(&mut *pool.get()?))
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.with(work))
             .await
             .map_err(|e| StorageError::Unavailable(format!("the database task stopped: {e}")))?
     }

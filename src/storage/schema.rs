@@ -329,6 +329,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    ledger_folds (ledger_key) {
+        ledger_key -> Text,
+        fold -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     ledger_event_keys (ledger_key, event_id) {
         ledger_key -> Text,
         event_id -> Text,
@@ -527,6 +534,7 @@ diesel::joinable!(notify_interactivity -> notify_channels (channel_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     ledger_event_keys,
+    ledger_folds,
     api_tokens,
     audit_log,
     connections,

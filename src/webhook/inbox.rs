@@ -189,40 +189,41 @@ fn write(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
 }
 
 fn write_once(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
-    let mut conn = db.blocking()?;
-    conn.write_transaction(|conn| {
-        conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
-        let rows = batch.iter().filter_map(|job| match job {
-            Job::Store { row, .. } => Some(&**row),
-            Job::Reject { .. } => None,
-        });
-        let rows: Vec<&EventRow> = rows.collect();
-        let inserted = events::insert_new(conn, rows.iter().copied())?;
-        // A thin event's fetch is enqueued with it: once stored, it is read from Stripe, even
-        // after a crash right after this commit.
-        for (row, new) in rows.iter().zip(&inserted) {
-            if *new && row.status == EventStatus::Fetching {
-                jobs::enqueue(
-                    conn,
-                    &NewJob {
-                        kind: JobKind::FetchThinEvent,
-                        subject_id: &row.id,
-                        connection_id: &row.connection_id,
-                        payload: None,
-                        dedupe_key: &row.id,
-                    },
-                )?;
+    db.with(|conn| {
+        conn.write_transaction(|conn| {
+            conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
+            let rows = batch.iter().filter_map(|job| match job {
+                Job::Store { row, .. } => Some(&**row),
+                Job::Reject { .. } => None,
+            });
+            let rows: Vec<&EventRow> = rows.collect();
+            let inserted = events::insert_new(conn, rows.iter().copied())?;
+            // A thin event's fetch is enqueued with it: once stored, it is read from Stripe,
+            // even after a crash right after this commit.
+            for (row, new) in rows.iter().zip(&inserted) {
+                if *new && row.status == EventStatus::Fetching {
+                    jobs::enqueue(
+                        conn,
+                        &NewJob {
+                            kind: JobKind::FetchThinEvent,
+                            subject_id: &row.id,
+                            connection_id: &row.connection_id,
+                            payload: None,
+                            dedupe_key: &row.id,
+                        },
+                    )?;
+                }
             }
-        }
-        for job in batch {
-            if let Job::Reject {
-                connection_id,
-                reason,
-            } = job
-            {
-                events::insert_rejection(conn, connection_id, reason)?;
+            for job in batch {
+                if let Job::Reject {
+                    connection_id,
+                    reason,
+                } = job
+                {
+                    events::insert_rejection(conn, connection_id, reason)?;
+                }
             }
-        }
-        Ok(inserted)
+            Ok(inserted)
+        })
     })
 }

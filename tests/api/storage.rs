@@ -159,3 +159,42 @@ on_both_backends! {
         assert_eq!(count, 0, "the audit entry written before the error was rolled back");
     }
 }
+
+/// The pool no longer runs `SELECT 1` before every checkout. A pooled connection the server ended
+/// (a restart, an operator's `pg_terminate_backend`) may fail the one request that finds it dead,
+/// but is then dropped and replaced: it must not fail every later request. PostgreSQL only: a
+/// SQLite connection is a file handle that no server can end.
+#[tokio::test]
+async fn a_connection_the_server_ended_fails_once_and_is_replaced() {
+    let test_db = TestDb::create(Backend::Postgres);
+    let db = test_db.open_migrated();
+    {
+        // Three connections open in the pool, all idle afterwards.
+        let held: Vec<_> = (0..3).map(|_| db.blocking().unwrap()).collect();
+        drop(held);
+    }
+    assert!(
+        test_db.end_sessions() >= 3,
+        "the pool's sessions were ended"
+    );
+    let mut failures = 0;
+    for _ in 0..10 {
+        if db
+            .run(billmirror::storage::events::count_pending)
+            .await
+            .is_err()
+        {
+            failures += 1;
+        }
+    }
+    assert!(
+        failures <= 3,
+        "{failures} of 10 requests failed: dead connections were reused"
+    );
+    assert_eq!(
+        db.run(billmirror::storage::events::count_pending)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -73,6 +73,26 @@ impl TestDb {
         db
     }
 
+    /// Ends every session on the PostgreSQL database, as a server restart or an operator's
+    /// `pg_terminate_backend` would; returns how many it ended.
+    pub fn end_sessions(&self) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Ended {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            ended: i64,
+        }
+        use diesel::RunQueryDsl;
+        let (server, name) = self.postgres.as_ref().expect("a PostgreSQL database");
+        let ended: Vec<Ended> = diesel::sql_query(
+            "SELECT count(pg_terminate_backend(pid)) AS ended FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind::<diesel::sql_types::Text, _>(name)
+        .load(&mut admin_connection(server))
+        .unwrap();
+        ended[0].ended
+    }
+
     /// Removes the PostgreSQL database under running connections, as an outage would.
     pub fn drop_now(&self) {
         if let Some((server, name)) = &self.postgres {
