@@ -452,7 +452,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        password_changed_at -> Timestamp,
+        last_sign_in_at -> Nullable<Timestamp>,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    web_sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Text,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sign_in_failures (id) {
+        id -> Text,
+        subject -> Text,
+        at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
+diesel::joinable!(web_sessions -> users (user_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 diesel::joinable!(notify_rules -> notify_channels (channel_id));
 
@@ -483,4 +517,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notify_channels,
     notify_rules,
     notify_deliveries,
+    users,
+    web_sessions,
+    sign_in_failures,
 );

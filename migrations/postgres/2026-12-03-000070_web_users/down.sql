@@ -1,0 +1,3 @@
+DROP TABLE sign_in_failures;
+DROP TABLE web_sessions;
+DROP TABLE users;
