@@ -2,7 +2,7 @@
 //! parse input, call a service and shape the answer; the rules live in the modules they call.
 
 mod auth;
-mod billing;
+pub(crate) mod billing;
 mod connections;
 pub mod error;
 mod error_body;

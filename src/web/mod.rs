@@ -4,7 +4,9 @@
 //! for people in browsers.
 
 mod assets;
+mod context;
 pub mod csp;
+mod customers;
 mod error;
 pub mod form;
 mod home;
@@ -32,6 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(login::logout_everywhere),
         )
         .route("/", web::get().to(home::page))
+        .route("/customers", web::get().to(customers::page))
+        .route("/customers/refresh", web::post().to(customers::refresh))
         .route("/users", web::get().to(users::page))
         .route("/users", web::post().to(users::create))
         .route("/users/{id}/disable", web::post().to(users::disable))

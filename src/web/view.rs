@@ -66,6 +66,7 @@ impl Nav {
 
 /// A moment, for `<time datetime="{{ iso }}">{{ text }}</time>`: the text is UTC until the page's
 /// script rewrites it in the viewer's time zone.
+#[derive(Debug)]
 pub struct When {
     pub iso: String,
     pub text: String,
@@ -77,6 +78,13 @@ impl When {
             iso: time::rfc3339(at),
             text: at.format("%Y-%m-%d %H:%M UTC").to_string(),
         }
+    }
+
+    /// From an RFC 3339 string, as the JSON answers carry times.
+    pub fn parse(iso: &str) -> Option<When> {
+        chrono::DateTime::parse_from_rfc3339(iso)
+            .ok()
+            .map(|at| When::new(at.naive_utc()))
     }
 
     pub fn opt(at: Option<NaiveDateTime>) -> Option<When> {

@@ -223,3 +223,72 @@ mod rate_limit {
         }
     }
 }
+
+fn customer_event(id: &str, customer: serde_json::Value) -> String {
+    serde_json::json!({"id": id, "object": "event", "api_version": "2024-06-20", "created": 1_700_000_100,
+        "livemode": false, "type": "customer.created", "data": {"object": customer}})
+    .to_string()
+}
+
+fn charge_event(id: &str, charge: serde_json::Value) -> String {
+    serde_json::json!({"id": id, "object": "event", "api_version": "2024-06-20", "created": 1_700_000_200,
+        "livemode": false, "type": "charge.failed", "data": {"object": charge}})
+    .to_string()
+}
+
+mod customers {
+    use super::*;
+
+    on_both_backends! {
+        async fn a_customer_named_script_renders_as_text(backend: Backend) {
+            let app = TestApp::spawn(backend).await;
+            let name = "<script>document.title='owned'</script><b>bold</b>";
+            let delivered = app.deliver(&customer_event("evt_xss", serde_json::json!({
+                "id": "cus_xss", "object": "customer", "email": "mallory@example.com",
+                "name": name, "created": 1_700_000_000}))).await;
+            assert!(delivered.status().is_success());
+            app.settle().await;
+            let (email, password) = app.user(Role::Support);
+            let browser = Browser::open(&app).await;
+            browser.sign_in(&email, &password).await;
+            browser.goto("/customers?email=MALLORY@example.com").await;
+            assert_eq!(browser.text_of("#customers .customer-name").await, name);
+            let scripts = browser.client.execute("return document.querySelectorAll('script').length", vec![]).await.unwrap();
+            assert_eq!(scripts, serde_json::json!(1), "only billmirror's own script");
+            assert_eq!(browser.client.execute("return document.querySelectorAll('b').length", vec![]).await.unwrap(), serde_json::json!(0));
+            assert_ne!(browser.client.title().await.unwrap(), "owned");
+            browser.close().await;
+        }
+
+        async fn the_billing_context_page_shows_payments_attempts_and_says_when_nothing_matches(backend: Backend) {
+            let app = TestApp::spawn(backend).await;
+            app.deliver(&customer_event("evt_c1", serde_json::json!({
+                "id": "cus_pat", "object": "customer", "email": "Pat@Example.com",
+                "name": "Pat Doe", "created": 1_700_000_000}))).await;
+            app.deliver(&charge_event("evt_ch1", serde_json::json!({
+                "id": "ch_1", "object": "charge", "amount": 6000, "currency": "usd", "customer": "cus_pat",
+                "payment_intent": "pi_1", "status": "failed", "created": 1_700_000_200, "disputed": false,
+                "amount_refunded": 0, "failure_code": "card_declined",
+                "failure_message": "Your card has insufficient funds.",
+                "outcome": {"type": "issuer_declined", "reason": "insufficient_funds"},
+                "payment_method_details": {"type": "card", "card": {"brand": "mastercard", "last4": "0341"}}}))).await;
+            app.settle().await;
+            let (email, password) = app.user(Role::Support);
+            let browser = Browser::open(&app).await;
+            browser.sign_in(&email, &password).await;
+            browser.goto("/customers").await;
+            browser.fill("#emails", "nobody@example.com, pat@example.com").await;
+            browser.click("form[action='/customers'] button[type=submit]").await;
+            assert_eq!(browser.text_of("#customers .customer-name").await, "Pat Doe");
+            let payments = browser.text_of("#payments").await;
+            assert!(payments.contains("60.00 USD") && payments.contains("failed"), "{payments}");
+            assert!(payments.contains("Your card has insufficient funds."), "{payments}");
+            assert!(payments.contains("mastercard ····0341"), "{payments}");
+
+            browser.goto("/customers?email=nobody@example.com").await;
+            let none = browser.text_of("#no-match").await;
+            assert!(none.contains("No Stripe customer has this email") && none.contains("emails match without case"), "{none}");
+            browser.close().await;
+        }
+    }
+}
