@@ -3,6 +3,7 @@
 
 pub mod passwords;
 pub mod sessions;
+pub mod sidebar_keys;
 
 use crate::domain::secret::Secret;
 use crate::domain::{email, ids, time, Email, Role};

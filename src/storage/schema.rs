@@ -485,6 +485,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sidebar_keys (id) {
+        id -> Text,
+        key_hash -> Text,
+        key_hint -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(web_sessions -> users (user_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
@@ -520,4 +531,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     web_sessions,
     sign_in_failures,
+    sidebar_keys,
 );

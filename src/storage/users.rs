@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{sign_in_failures, users, web_sessions};
+use super::schema::{sidebar_keys, sign_in_failures, users, web_sessions};
 use super::{DbConnection, StorageError};
 use crate::domain::ids;
 
@@ -218,4 +218,58 @@ pub fn prune_failures(conn: &mut DbConnection, before: NaiveDateTime) -> Result<
     diesel::delete(sign_in_failures::table.filter(sign_in_failures::at.lt(before)))
         .execute(conn)?;
     Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sidebar_keys)]
+pub struct SidebarKeyRow {
+    pub id: String,
+    pub key_hash: String,
+    pub key_hint: String,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_sidebar_key(
+    conn: &mut DbConnection,
+    row: &SidebarKeyRow,
+) -> Result<(), StorageError> {
+    diesel::insert_into(sidebar_keys::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn sidebar_keys(conn: &mut DbConnection) -> Result<Vec<SidebarKeyRow>, StorageError> {
+    Ok(sidebar_keys::table
+        .select(SidebarKeyRow::as_select())
+        .order(sidebar_keys::id.asc())
+        .load(conn)?)
+}
+
+pub fn active_sidebar_key(
+    conn: &mut DbConnection,
+    hash: &str,
+) -> Result<Option<SidebarKeyRow>, StorageError> {
+    Ok(sidebar_keys::table
+        .filter(sidebar_keys::key_hash.eq(hash))
+        .filter(sidebar_keys::revoked_at.is_null())
+        .select(SidebarKeyRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn revoke_sidebar_key(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+) -> Result<usize, StorageError> {
+    Ok(diesel::update(
+        sidebar_keys::table
+            .filter(sidebar_keys::id.eq(id))
+            .filter(sidebar_keys::revoked_at.is_null()),
+    )
+    .set(sidebar_keys::revoked_at.eq(at))
+    .execute(conn)?)
 }

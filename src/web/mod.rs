@@ -12,6 +12,7 @@ pub mod form;
 mod home;
 mod login;
 mod session;
+mod sidebar;
 mod users;
 pub mod view;
 
@@ -36,6 +37,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(home::page))
         .route("/customers", web::get().to(customers::page))
         .route("/customers/refresh", web::post().to(customers::refresh))
+        .route("/sidebar", web::get().to(sidebar::page))
+        .route(
+            "/users/sidebar-keys",
+            web::post().to(users::create_sidebar_key),
+        )
+        .route(
+            "/users/sidebar-keys/{id}/revoke",
+            web::post().to(users::revoke_sidebar_key),
+        )
         .route("/users", web::get().to(users::page))
         .route("/users", web::post().to(users::create))
         .route("/users/{id}/disable", web::post().to(users::disable))

@@ -29,6 +29,17 @@ struct UsersPage {
     /// Right after making a user: their email and password, shown this once.
     created: Option<(String, String)>,
     error: Option<String>,
+    sidebar_keys: Vec<SidebarKeyView>,
+    /// Right after making a sidebar key: the sidebar URL with it, shown this once.
+    sidebar_url: Option<String>,
+}
+
+pub struct SidebarKeyView {
+    pub id: String,
+    pub hint: String,
+    pub created_by: String,
+    pub created_at: When,
+    pub revoked: bool,
 }
 
 async fn render(
@@ -37,7 +48,18 @@ async fn render(
     created: Option<(String, String)>,
     error: Option<String>,
 ) -> Result<HttpResponse, WebError> {
+    render_with(state, staff, created, error, None).await
+}
+
+async fn render_with(
+    state: &AppState,
+    staff: &Staff,
+    created: Option<(String, String)>,
+    error: Option<String>,
+    sidebar_url: Option<String>,
+) -> Result<HttpResponse, WebError> {
     let users = state.db.run(people::list).await?;
+    let keys = state.db.run(crate::storage::users::sidebar_keys).await?;
     let page = UsersPage {
         nav: Nav::new(staff, "/users"),
         users: users
@@ -54,6 +76,17 @@ async fn render(
         roles: Role::ALL,
         created,
         error,
+        sidebar_keys: keys
+            .into_iter()
+            .map(|k| SidebarKeyView {
+                id: k.id,
+                hint: k.key_hint,
+                created_by: k.created_by,
+                created_at: When::new(k.created_at),
+                revoked: k.revoked_at.is_some(),
+            })
+            .collect(),
+        sidebar_url,
     };
     let status = if page.error.is_some() {
         actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -133,4 +166,39 @@ pub async fn enable(
     id: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     set_disabled(state, posted, id.into_inner(), false).await
+}
+
+pub async fn create_sidebar_key(
+    state: web::Data<AppState>,
+    posted: Posted,
+) -> Result<HttpResponse, WebError> {
+    let staff = posted.staff;
+    require(&staff, Role::Admin)?;
+    let actor = staff.email.clone();
+    let (_, key) = state
+        .db
+        .run(move |conn| people::sidebar_keys::create(conn, &actor))
+        .await?;
+    let url = format!(
+        "{}/sidebar?key={}",
+        state.config.public_url.trim_end_matches('/'),
+        key.expose()
+    );
+    render_with(&state, &staff, None, None, Some(url)).await
+}
+
+pub async fn revoke_sidebar_key(
+    state: web::Data<AppState>,
+    posted: Posted,
+    id: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let staff = posted.staff;
+    require(&staff, Role::Admin)?;
+    let actor = staff.email.clone();
+    let id = id.into_inner();
+    state
+        .db
+        .run(move |conn| people::sidebar_keys::revoke(conn, &id, &actor))
+        .await?;
+    Ok(super::see_other("/users"))
 }

@@ -29,3 +29,13 @@ CREATE TABLE sign_in_failures (
     at TIMESTAMP NOT NULL
 );
 CREATE INDEX sign_in_failures_subject ON sign_in_failures (subject, at);
+
+-- Keys in the URL of the helpdesk sidebar (/sidebar): support's read access to that page only.
+CREATE TABLE sidebar_keys (
+    id TEXT PRIMARY KEY NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    key_hint TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    revoked_at TIMESTAMP
+);

@@ -42,3 +42,43 @@ document.addEventListener("DOMContentLoaded", () => {
   copyButtons(document);
   if (window.billmirrorPage) window.billmirrorPage(document);
 });
+
+// The helpdesk sidebar: with no email in its URL, ask the Chatwoot Dashboard App host for the
+// conversation's contact and reload with every email it has. The key stays in the URL: the
+// message only says whom to look up, it never authorises anything.
+function contactEmails(contact) {
+  const found = [];
+  const add = (value) => {
+    if (typeof value === "string" && value.includes("@") && !found.includes(value)) found.push(value);
+  };
+  if (!contact || typeof contact !== "object") return found;
+  add(contact.email);
+  for (const list of [contact.emails, contact.additional_emails]) {
+    if (Array.isArray(list)) list.forEach(add);
+  }
+  const extra = contact.additional_attributes;
+  if (extra && typeof extra === "object") {
+    add(extra.email);
+    if (Array.isArray(extra.emails)) extra.emails.forEach(add);
+  }
+  return found;
+}
+
+function sidebar(body) {
+  if (!body.dataset.sidebarWaiting || window.parent === window) return;
+  window.addEventListener("message", (event) => {
+    let message = event.data;
+    if (typeof message === "string") {
+      try { message = JSON.parse(message); } catch (_) { return; }
+    }
+    if (!message || message.event !== "appContext" || !message.data) return;
+    const emails = contactEmails(message.data.contact);
+    const query = new URLSearchParams({ key: body.dataset.sidebarKey });
+    if (emails.length === 0) query.set("none", "1");
+    emails.forEach((email) => query.append("email", email));
+    window.location.replace("/sidebar?" + query.toString());
+  });
+  window.parent.postMessage("chatwoot-dashboard-app:fetch-info", "*");
+}
+
+document.addEventListener("DOMContentLoaded", () => sidebar(document.body));

@@ -292,3 +292,81 @@ mod customers {
         }
     }
 }
+
+mod sidebar {
+    use super::*;
+
+    /// A helpdesk page that frames the sidebar and answers `fetch-info` like a Chatwoot
+    /// Dashboard App host: with an `appContext` message, as a JSON string.
+    fn helpdesk_page(sidebar_url: &str) -> String {
+        format!(
+            r#"<!doctype html><html><body><h1>Conversation</h1>
+<iframe id="billing" src="{sidebar_url}" width="420" height="700"></iframe>
+<script>
+window.addEventListener("message", function (event) {{
+  if (event.data === "chatwoot-dashboard-app:fetch-info") {{
+    event.source.postMessage(JSON.stringify({{event: "appContext", data: {{
+      contact: {{id: 7, name: "Pat", email: "nobody@example.net", additional_emails: ["PAT@example.com"]}},
+      conversation: {{id: 1}}, currentAgent: {{id: 2, name: "Agent"}}}}}}), "*");
+  }}
+}});
+</script></body></html>"#
+        )
+    }
+
+    on_both_backends! {
+        async fn the_sidebar_in_a_helpdesk_iframe_shows_the_contacts_billing_context(backend: Backend) {
+            let helpdesk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let helpdesk_origin = format!("http://{}", helpdesk.local_addr().unwrap());
+            let app = TestApp::spawn_with(backend, &[("SIDEBAR_FRAME_ANCESTORS", &helpdesk_origin)]).await;
+            app.deliver(&customer_event("evt_c1", serde_json::json!({
+                "id": "cus_pat", "object": "customer", "email": "pat@example.com",
+                "name": "Pat Doe", "created": 1_700_000_000}))).await;
+            app.settle().await;
+            let (_, key) = app.db.run(|conn| billmirror::people::sidebar_keys::create(conn, "test")).await.unwrap();
+            let page = helpdesk_page(&app.url(&format!("/sidebar?key={}", key.expose())));
+            let server = actix_web::HttpServer::new(move || {
+                let page = page.clone();
+                actix_web::App::new().default_service(actix_web::web::to(move || {
+                    let page = page.clone();
+                    async move { actix_web::HttpResponse::Ok().content_type("text/html").body(page) }
+                }))
+            }).workers(1).listen(helpdesk).unwrap().run();
+            tokio::spawn(server);
+
+            // Without a key, or with a wrong one, the sidebar shows nothing but why.
+            let bare = reqwest::get(app.url("/sidebar?email=pat@example.com")).await.unwrap();
+            assert_eq!(bare.status(), 401);
+            let policy = bare.headers()["content-security-policy"].to_str().unwrap().to_owned();
+            assert!(policy.ends_with(&format!("frame-ancestors {helpdesk_origin}")), "{policy}");
+            assert!(!bare.text().await.unwrap().contains("Pat Doe"));
+
+            let browser = Browser::open(&app).await;
+            browser.client.goto(&helpdesk_origin).await.unwrap();
+            browser.client.enter_frame(0).await.unwrap();
+            assert_eq!(browser.text_of("#customers .customer-name").await, "Pat Doe");
+            let heading = browser.text_of("h1").await;
+            assert!(heading.contains("nobody@example.net") && heading.contains("pat@example.com"), "every email of the contact: {heading}");
+
+            // Revoked, the same URL shows nothing.
+            let keys = app.db.run(billmirror::storage::users::sidebar_keys).await.unwrap();
+            let id = keys[0].id.clone();
+            app.db.run(move |conn| billmirror::people::sidebar_keys::revoke(conn, &id, "test")).await.unwrap();
+            browser.client.enter_parent_frame().await.unwrap();
+            browser.client.refresh().await.unwrap();
+            browser.client.enter_frame(0).await.unwrap();
+            assert!(browser.text_of("#sidebar-problem").await.contains("revoked"));
+            browser.close().await;
+        }
+
+        async fn the_sidebar_says_plainly_when_no_customer_has_the_email(backend: Backend) {
+            let app = TestApp::spawn(backend).await;
+            let (_, key) = app.db.run(|conn| billmirror::people::sidebar_keys::create(conn, "test")).await.unwrap();
+            let answer = reqwest::get(app.url(&format!("/sidebar?key={}&email=ghost@example.com", key.expose()))).await.unwrap();
+            assert_eq!(answer.status(), 200);
+            assert!(answer.headers()["content-security-policy"].to_str().unwrap().ends_with("frame-ancestors 'none'"));
+            let body = answer.text().await.unwrap();
+            assert!(body.contains("No Stripe customer has this email") && body.contains("emails match without case"), "{body}");
+        }
+    }
+}
