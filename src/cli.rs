@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, RawStripeKeys};
+use crate::domain::secret::Secret;
 use crate::domain::Role;
 use crate::http;
 use crate::storage::{tokens, Db};
 use crate::telemetry;
-use crate::{app, auth};
+use crate::{app, auth, people};
 
 #[derive(Parser)]
 #[command(
@@ -97,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Create, list, disable or reset the password of the people who sign in to the web UI.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Copy a SQLite database, consistently, while `serve` runs (PostgreSQL: use pg_dump).
     ///
     /// The copy holds Stripe secrets sealed with the master key: keep the key (the database's
@@ -130,6 +136,39 @@ enum TokenAction {
     Revoke {
         /// The token's id (tok_…) or name.
         id_or_name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user; prints a generated password once (on standard output).
+    Create {
+        /// The email they sign in with.
+        #[arg(long)]
+        email: String,
+        /// What they may do; each role includes the ones before it.
+        #[arg(long, value_parser = parse_role, value_name = "support|finance|ops|admin")]
+        role: Role,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (never their passwords).
+    List,
+    /// Disable a user at once, ending their sessions (`--enable` undoes it).
+    Disable {
+        email: String,
+        /// Enable the user again instead.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Set a new password (generated and printed once, or read with --password-stdin) and end
+    /// the user's sessions.
+    ResetPassword {
+        email: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -236,6 +275,7 @@ pub fn main() -> ExitCode {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
         Command::Token { action } => token(&config, action),
+        Command::User { action } => user(&config, action),
         Command::Sync {
             connection,
             only,
@@ -314,6 +354,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let shutdown_timeout = config.shutdown_timeout.as_secs();
         let (bind, database) = (config.bind, config.database.to_string());
         let state = app::state(config, db).await?;
+        print_first_user(&state).await?;
         print_first_token(&state).await?;
         let workers = app::Workers::start(&state);
         let server = http::server(state, listener)?;
@@ -347,6 +388,96 @@ async fn print_first_token(state: &http::AppState) -> anyhow::Result<()> {
              Use it as `Authorization: Bearer <token>`; `billmirror token create` makes more.\n",
             issued.token.expose()
         );
+    }
+    Ok(())
+}
+
+/// Makes the first admin user of the web UI when no user exists, and prints its password once,
+/// on standard output, never into the log.
+async fn print_first_user(state: &http::AppState) -> anyhow::Result<()> {
+    let email = state.config.admin_email.clone();
+    let created = state
+        .db
+        .run(move |conn| Ok(people::ensure_initial_admin(conn, &email)))
+        .await??;
+    if let Some(created) = created {
+        println!(
+            "\nCreated the first admin user of the web UI. Its password is shown only this once:\n\n    \
+             email:    {}\n    password: {}\n\nSign in at {}/login; `billmirror user create` adds \
+             people, `billmirror user reset-password` sets a new password.\n",
+            created.info.email,
+            created.password.expose(),
+            state.config.public_url.trim_end_matches('/'),
+        );
+    }
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<Option<Secret>> {
+    if !from_stdin {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(Some(Secret::new(line.trim_end_matches(['\r', '\n']))))
+}
+
+fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
+    let db = open_database(config)?;
+    let mut conn = db.blocking()?;
+    match action {
+        UserAction::Create {
+            email,
+            role,
+            password_stdin,
+        } => {
+            let given = read_password(password_stdin)?;
+            let generated = given.is_none();
+            let created = people::create_user(&mut conn, &email, role, given, "cli")?;
+            if generated {
+                println!("{}", created.password.expose());
+            }
+            eprintln!(
+                "Created user `{}` ({role}){}.",
+                created.info.email,
+                if generated {
+                    "; the password is shown only this once"
+                } else {
+                    ""
+                }
+            );
+        }
+        UserAction::List => {
+            println!("{:<38} {:<32} {:<8} STATE", "ID", "EMAIL", "ROLE");
+            for user in people::list(&mut conn)? {
+                let state = if user.disabled_at.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<38} {:<32} {:<8} {state}",
+                    user.id, user.email, user.role
+                );
+            }
+        }
+        UserAction::Disable { email, enable } => {
+            let user = people::set_disabled(&mut conn, &email, !enable, "cli")?;
+            let state = if enable { "enabled" } else { "disabled" };
+            println!("{state} {} ({})", user.email, user.id);
+        }
+        UserAction::ResetPassword {
+            email,
+            password_stdin,
+        } => {
+            let given = read_password(password_stdin)?;
+            let generated = given.is_none();
+            let password = people::reset_password(&mut conn, &email, given, "cli")?;
+            if generated {
+                println!("{}", password.expose());
+            }
+            eprintln!("Set a new password for `{email}` and ended their sessions.");
+        }
     }
     Ok(())
 }

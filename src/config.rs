@@ -49,6 +49,10 @@ pub struct Config {
     /// Chat notifications about events older than this when their turn comes are summarised in
     /// a digest instead of announced one by one.
     pub notify_max_age: Duration,
+    /// The email of the admin user made at first start, when no user exists.
+    pub admin_email: String,
+    /// Who may frame `/sidebar` (the CSP `frame-ancestors` sources), e.g. the helpdesk's origin.
+    pub sidebar_frame_ancestors: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -248,6 +252,18 @@ impl Config {
         })();
 
         let notify_max_age = env.with("NOTIFY_MAX_AGE", "1h", crate::domain::time::parse_duration);
+        let admin_email = env.with(
+            "BILLMIRROR_ADMIN_EMAIL",
+            crate::people::DEFAULT_ADMIN_EMAIL,
+            |v| {
+                crate::domain::Email::parse(v)
+                    .map(|e| e.normalized())
+                    .map_err(|p| format!("the email {p}"))
+            },
+        );
+        let sidebar_frame_ancestors = env.with("SIDEBAR_FRAME_ANCESTORS", "'none'", |v| {
+            crate::web::csp::frame_ancestors(v)
+        });
 
         let read = env.read.take();
         let errors = env.errors.take();
@@ -271,6 +287,8 @@ impl Config {
                 events_catchup_interval: events_catchup_interval?,
                 jobs: jobs?,
                 notify_max_age: notify_max_age?,
+                admin_email: admin_email?,
+                sidebar_frame_ancestors: sidebar_frame_ancestors?,
             })
         })();
         let config = match config {

@@ -179,7 +179,7 @@ fn page_query(pairs: &[(String, String)]) -> Result<PageQuery, ApiError> {
 
 /// Fetches these emails' customers from Stripe into the inbox and waits (briefly) for the apply
 /// worker to fold them in, so the answer shows Stripe's current data.
-async fn refresh_from_stripe(
+pub(crate) async fn refresh_from_stripe(
     state: &AppState,
     emails: &[String],
 ) -> Result<serde_json::Value, ApiError> {

@@ -2,7 +2,7 @@
 //! parse input, call a service and shape the answer; the rules live in the modules they call.
 
 mod auth;
-mod billing;
+pub(crate) mod billing;
 mod connections;
 pub mod error;
 mod error_body;
@@ -83,7 +83,9 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
             .wrap(from_fn(error_body::json_errors))
             .wrap(from_fn(guard::refuse_hostile))
             .wrap(from_fn(metrics::record))
+            .wrap(from_fn(crate::web::csp::security_headers))
             .configure(routes::configure)
+            .configure(crate::web::configure)
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(shutdown_timeout)

@@ -99,7 +99,6 @@ async fn paged<R: Send + 'static>(
     })))
 }
 
-
 /// Lists chat channels.
 #[utoipa::path(get, path = "/api/notifications/channels", params(PageQuery), responses(
     (status = 200, description = "`{data: [channel], next}`.", body = serde_json::Value),

@@ -10,8 +10,7 @@ use actix_web::{web, Route};
 
 use super::{
     billing, connections, events, health, invoices, jobs, notifications, openapi, pay, reconcile,
-    slack,
-    tokens, webhooks,
+    slack, tokens, webhooks,
 };
 use crate::domain::Role;
 

@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod stripe_keys;
 pub mod sync;
 pub mod tokens;
+pub mod users;
 
 use std::fmt;
 use std::time::Duration;

@@ -527,7 +527,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        password_changed_at -> Timestamp,
+        last_sign_in_at -> Nullable<Timestamp>,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    web_sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Text,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sign_in_failures (id) {
+        id -> Text,
+        subject -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sidebar_keys (id) {
+        id -> Text,
+        key_hash -> Text,
+        key_hint -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
+diesel::joinable!(web_sessions -> users (user_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
 diesel::joinable!(notify_rules -> notify_channels (channel_id));
 diesel::joinable!(notify_interactivity -> notify_channels (channel_id));
@@ -566,4 +611,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     customer_follow_ups,
     notify_ops_alerts,
     notify_rules_version,
+    users,
+    web_sessions,
+    sign_in_failures,
+    sidebar_keys,
 );

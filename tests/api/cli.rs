@@ -81,6 +81,41 @@ on_both_backends! {
         assert_eq!(missing.status.code(), Some(1));
     }
 
+    async fn users_are_managed_from_the_command_line(backend: Backend) {
+        let db = TestDb::create(backend);
+        let url = db.url();
+        let created = billmirror(&url, &["user", "create", "--email", "Ops@Example.com", "--role", "ops"]);
+        assert!(created.status.success(), "{}", text(&created.stderr));
+        let password = text(&created.stdout).trim().to_owned();
+        assert_eq!(password.len(), 24, "{password}");
+
+        let listed = text(&billmirror(&url, &["user", "list"]).stdout);
+        assert!(listed.contains("ops@example.com") && listed.contains("active"), "{listed}");
+        assert!(!listed.contains(&password) && !listed.contains("argon2"), "{listed}");
+
+        let taken = billmirror(&url, &["user", "create", "--email", "ops@example.com", "--role", "admin"]);
+        assert!(!taken.status.success());
+        assert!(text(&taken.stderr).contains("already exists"), "{}", text(&taken.stderr));
+
+        let reset = billmirror(&url, &["user", "reset-password", "ops@example.com"]);
+        assert!(reset.status.success(), "{}", text(&reset.stderr));
+        let new_password = text(&reset.stdout).trim().to_owned();
+        assert!(new_password.len() == 24 && new_password != password);
+        let stored = {
+            let db = db.open_migrated();
+            let mut conn = db.blocking().unwrap();
+            billmirror::storage::users::find_by_email(&mut conn, "ops@example.com").unwrap().unwrap()
+        };
+        assert!(billmirror::people::passwords::verify(&new_password, &stored.password_hash));
+        assert!(!billmirror::people::passwords::verify(&password, &stored.password_hash));
+
+        assert!(billmirror(&url, &["user", "disable", "ops@example.com"]).status.success());
+        assert!(text(&billmirror(&url, &["user", "list"]).stdout).contains("disabled"));
+        let missing = billmirror(&url, &["user", "disable", "nobody@example.com"]);
+        assert_eq!(missing.status.code(), Some(1));
+        assert!(text(&missing.stderr).contains("no user has the email"));
+    }
+
     async fn serve_prints_the_first_token_once_and_stops_on_sigterm(backend: Backend) {
         let db = TestDb::create(backend);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -94,11 +129,18 @@ on_both_backends! {
             .spawn()
             .unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut before_token = Vec::new();
         let token = stdout
             .lines()
             .map(Result::unwrap)
+            .inspect(|line| before_token.push(line.clone()))
             .find_map(|line| line.trim().strip_prefix("bm_").map(|rest| format!("bm_{rest}")))
             .expect("serve prints the first admin token");
+        // The web UI's first admin comes first, with its password.
+        let password = before_token.iter()
+            .find_map(|line| line.trim().strip_prefix("password: ").map(str::to_owned))
+            .expect("serve prints the first admin user's password");
+        assert!(before_token.iter().any(|l| l.contains("email:    admin@billmirror.local")), "{before_token:?}");
 
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -119,12 +161,14 @@ on_both_backends! {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "serve exits cleanly on SIGTERM: {:?}", output.status);
         assert!(!text(&output.stderr).contains(&token), "the token is never logged");
+        assert!(!text(&output.stderr).contains(&password), "the password is never logged");
 
         // A second start finds a token and prints none (it then fails on a port already taken).
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let again = command(&db.url()).env("BIND", taken.local_addr().unwrap().to_string())
             .env("BILLMIRROR_MASTER_KEY", crate::support::MASTER_KEY).arg("serve").output().unwrap();
         assert!(!text(&again.stdout).contains("bm_"), "{}", text(&again.stdout));
+        assert!(!text(&again.stdout).contains("password"), "{}", text(&again.stdout));
         assert!(text(&again.stderr).contains("BIND"), "{}", text(&again.stderr));
     }
 }

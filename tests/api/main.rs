@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod billing;
+mod browser;
 mod chat_actions;
 mod cli;
 mod connection_keys;

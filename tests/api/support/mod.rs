@@ -143,6 +143,18 @@ impl TestApp {
             .to_owned()
     }
 
+    /// A new web UI user with `role`, made the way the CLI does: (email, password).
+    pub fn user(&self, role: Role) -> (String, String) {
+        let mut conn = self.db.blocking().unwrap();
+        let email = format!(
+            "{role}-{}@example.com",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let created =
+            billmirror::people::create_user(&mut conn, &email, role, None, "test").unwrap();
+        (created.info.email, created.password.expose().to_owned())
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

@@ -1,0 +1,92 @@
+//! The staff web UI and the helpdesk sidebar: server-rendered HTML (askama templates in
+//! `templates/`, checked at compile time), one stylesheet and one script served from the binary.
+//! Pages call the same services as the JSON API; they add sessions, CSRF tokens and role checks
+//! for people in browsers.
+
+mod assets;
+mod context;
+pub mod csp;
+mod customers;
+mod error;
+pub mod form;
+mod home;
+mod login;
+mod session;
+mod sidebar;
+mod users;
+pub mod view;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+pub use error::WebError;
+pub use session::SESSION_COOKIE;
+
+/// Every page route. Each handler checks the role itself (`require`), so a role that does not see
+/// a button cannot post its form either.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/{file}", web::get().to(assets::serve))
+        .route("/login", web::get().to(login::form))
+        .route("/login", web::post().to(login::submit))
+        .route("/logout", web::post().to(login::logout))
+        .route(
+            "/logout/everywhere",
+            web::post().to(login::logout_everywhere),
+        )
+        .route("/", web::get().to(home::page))
+        .route("/customers", web::get().to(customers::page))
+        .route("/customers/refresh", web::post().to(customers::refresh))
+        .route("/sidebar", web::get().to(sidebar::page))
+        .route(
+            "/users/sidebar-keys",
+            web::post().to(users::create_sidebar_key),
+        )
+        .route(
+            "/users/sidebar-keys/{id}/revoke",
+            web::post().to(users::revoke_sidebar_key),
+        )
+        .route("/users", web::get().to(users::page))
+        .route("/users", web::post().to(users::create))
+        .route("/users/{id}/disable", web::post().to(users::disable))
+        .route("/users/{id}/enable", web::post().to(users::enable));
+}
+
+/// Refuses a person whose role is below `role`, whatever page or form they reached.
+pub fn require(
+    staff: &crate::people::sessions::Staff,
+    role: crate::domain::Role,
+) -> Result<(), WebError> {
+    if staff.may(role) {
+        Ok(())
+    } else {
+        tracing::warn!(user = %staff.email, role = %staff.role, needed = %role, "refused a page to a role below it");
+        Err(WebError::Forbidden(role))
+    }
+}
+
+/// Renders a template as an HTML answer with `status`.
+pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "a template failed to render");
+            HttpResponse::InternalServerError()
+                .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .body("The page could not be shown.")
+        }
+    }
+}
+
+pub fn ok(page: &impl Template) -> Result<HttpResponse, WebError> {
+    Ok(html(StatusCode::OK, page))
+}
+
+/// After a form: go to `to` (POST-redirect-GET), so reloading does not post again.
+pub fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_owned()))
+        .finish()
+}
