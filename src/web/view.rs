@@ -14,13 +14,11 @@ pub struct Link {
 }
 
 /// The pages and the role each needs: the navigation and the handlers' checks read one table.
+/// Only pages that exist are listed (invoices, connections, events and the audit log are not
+/// built yet; their work is done through `/api` meanwhile).
 pub const PAGES: &[(&str, &str, Role)] = &[
     ("/", "Home", Role::Support),
     ("/customers", "Customers", Role::Support),
-    ("/invoices", "Invoices", Role::Support),
-    ("/connections", "Connections", Role::Ops),
-    ("/events", "Events", Role::Ops),
-    ("/audit", "Audit log", Role::Ops),
     ("/users", "Users and tokens", Role::Admin),
 ];
 
@@ -116,10 +114,10 @@ mod tests {
                 .map(|l| l.href)
                 .collect()
         };
-        assert_eq!(hrefs(Role::Support), vec!["/", "/customers", "/invoices"]);
-        assert!(hrefs(Role::Ops).contains(&"/connections"));
-        assert!(!hrefs(Role::Ops).contains(&"/users"));
+        assert_eq!(hrefs(Role::Support), vec!["/", "/customers"]);
+        assert_eq!(hrefs(Role::Ops), vec!["/", "/customers"]);
         assert!(hrefs(Role::Admin).contains(&"/users"));
-        assert_eq!(role_for("/connections"), Role::Ops);
+        assert_eq!(role_for("/users"), Role::Admin);
+        assert_eq!(role_for("/customers"), Role::Support);
     }
 }

@@ -313,9 +313,9 @@ async fn the_stripe_client_trait_sends_the_idempotent_strategys_key() {
     // `Customer` refuses the fake's customer object (it lacks fields the generated type requires),
     // failing the whole call with an error that names no field: why billmirror reads answers
     // tolerantly (`send_tolerant`) and uses only the typed requests.
-    let error = outcome
-        .err()
-        .expect("the typed parse refuses the fake's customer");
+    let Err(error) = outcome else {
+        panic!("the typed parse should refuse the fake's customer");
+    };
     assert!(error.to_string().contains("could not be read"), "{error}");
     let _: Option<RetrieveCustomerReturned> = None;
 }
