@@ -157,6 +157,7 @@ enum UserAction {
     List,
     /// Disable a user at once, ending their sessions (`--enable` undoes it).
     Disable {
+        /// The user's email (letter case does not matter).
         email: String,
         /// Enable the user again instead.
         #[arg(long)]
@@ -165,6 +166,7 @@ enum UserAction {
     /// Set a new password (generated and printed once, or read with --password-stdin) and end
     /// the user's sessions.
     ResetPassword {
+        /// The user's email (letter case does not matter).
         email: String,
         /// Read the password from standard input instead of generating one.
         #[arg(long)]
