@@ -68,10 +68,10 @@ pub fn health(view: &ConnectionView) -> Health {
         Health::new(
             "warn",
             "signature failures",
-            format!(
-                "{} deliveries failed their signature check in the last 24 hours.",
-                hooks.signature_failures_last_24h
-            ),
+            match hooks.signature_failures_last_24h {
+                1 => "1 delivery failed its signature check in the last 24 hours.".to_owned(),
+                n => format!("{n} deliveries failed their signature check in the last 24 hours."),
+            },
         )
     } else if hooks.dead_events > 0 {
         Health::new(

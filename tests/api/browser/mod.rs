@@ -7,6 +7,7 @@
 
 mod connections;
 mod pages;
+mod screenshots;
 
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
