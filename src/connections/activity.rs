@@ -20,9 +20,7 @@ pub struct HourActivity {
 
 /// The `HOURS + 1` bounds of the hours ending with the one `now` is in.
 pub fn hour_bounds(now: NaiveDateTime) -> Vec<NaiveDateTime> {
-    let this_hour = now
-        .duration_trunc(Duration::hours(1))
-        .unwrap_or(now);
+    let this_hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
     (0..=HOURS)
         .map(|n| this_hour - Duration::hours(HOURS - 1 - n))
         .collect()

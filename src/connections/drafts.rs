@@ -95,13 +95,14 @@ impl Connections {
         else {
             return Ok(None);
         };
-        let open = |sealed: &Option<String>, field: &str| -> Result<Option<Secret>, ConnectionError> {
-            sealed
-                .as_deref()
-                .map(|s| self.vault.open(s, &context(&row.id, field)))
-                .transpose()
-                .map_err(ConnectionError::from)
-        };
+        let open =
+            |sealed: &Option<String>, field: &str| -> Result<Option<Secret>, ConnectionError> {
+                sealed
+                    .as_deref()
+                    .map(|s| self.vault.open(s, &context(&row.id, field)))
+                    .transpose()
+                    .map_err(ConnectionError::from)
+            };
         let keys = KeyInput {
             publishable_key: row.publishable_key.clone(),
             secret_key: open(&row.secret_key_enc, "secret_key")?,
@@ -137,7 +138,11 @@ mod tests {
 
     #[test]
     fn typed_fields_win_and_blank_ones_come_from_the_draft() {
-        let kept = keys(Some("pk_test_kept"), Some("sk_test_kept"), Some("whsec_kept"));
+        let kept = keys(
+            Some("pk_test_kept"),
+            Some("sk_test_kept"),
+            Some("whsec_kept"),
+        );
         let merged = merge(keys(None, Some("sk_test_new"), None), Some(&kept));
         assert_eq!(merged.publishable_key.as_deref(), Some("pk_test_kept"));
         assert_eq!(merged.secret_key.unwrap().expose(), "sk_test_new");

@@ -28,8 +28,10 @@ pub fn insert(
     row: &DraftRow,
     replaces: Option<&str>,
 ) -> Result<(), StorageError> {
-    diesel::delete(connection_drafts::table.filter(connection_drafts::expires_at.le(row.created_at)))
-        .execute(conn)?;
+    diesel::delete(
+        connection_drafts::table.filter(connection_drafts::expires_at.le(row.created_at)),
+    )
+    .execute(conn)?;
     if let Some(old) = replaces {
         diesel::delete(
             connection_drafts::table

@@ -38,7 +38,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(home::page))
         .route("/connections", web::get().to(connections::list))
         .route("/connections/new", web::get().to(connections::connect_form))
-        .route("/connections/new", web::post().to(connections::connect_submit))
+        .route(
+            "/connections/new",
+            web::post().to(connections::connect_submit),
+        )
         .route("/connections/{id}", web::get().to(connections::detail))
         .route(
             "/connections/{id}/validate",
@@ -136,10 +139,23 @@ mod tests {
 
     #[test]
     fn unknown_paths_for_programs_keep_the_json_answer() {
-        for path in ["/api", "/api/nothing", "/webhooks/stripe/x/y", "/slack", "/slack/x"] {
+        for path in [
+            "/api",
+            "/api/nothing",
+            "/webhooks/stripe/x/y",
+            "/slack",
+            "/slack/x",
+        ] {
             assert!(!is_for_people(path), "{path}");
         }
-        for path in ["/", "/nothing", "/connections/x/y", "/apis", "/api-docs", "/webhooksx"] {
+        for path in [
+            "/",
+            "/nothing",
+            "/connections/x/y",
+            "/apis",
+            "/api-docs",
+            "/webhooksx",
+        ] {
             assert!(is_for_people(path), "{path}");
         }
     }

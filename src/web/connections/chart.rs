@@ -193,7 +193,10 @@ mod tests {
     fn a_quiet_day_draws_no_bars_and_says_so() {
         let chart = chart(&hours(&[(0, 0); 24]));
         assert_eq!(chart.max, 1);
-        assert!(chart.bars.iter().all(|b| b.deliveries_h == 0 && b.failures_h == 0));
+        assert!(chart
+            .bars
+            .iter()
+            .all(|b| b.deliveries_h == 0 && b.failures_h == 0));
         assert_eq!(
             chart.summary,
             "0 deliveries and 0 signature failures in the last 24 hours."

@@ -84,7 +84,11 @@ pub async fn submit(state: web::Data<AppState>, posted: Posted) -> Result<HttpRe
     let typed = KeyInput {
         publishable_key: form.raw("publishable_key").map(str::to_owned),
         secret_key: form.raw("secret_key").map(Secret::new),
-        webhook_secrets: form.raw("webhook_secret").map(Secret::new).into_iter().collect(),
+        webhook_secrets: form
+            .raw("webhook_secret")
+            .map(Secret::new)
+            .into_iter()
+            .collect(),
     };
     let name = form.get("name").map(str::to_owned);
     let draft_id = form.get("draft").map(str::to_owned);

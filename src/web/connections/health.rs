@@ -86,7 +86,11 @@ pub fn health(view: &ConnectionView) -> Health {
             "Stripe has not confirmed the secret key yet.",
         )
     } else {
-        Health::new("good", "healthy", "Keys verified; webhooks arrive and verify.")
+        Health::new(
+            "good",
+            "healthy",
+            "Keys verified; webhooks arrive and verify.",
+        )
     }
 }
 
@@ -214,7 +218,10 @@ mod tests {
         v.webhook_secrets[0].status = SecretStatus::Retired;
         assert_eq!(health(&v).label, "no signing secret");
         v.last_report = Some(json!({"ok": false}));
-        assert_eq!((health(&v).level, health(&v).label), ("bad", "failing checks"));
+        assert_eq!(
+            (health(&v).level, health(&v).label),
+            ("bad", "failing checks")
+        );
         v.key_status = KeyVerdict::Rejected;
         assert_eq!(health(&v).label, "key rejected");
         v.status = ConnectionStatus::Disconnected;
@@ -224,7 +231,11 @@ mod tests {
         env.origin = ConnectionOrigin::Env;
         env.webhook_secrets.clear();
         env.key_status = KeyVerdict::Unverified;
-        assert_eq!(health(&env).label, "unverified", "the environment's secret is not listed");
+        assert_eq!(
+            health(&env).label,
+            "unverified",
+            "the environment's secret is not listed"
+        );
     }
 
     #[test]

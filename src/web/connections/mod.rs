@@ -371,3 +371,26 @@ fn internal(error: ConnectionError) -> WebError {
         Ok((_, message)) => WebError::Internal(message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_need_the_role_the_api_needs() {
+        let api: Vec<_> = crate::http::routes::api_routes()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/api/connections"))
+            .collect();
+        assert!(api.len() >= 8, "the connections API moved");
+        for route in api {
+            assert_eq!(route.role, role(), "{} {}", route.method, route.path);
+        }
+    }
+
+    #[test]
+    fn notices_come_from_codes_never_from_the_url() {
+        assert!(notice("saved").unwrap().starts_with("Connected."));
+        assert_eq!(notice("<script>"), None);
+    }
+}

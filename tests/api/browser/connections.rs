@@ -36,20 +36,40 @@ async fn post_form(
 
 async fn count(browser: &Browser, css: &str) -> u64 {
     let script = format!("return document.querySelectorAll({}).length", json!(css));
-    browser.client.execute(&script, vec![]).await.unwrap().as_u64().unwrap()
+    browser
+        .client
+        .execute(&script, vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap()
 }
 
 async fn attribute(browser: &Browser, css: &str, name: &str) -> String {
-    browser.client.wait().at_most(std::time::Duration::from_secs(10)).for_element(Locator::Css(css)).await
+    browser
+        .client
+        .wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
         .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
-        .attr(name).await.unwrap().unwrap_or_default()
+        .attr(name)
+        .await
+        .unwrap()
+        .unwrap_or_default()
 }
 
 async fn connections_in_db(app: &TestApp) -> i64 {
-    app.db.run(|conn| {
-        use billmirror::storage::schema::connections;
-        Ok(connections::table.filter(connections::origin.eq("api")).count().get_result(conn)?)
-    }).await.unwrap()
+    app.db
+        .run(|conn| {
+            use billmirror::storage::schema::connections;
+            Ok(connections::table
+                .filter(connections::origin.eq("api"))
+                .count()
+                .get_result(conn)?)
+        })
+        .await
+        .unwrap()
 }
 
 /// A subscription that keeps billing in Stripe after a disconnect.

@@ -22,7 +22,10 @@ const OTHER_PAGES: &[(&str, &str)] = &[
     ("customers-pat", "/customers?email=pat@example.com"),
     ("connection-new", "/connections/new"),
     ("connection-detail", "/connections/{connection}"),
-    ("connection-disconnect", "/connections/{connection}/disconnect"),
+    (
+        "connection-disconnect",
+        "/connections/{connection}/disconnect",
+    ),
     ("not-found", "/no/such/page"),
 ];
 
@@ -40,7 +43,11 @@ fn out_dir() -> PathBuf {
 /// `/` → `home`, `/connections` → `connections`, `/users` → `users`.
 fn file_name(href: &str) -> String {
     let name = href.trim_matches('/').replace('/', "-");
-    if name.is_empty() { "home".into() } else { name }
+    if name.is_empty() {
+        "home".into()
+    } else {
+        name
+    }
 }
 
 /// A PNG's width, from its IHDR chunk.
@@ -58,28 +65,52 @@ fn event(id: &str, kind: &str, object: Value) -> String {
 /// connection (made against the fake Stripe) with a day of webhook traffic.
 async fn seed(app: &TestApp) -> String {
     let customer = json!({"id": "cus_pat", "object": "customer", "email": "pat@example.com", "name": "Pat Doe", "created": 1_700_000_000});
-    app.deliver(&event("evt_s1", "customer.created", customer)).await;
+    app.deliver(&event("evt_s1", "customer.created", customer))
+        .await;
     for (n, status) in [(1, "failed"), (2, "succeeded")] {
         let charge = json!({"id": format!("ch_{n}"), "object": "charge", "amount": 6000, "currency": "usd",
             "customer": "cus_pat", "payment_intent": "pi_1", "status": status, "created": 1_700_000_200 + n,
             "disputed": false, "amount_refunded": 0, "failure_message": (status == "failed").then_some("Your card has insufficient funds."),
             "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": "4242"}}});
-        app.deliver(&event(&format!("evt_ch{n}"), &format!("charge.{status}"), charge)).await;
+        app.deliver(&event(
+            &format!("evt_ch{n}"),
+            &format!("charge.{status}"),
+            charge,
+        ))
+        .await;
     }
     let ops = app.token(Role::Ops);
     let made: Value = app
         .post_json("/api/connections", &ops, &json!({"name": "Shop (test)", "secret_key": SECRET_KEY, "webhook_secret": HOOK_SECRET}))
         .await.json().await.unwrap();
-    let id = made["id"].as_str().expect("the connection is made").to_owned();
+    let id = made["id"]
+        .as_str()
+        .expect("the connection is made")
+        .to_owned();
     let hook = format!("/webhooks/stripe/{id}");
     for n in 0..6 {
         let customer = json!({"id": format!("cus_c{n}"), "object": "customer", "email": format!("c{n}@example.com"), "created": 1_700_000_000});
-        app.deliver_to(&hook, HOOK_SECRET, &event(&format!("evt_c{n}"), "customer.created", customer)).await;
+        app.deliver_to(
+            &hook,
+            HOOK_SECRET,
+            &event(&format!("evt_c{n}"), "customer.created", customer),
+        )
+        .await;
     }
     let subscription = json!({"id": "sub_1", "object": "subscription", "customer": "cus_c0", "status": "active",
         "created": 1_700_000_000, "items": {"data": []}});
-    app.deliver_to(&hook, HOOK_SECRET, &event("evt_sub", "customer.subscription.created", subscription)).await;
-    app.deliver_to(&hook, "whsec_wrong0000000000000000000000000000", &event("evt_bad", "customer.created", json!({}))).await;
+    app.deliver_to(
+        &hook,
+        HOOK_SECRET,
+        &event("evt_sub", "customer.subscription.created", subscription),
+    )
+    .await;
+    app.deliver_to(
+        &hook,
+        "whsec_wrong0000000000000000000000000000",
+        &event("evt_bad", "customer.created", json!({})),
+    )
+    .await;
     app.settle().await;
     id
 }
@@ -95,7 +126,11 @@ async fn shoot(browser: &Browser, width: u32, path: &str, file: &PathBuf) {
         .await.unwrap();
     let content = sizes[0].as_u64().unwrap_or(800).clamp(400, 12_000);
     let frame = sizes[1].as_u64().unwrap_or(0).min(400);
-    browser.client.set_window_size(width, (content + frame) as u32).await.unwrap();
+    browser
+        .client
+        .set_window_size(width, (content + frame) as u32)
+        .await
+        .unwrap();
     let png = browser.client.screenshot().await.unwrap();
     assert_eq!(png_width(&png), width, "{path} at {width} px");
     std::fs::write(file, &png).unwrap();
@@ -107,7 +142,11 @@ async fn every_page_at_desktop_and_narrow_widths() {
     let fake = FakeStripe::start().await;
     let app = TestApp::spawn_with_stripe(Backend::Sqlite, &fake).await;
     let connection = seed(&app).await;
-    let (_, key) = app.db.run(|conn| billmirror::people::sidebar_keys::create(conn, "screenshots")).await.unwrap();
+    let (_, key) = app
+        .db
+        .run(|conn| billmirror::people::sidebar_keys::create(conn, "screenshots"))
+        .await
+        .unwrap();
     let (email, password) = app.user(Role::Admin);
     let dir = out_dir();
     std::fs::create_dir_all(&dir).unwrap();
@@ -116,19 +155,44 @@ async fn every_page_at_desktop_and_narrow_widths() {
         .iter()
         .map(|(href, _, _)| (file_name(href), (*href).to_owned()))
         .collect();
-    pages.extend(OTHER_PAGES.iter().map(|(name, path)| ((*name).to_owned(), path.replace("{connection}", &connection))));
-    pages.push(("sidebar".into(), format!("/sidebar?key={}&email=pat@example.com", key.expose())));
+    pages.extend(OTHER_PAGES.iter().map(|(name, path)| {
+        (
+            (*name).to_owned(),
+            path.replace("{connection}", &connection),
+        )
+    }));
+    pages.push((
+        "sidebar".into(),
+        format!("/sidebar?key={}&email=pat@example.com", key.expose()),
+    ));
 
     let mut written = 0;
     for (label, width) in WIDTHS {
         let browser = Browser::open_sized(&app, width, 900).await;
-        shoot(&browser, width, "/login", &dir.join(format!("login-{label}.png"))).await;
+        shoot(
+            &browser,
+            width,
+            "/login",
+            &dir.join(format!("login-{label}.png")),
+        )
+        .await;
         browser.sign_in(&email, &password).await;
         for (name, path) in &pages {
-            let answer = reqwest::Client::new().get(app.url(path)).header("Cookie", browser.session_cookie().await).send().await.unwrap();
+            let answer = reqwest::Client::new()
+                .get(app.url(path))
+                .header("Cookie", browser.session_cookie().await)
+                .send()
+                .await
+                .unwrap();
             let expected = if name == "not-found" { 404 } else { 200 };
             assert_eq!(answer.status(), expected, "{path}");
-            shoot(&browser, width, path, &dir.join(format!("{name}-{label}.png"))).await;
+            shoot(
+                &browser,
+                width,
+                path,
+                &dir.join(format!("{name}-{label}.png")),
+            )
+            .await;
             written += 1;
         }
         written += 1;
