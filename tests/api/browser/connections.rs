@@ -59,6 +59,26 @@ async fn attribute(browser: &Browser, css: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The text of `css` once it holds `needle`: after a click, the next page may still be loading
+/// while the old one answers.
+async fn until_text(browser: &Browser, css: &str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = match browser.client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{css}` never held `{needle}`: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn connections_in_db(app: &TestApp) -> i64 {
     app.db
         .run(|conn| {
@@ -89,12 +109,14 @@ on_both_backends! {
         assert!(browser.text_of("header nav").await.contains("Connections"));
         browser.goto("/connections").await;
         browser.click("#connect-stripe").await;
+        until_text(&browser, "h1", "Connect Stripe").await;
         assert_eq!(browser.path().await, "/connections/new");
 
         // A key with a trailing space: the failing check says exactly what is wrong.
         browser.fill("#publishable_key", PK_TEST).await;
         browser.fill("#secret_key", &format!("{SECRET_KEY} ")).await;
         browser.click("#validate").await;
+        until_text(&browser, "#key-report", "ends with a space").await;
         let failing = "#key-report li[data-check=secret_key_format]";
         assert_eq!(attribute(&browser, failing, "data-status").await, "fail");
         assert!(browser.text_of(failing).await.contains("The secret key ends with a space: remove it."));
@@ -105,6 +127,7 @@ on_both_backends! {
         browser.fill("#secret_key", SECRET_KEY).await;
         browser.fill("#webhook_secret", WEBHOOK_SECRET).await;
         browser.click("#validate").await;
+        until_text(&browser, "#key-report li[data-check=authentication]", "Stripe accepted the key").await;
         assert_eq!(attribute(&browser, "#key-report li[data-check=authentication]", "data-status").await, "pass");
         assert_eq!(count(&browser, "#key-report li[data-status=fail]").await, 0);
         assert_eq!(browser.text_of("#kept-secret-key").await, "sk_test_…0000");
@@ -173,19 +196,20 @@ on_both_backends! {
 
         // Register the endpoint: Stripe makes it and its secret is kept beside the first one.
         browser.click("#register-endpoint").await;
-        assert!(browser.text_of("#connection-notice").await.contains("created in Stripe"));
+        until_text(&browser, "#connection-notice", "created in Stripe").await;
         assert_eq!(fake.objects(ACCOUNT, "webhook_endpoints").len(), 1);
         assert_eq!(count(&browser, "#secrets tbody tr").await, 2);
         // Retire the first secret (listed last: newest first).
         browser.click("#secrets tbody tr:nth-child(2) button").await;
-        assert!(browser.text_of("#connection-notice").await.contains("retired"));
+        until_text(&browser, "#connection-notice", "retired").await;
         assert_eq!(count(&browser, "#secrets tbody button").await, 1, "only the active secret can be retired");
         browser.click("#validate-again").await;
-        assert!(browser.text_of("#connection-notice").await.contains("ran again"));
+        until_text(&browser, "#connection-notice", "ran again").await;
         assert_eq!(attribute(&browser, "#key-report li[data-check=webhook_endpoint]", "data-status").await, "pass");
 
         // Disconnect: first what keeps running in Stripe, then the button that does it.
         browser.click("#disconnect").await;
+        until_text(&browser, "h1", "Disconnect ").await;
         assert_eq!(browser.path().await, format!("/connections/{id}/disconnect"));
         assert_eq!(browser.text_of("#impact-subscriptions").await, "1");
         assert_eq!(browser.text_of("#impact-open-invoices").await, "0");
