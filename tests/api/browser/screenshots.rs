@@ -178,12 +178,17 @@ async fn every_page_at_desktop_and_narrow_widths() {
         .await;
         browser.sign_in(&email, &password).await;
         for (name, path) in &pages {
+            let cookie = browser.session_cookie().await;
+            let started = std::time::Instant::now();
             let answer = reqwest::Client::new()
                 .get(app.url(path))
-                .header("Cookie", browser.session_cookie().await)
+                .header("Cookie", cookie)
                 .send()
                 .await
                 .unwrap();
+            if label == "desktop" {
+                println!("{name}: answered in {} ms", started.elapsed().as_millis());
+            }
             let expected = if name == "not-found" { 404 } else { 200 };
             assert_eq!(answer.status(), expected, "{path}");
             shoot(
