@@ -26,6 +26,7 @@ const OTHER_PAGES: &[(&str, &str)] = &[
         "connection-disconnect",
         "/connections/{connection}/disconnect",
     ),
+    ("connection-env", "/connections/env"),
     ("not-found", "/no/such/page"),
 ];
 
