@@ -23,7 +23,6 @@ pub const DRAFT_LIFETIME: Duration = Duration::minutes(15);
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub id: String,
-    pub name: Option<String>,
     pub keys: KeyInput,
 }
 
@@ -53,7 +52,6 @@ impl Connections {
     pub async fn keep_draft(
         &self,
         session_hash: &str,
-        name: Option<String>,
         keys: &KeyInput,
         replaces: Option<String>,
     ) -> Result<String, ConnectionError> {
@@ -61,7 +59,6 @@ impl Connections {
         let now = time::now();
         let row = DraftRow {
             session_hash: session_hash.to_owned(),
-            name,
             publishable_key: keys.publishable_key.clone(),
             secret_key_enc: keys
                 .secret_key
@@ -110,11 +107,7 @@ impl Connections {
                 .into_iter()
                 .collect(),
         };
-        Ok(Some(Draft {
-            id: row.id,
-            name: row.name,
-            keys,
-        }))
+        Ok(Some(Draft { id: row.id, keys }))
     }
 
     pub async fn drop_draft(&self, id: &str) -> Result<(), ConnectionError> {

@@ -13,7 +13,6 @@ pub struct DraftRow {
     pub id: String,
     /// The stored hash of the session that made it: no other session may read it.
     pub session_hash: String,
-    pub name: Option<String>,
     pub publishable_key: Option<String>,
     pub secret_key_enc: Option<String>,
     pub webhook_secret_enc: Option<String>,

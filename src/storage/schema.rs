@@ -575,7 +575,6 @@ diesel::table! {
     connection_drafts (id) {
         id -> Text,
         session_hash -> Text,
-        name -> Nullable<Text>,
         publishable_key -> Nullable<Text>,
         secret_key_enc -> Nullable<Text>,
         webhook_secret_enc -> Nullable<Text>,

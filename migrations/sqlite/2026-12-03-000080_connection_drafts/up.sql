@@ -5,7 +5,6 @@
 CREATE TABLE connection_drafts (
     id TEXT PRIMARY KEY NOT NULL,
     session_hash TEXT NOT NULL,
-    name TEXT,
     publishable_key TEXT,
     secret_key_enc TEXT,
     webhook_secret_enc TEXT,

@@ -111,14 +111,14 @@ pub async fn submit(state: web::Data<AppState>, posted: Posted) -> Result<HttpRe
         return Ok(crate::web::html(StatusCode::UNPROCESSABLE_ENTITY, &page));
     }
     let keys = merge_draft(typed, kept.as_ref().map(|d| &d.keys));
-    let keep = |keys: KeyInput, name: Option<String>| {
+    let keep = |keys: KeyInput| {
         let state = state.clone();
         let session = staff.session.clone();
         let replaces = draft_id.clone();
         async move {
             let id = state
                 .connections
-                .keep_draft(&session, name, &keys, replaces)
+                .keep_draft(&session, &keys, replaces)
                 .await
                 .map_err(super::internal)?;
             Ok::<_, WebError>((keys, id))
@@ -127,7 +127,7 @@ pub async fn submit(state: web::Data<AppState>, posted: Posted) -> Result<HttpRe
 
     if form.get("action") != Some("save") {
         let report = state.connections.check(&keys).await;
-        let (keys, draft) = keep(keys, name.clone()).await?;
+        let (keys, draft) = keep(keys).await?;
         let mut page = ConnectPage::with_keys(&staff, name, &keys, draft);
         page.report = ReportView::of(&report);
         return crate::web::ok(&page);
@@ -157,7 +157,7 @@ pub async fn submit(state: web::Data<AppState>, posted: Posted) -> Result<HttpRe
                 _ => None,
             };
             let (status, problem) = sentence(error)?;
-            let (keys, draft) = keep(keys, name.clone()).await?;
+            let (keys, draft) = keep(keys).await?;
             let mut page = ConnectPage::with_keys(&staff, name, &keys, draft);
             page.report = report;
             page.error = Some(problem);
