@@ -145,11 +145,34 @@ impl Browser {
             .unwrap();
     }
 
+    /// Clicks what leaves the page (a form's button, a link) and waits until the next page has
+    /// replaced it. ChromeDriver may answer a click before the navigation it starts, so reading
+    /// the URL or a selector right after a plain `click` can see the old page on a loaded machine.
+    pub async fn submit(&self, css: &str) {
+        let old_page = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // A handle to an element of a page that is gone answers "stale element reference".
+        while old_page.tag_name().await.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clicking `{css}` did not lead to another page"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("body"))
+            .await
+            .unwrap();
+    }
+
     pub async fn sign_in(&self, email: &str, password: &str) {
         self.goto("/login").await;
         self.fill("#email", email).await;
         self.fill("#password", password).await;
-        self.click("form[action='/login'] button[type=submit]")
+        self.submit("form[action='/login'] button[type=submit]")
             .await;
     }
 

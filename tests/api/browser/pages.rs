@@ -59,12 +59,12 @@ on_both_backends! {
 
         browser.fill("#email", &email).await;
         browser.fill("#password", "not the password").await;
-        browser.click("form[action='/login'] button[type=submit]").await;
+        browser.submit("form[action='/login'] button[type=submit]").await;
         assert!(browser.text_of("#login-error").await.contains("the email or the password is wrong"));
         // Sign-in keeps where the person was going (a hidden field of the form).
         browser.fill("#email", &email.to_uppercase()).await;
         browser.fill("#password", &password).await;
-        browser.click("form[action='/login'] button[type=submit]").await;
+        browser.submit("form[action='/login'] button[type=submit]").await;
         assert_eq!(browser.path().await, "/?from=bookmark");
         let header = browser.text_of("header .who").await;
         assert!(header.contains(&email) && header.contains("finance"), "{header}");
@@ -75,7 +75,7 @@ on_both_backends! {
         assert_eq!(audit_actions(&app, &email).await, vec!["user.sign_in_failed"]);
         assert_eq!(audit_actions(&app, &id).await, vec!["user.create", "user.sign_in"]);
 
-        browser.click("header form[action='/logout'] button").await;
+        browser.submit("header form[action='/logout'] button").await;
         assert!(browser.path().await.starts_with("/login"));
         browser.goto("/").await;
         assert!(browser.path().await.starts_with("/login"), "the session ended");
@@ -93,7 +93,7 @@ on_both_backends! {
         let second_cookie = second.session_cookie().await;
         second.close().await;
 
-        first.click("form[action='/logout/everywhere'] button").await;
+        first.submit("form[action='/logout/everywhere'] button").await;
         assert!(first.path().await.starts_with("/login"));
         let answer = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
             .get(app.url("/")).header("Cookie", second_cookie).send().await.unwrap();
@@ -160,10 +160,10 @@ on_both_backends! {
         browser.goto("/users").await;
         browser.fill("#new-email", "Desk@Example.com").await;
         browser.client.find(fantoccini::Locator::Css("#new-role")).await.unwrap().select_by_value("support").await.unwrap();
-        browser.click("form[action='/users'] button[type=submit]").await;
+        browser.submit("form[action='/users'] button[type=submit]").await;
         let shown = browser.text_of("#created-password").await;
         assert_eq!(shown.len(), 24);
-        browser.click("header form[action='/logout'] button").await;
+        browser.submit("header form[action='/logout'] button").await;
         browser.sign_in("desk@example.com", &shown).await;
         assert!(browser.text_of("header .who").await.contains("support"));
         browser.close().await;
@@ -278,7 +278,7 @@ mod customers {
             browser.sign_in(&email, &password).await;
             browser.goto("/customers").await;
             browser.fill("#emails", "nobody@example.com, pat@example.com").await;
-            browser.click("form[action='/customers'] button[type=submit]").await;
+            browser.submit("form[action='/customers'] button[type=submit]").await;
             assert_eq!(browser.text_of("#customers .customer-name").await, "Pat Doe");
             let payments = browser.text_of("#payments").await;
             assert!(payments.contains("60.00 USD") && payments.contains("failed"), "{payments}");
