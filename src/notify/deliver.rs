@@ -26,7 +26,7 @@ use super::Notifier;
 use crate::domain::states::{
     ChannelKind, ChannelStatus, DeliveryKind, DeliveryState, JobKind, Redaction,
 };
-use crate::domain::{ids, time, Secret};
+use crate::domain::{time, Secret};
 use crate::jobs::{enqueue, Handler, JobRow, NewJob, Outcome};
 use crate::storage::notify::{self as store, ChannelRow, DeliveryRow};
 use crate::storage::{DbConnection, StorageError};
@@ -461,34 +461,13 @@ fn make_digest(
     cutoff: chrono::NaiveDateTime,
     now: chrono::NaiveDateTime,
 ) -> Result<Option<(String, i64)>, StorageError> {
-    let id = ids::new_id("ndl");
-    let key = format!("digest:{id}");
-    let digest = DeliveryRow {
-        id: id.clone(),
-        dedupe_key: key.clone(),
-        kind: DeliveryKind::Digest,
-        channel_id: channel_id.to_owned(),
-        rule_id: None,
-        connection_id: None,
-        event_id: None,
-        family: None,
-        subject: None,
-        amount: None,
-        currency: None,
-        facts: json!({"stale": stale}).to_string(),
-        redaction: None,
-        occurred_at: now,
-        status: DeliveryState::Pending,
-        digest_id: None,
-        members: 0,
-        provider_message_id: None,
-        thread_ts: None,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-        sent_at: None,
-        updated_at: now,
-    };
+    let digest = DeliveryRow::new(
+        DeliveryKind::Digest,
+        channel_id,
+        json!({"stale": stale}).to_string(),
+        now,
+    );
+    let id = digest.id.clone();
     store::insert_delivery(conn, &digest)?;
     let members = store::absorb_into_digest(conn, &id, channel_id, stale, cutoff)?;
     if members == 0 {
@@ -502,7 +481,7 @@ fn make_digest(
             subject_id: &id,
             connection_id: "",
             payload: None,
-            dedupe_key: &key,
+            dedupe_key: &digest.dedupe_key,
         },
     )?;
     Ok(Some((id, members)))
