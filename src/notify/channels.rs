@@ -420,6 +420,7 @@ impl Notifier {
         let now = time::now();
         let delivery = DeliveryRow {
             status: DeliveryState::Sending,
+            attempts: 1,
             ..DeliveryRow::new(DeliveryKind::Test, &channel.id, "{}".into(), now)
         };
         let delivery_id = delivery.id.clone();

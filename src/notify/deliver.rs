@@ -148,6 +148,13 @@ impl Notifier {
                     Err(e) => return e.into(),
                 }
             }
+            // Rendered just before the channel's turn is taken, so that the post leaves right at
+            // its turn: a slow render (a digest of hundreds) does not push one post towards the
+            // next. Rendered again after a wait, so a thread started meanwhile is seen.
+            let ready = match self.prepare(&channel, &delivery).await {
+                Ok(ready) => ready,
+                Err(e) => return e.into(),
+            };
             // The channel's turn.
             let (channel_id, step) = (channel.id.clone(), interval(channel.rate_per_minute));
             let taken = self
@@ -169,15 +176,17 @@ impl Notifier {
                 }
                 Err(e) => return e.into(),
             }
+            let key = id.to_owned();
             match self
-                .moved(id, DeliveryState::Pending, DeliveryState::Sending, None)
+                .db
+                .run(move |conn| store::start_sending(conn, &key))
                 .await
             {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => return e.into(),
             }
-            match self.post(&channel, &delivery).await {
+            match self.post_prepared(&channel, &delivery, &ready).await {
                 Ok(Some(outcome)) => return outcome,
                 Ok(None) => continue,
                 Err(e) => {
@@ -239,6 +248,31 @@ impl Notifier {
         channel: &ChannelRow,
         delivery: &DeliveryRow,
     ) -> Result<Option<Outcome>, StorageError> {
+        let prepared = self.prepare(channel, delivery).await?;
+        self.post_prepared(channel, delivery, &prepared).await
+    }
+
+    /// Reads and renders what a delivery will post.
+    async fn prepare(
+        &self,
+        channel: &ChannelRow,
+        delivery: &DeliveryRow,
+    ) -> Result<Prepared, StorageError> {
+        let (channel, delivery, settings) =
+            (channel.clone(), delivery.clone(), self.settings.clone());
+        self.db
+            .run(move |conn| prepare(conn, &channel, &delivery, &settings))
+            .await
+    }
+
+    /// Posts a delivery that is `sending` (its attempt counted), rendered beforehand, and records
+    /// how it went.
+    async fn post_prepared(
+        &self,
+        channel: &ChannelRow,
+        delivery: &DeliveryRow,
+        prepared: &Prepared,
+    ) -> Result<Option<Outcome>, StorageError> {
         let secret = match self
             .vault
             .open(&channel.secret_enc, &secret_context(&channel.id))
@@ -251,17 +285,7 @@ impl Notifier {
                 return Ok(Some(Outcome::Failed(why)));
             }
         };
-        let prepared = {
-            let (channel, delivery, settings) =
-                (channel.clone(), delivery.clone(), self.settings.clone());
-            self.db
-                .run(move |conn| {
-                    store::count_attempt(conn, &delivery.id)?;
-                    prepare(conn, &channel, &delivery, &settings)
-                })
-                .await?
-        };
-        let (posted, thread_ts) = self.send(channel, &secret, delivery, &prepared).await;
+        let (posted, thread_ts) = self.send(channel, &secret, delivery, prepared).await;
         let id = delivery.id.clone();
         match posted {
             Posted::Ok { ts } => {

@@ -427,12 +427,22 @@ pub fn delete_delivery(conn: &mut DbConnection, id: &str) -> Result<(), StorageE
     Ok(())
 }
 
-/// Counts a post attempt.
-pub fn count_attempt(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
-    diesel::update(notify_deliveries::table.find(id))
-        .set(notify_deliveries::attempts.eq(notify_deliveries::attempts + 1))
-        .execute(conn)?;
-    Ok(())
+/// Takes a pending delivery to `sending` and counts the attempt, in one statement; `false` when
+/// it was no longer pending (counted into a digest, or taken by another runner).
+pub fn start_sending(conn: &mut DbConnection, id: &str) -> Result<bool, StorageError> {
+    let moved = diesel::update(
+        notify_deliveries::table
+            .find(id)
+            .filter(notify_deliveries::status.eq(DeliveryState::Pending)),
+    )
+    .set((
+        notify_deliveries::status.eq(DeliveryState::Sending),
+        notify_deliveries::attempts.eq(notify_deliveries::attempts + 1),
+        notify_deliveries::last_error.eq(None::<String>),
+        notify_deliveries::updated_at.eq(time::now()),
+    ))
+    .execute(conn)?;
+    Ok(moved == 1)
 }
 
 /// The delivery was posted: the service's id for the message and the thread it went into.
