@@ -70,6 +70,16 @@ fn strictest(a: Redaction, b: Redaction) -> Redaction {
     }
 }
 
+/// Whether a delivery may post now.
+enum Turn {
+    /// Its turn is taken and it is `sending`.
+    Post,
+    /// The channel's next turn is later.
+    Wait,
+    /// It is no longer pending (counted into a digest, or taken by another runner).
+    Gone,
+}
+
 /// What a post needs, read from the database before any HTTP is done.
 struct Prepared {
     message: Message,
@@ -155,35 +165,42 @@ impl Notifier {
                 Ok(ready) => ready,
                 Err(e) => return e.into(),
             };
-            // The channel's turn.
-            let (channel_id, step) = (channel.id.clone(), interval(channel.rate_per_minute));
-            let taken = self
+            // The channel's turn, counted from the moment it is taken (not from before the
+            // render), and the post started, in one transaction: nothing waits between the two.
+            let (channel_id, step, key) = (
+                channel.id.clone(),
+                interval(channel.rate_per_minute),
+                id.to_owned(),
+            );
+            let turn = self
                 .db
-                .run(move |conn| store::take_turn(conn, &channel_id, now, step))
+                .run(move |conn| {
+                    conn.write_transaction(|conn| {
+                        if !store::take_turn(conn, &channel_id, time::now(), step)? {
+                            return Ok(Turn::Wait);
+                        }
+                        // Counted into a digest meanwhile: its turn is lost, rarely.
+                        Ok(match store::start_sending(conn, &key)? {
+                            true => Turn::Post,
+                            false => Turn::Gone,
+                        })
+                    })
+                })
                 .await;
-            match taken {
-                Ok(true) => {}
-                Ok(false) => {
+            match turn {
+                Ok(Turn::Post) => {}
+                Ok(Turn::Gone) => continue,
+                Ok(Turn::Wait) => {
                     if started.elapsed() > MAX_WAIT {
                         return Outcome::Retry("still waiting for the channel's turn".into());
                     }
-                    let wait = (channel.next_send_at - now)
+                    let wait = (channel.next_send_at - time::now())
                         .to_std()
                         .unwrap_or_default()
                         .clamp(Duration::from_millis(10), Duration::from_secs(30));
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                Err(e) => return e.into(),
-            }
-            let key = id.to_owned();
-            match self
-                .db
-                .run(move |conn| store::start_sending(conn, &key))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
                 Err(e) => return e.into(),
             }
             match self.post_prepared(&channel, &delivery, &ready).await {

@@ -105,4 +105,47 @@ on_both_backends! {
         assert!(header(&updates[1]).starts_with("Payment failed"), "the first message keeps its subject");
         settle_all(&app).await;
     }
+
+    async fn a_disputes_updates_and_outcome_go_into_its_thread_and_subscriptions_are_news(backend: Backend) {
+        let fake = FakeChat::start().await;
+        let app = TestApp::spawn(backend).await;
+        let ops = app.token(Role::Ops);
+        let slack = slack_app(&app, &ops, &fake, 600).await;
+        make_rule(&app, &ops, &slack, &["dispute", "subscription"]).await;
+        let dispute = |status: &str| json!({"id": "dp_th", "object": "dispute", "amount": 3000, "currency": "usd",
+            "charge": "ch_th", "reason": "product_not_received", "status": status,
+            "evidence_details": {"due_by": now() + 7 * 86_400}});
+        app.deliver(&event("evt_dp_1", "charge.dispute.created", now(), dispute("needs_response"), None)).await;
+        fake.wait_for("/slack/api/chat.postMessage", 1).await;
+        app.deliver(&event("evt_dp_2", "charge.dispute.updated", now(), dispute("under_review"), Some(json!({"status": "needs_response"})))).await;
+        fake.wait_for("/slack/api/chat.postMessage", 2).await;
+        app.deliver(&event("evt_dp_3", "charge.dispute.closed", now(), dispute("won"), None)).await;
+        let posts = fake.wait_for("/slack/api/chat.postMessage", 3).await;
+        let root_ts = "1700000000.000101";
+        assert!(header(&posts[0]).starts_with("Dispute opened: 30.00 USD") && posts[0].json.get("thread_ts").is_none());
+        assert!(slack_texts(&posts[0]).contains("the product was not received") && slack_texts(&posts[0]).contains("(in 7 days)"));
+        assert!(header(&posts[1]).starts_with("Dispute updated") && posts[1].json["thread_ts"] == root_ts, "{:?}", posts[1].json);
+        assert!(header(&posts[2]).starts_with("Dispute closed: 30.00 USD: won") && posts[2].json["thread_ts"] == root_ts, "{}", header(&posts[2]));
+        let updates = fake.wait_for("/slack/api/chat.update", 2).await;
+        assert!(updates.iter().all(|u| u.json["ts"] == root_ts));
+        assert!(slack_texts(&updates[0]).contains("Dispute updated: under review"), "{}", slack_texts(&updates[0]));
+        assert!(slack_texts(&updates[1]).contains("Dispute closed: won"), "{}", slack_texts(&updates[1]));
+        assert!(header(&updates[1]).starts_with("Dispute opened"), "the first message keeps its subject");
+
+        let subscription = |id: &str, status: &str, cancel: bool| json!({"id": id, "object": "subscription",
+            "customer": "cus_sub", "status": status, "cancel_at_period_end": cancel, "created": now() - 1000,
+            "items": {"data": [{"id": "si_1", "quantity": 2, "price": {"id": "price_1", "nickname": "Team", "unit_amount": 1500, "currency": "eur", "product": "prod_1"}}]}});
+        app.deliver(&event("evt_sub_due", "customer.subscription.updated", now(), subscription("sub_due", "past_due", false), Some(json!({"status": "active"})))).await;
+        app.deliver(&event("evt_sub_end", "customer.subscription.updated", now(), subscription("sub_end", "active", true), Some(json!({"cancel_at_period_end": false})))).await;
+        // Only the quantity changed: no news.
+        app.deliver(&event("evt_sub_qty", "customer.subscription.updated", now(), subscription("sub_qty", "active", false), Some(json!({"quantity": 1})))).await;
+        let posts = fake.wait_for("/slack/api/chat.postMessage", 5).await;
+        settle_all(&app).await;
+        assert_eq!(fake.to("/slack/api/chat.postMessage").len(), 5);
+        let mut headers: Vec<String> = posts[3..].iter().map(header).collect();
+        headers.sort();
+        assert_eq!(headers, ["Subscription past due", "Subscription set to cancel"]);
+        let due = posts.iter().find(|p| header(p) == "Subscription past due").unwrap();
+        assert!(slack_texts(due).contains("Team") && slack_texts(due).contains("30.00 EUR") && slack_texts(due).contains("past due"), "{}", slack_texts(due));
+    }
 }

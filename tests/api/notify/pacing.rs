@@ -164,4 +164,40 @@ on_both_backends! {
         let summary = digests[0].json["data"].to_string();
         assert!(summary.contains("summarised instead of announced"), "{summary}");
     }
+
+    async fn every_kind_of_channel_breaks_on_a_refusal_for_good_and_a_slack_429_waits(backend: Backend) {
+        let fake = FakeChat::start().await;
+        let app = TestApp::spawn(backend).await;
+        let ops = app.token(Role::Ops);
+        let slack = slack_app(&app, &ops, &fake, 600).await;
+        let teams = make_channel(&app, &ops, &json!({"kind": "teams", "name": "finance",
+            "secret": fake.url("/teams/forbidden"), "rate_per_minute": 600})).await;
+        let generic = make_channel(&app, &ops, &json!({"kind": "webhook", "name": "crm",
+            "secret": SIGNING_SECRET, "target": fake.url("/generic/refuses"), "rate_per_minute": 600})).await;
+        for channel in [&slack, &teams, &generic] {
+            make_rule(&app, &ops, channel, &["payment_failed"]).await;
+        }
+        fake.fail("/slack/api/chat.postMessage", Answer::RateLimited(2), Some(1));
+        fake.fail("/teams/forbidden", Answer::Status(403, "<html>Forbidden</html>"), None);
+        fake.fail("/generic/refuses", Answer::Status(400, "invalid_payload"), None);
+        app.deliver(&event("evt_brk", "invoice.payment_failed", now(), failed_invoice("in_brk", 100, 1), None)).await;
+        settle_all(&app).await;
+
+        let slack_posts = fake.to("/slack/api/chat.postMessage");
+        assert_eq!(slack_posts.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200], "posted after the 429");
+        assert!(slack_posts[1].at - slack_posts[0].at >= Duration::from_millis(1900), "Retry-After: 2 was waited");
+        let health = |id: String| {
+            let app = &app;
+            let ops = ops.clone();
+            async move { app.get(&format!("/api/notifications/channels/{id}"), &ops).await.json::<Value>().await.unwrap()["health"].clone() }
+        };
+        assert_eq!(health(slack.clone()).await["status"], "active", "a 429 is not a broken channel");
+        let teams_health = health(teams.clone()).await;
+        assert_eq!((teams_health["status"].as_str(), teams_health["broken_reason"].as_str()), (Some("broken"), Some("http_403")));
+        let generic_health = health(generic.clone()).await;
+        assert_eq!((generic_health["status"].as_str(), generic_health["broken_reason"].as_str()), (Some("broken"), Some("invalid_payload")));
+        assert_eq!((fake.to("/teams/").len(), fake.to("/generic/").len()), (1, 1), "a refusal for good is not retried");
+        let failed: Value = app.get("/api/jobs?kind=notify&status=failed", &ops).await.json().await.unwrap();
+        assert_eq!(failed["data"].as_array().unwrap().len(), 2, "{failed}");
+    }
 }

@@ -124,6 +124,9 @@ on_both_backends! {
             .env("DATABASE_URL", db.url())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("LOG_LEVEL", "debug")
+            // An ops alert on the first webhook refused for its signature, checked often.
+            .env("NOTIFY_ALERTS_INTERVAL", "200ms")
+            .env("NOTIFY_ALERT_SIGNATURE_FAILURES", "1")
             .env("BILLMIRROR_ADMIN_TOKEN", ADMIN)
             .env("BILLMIRROR_MASTER_KEY", crate::support::MASTER_KEY)
             .env("STRIPE_WEBHOOK_SECRET", crate::support::WEBHOOK_SECRET)
@@ -149,6 +152,9 @@ on_both_backends! {
             json!({"kind": "slack_webhook", "name": "mattermost", "secret": hook_url, "rate_per_minute": 600}),
             json!({"kind": "teams", "name": "finance", "secret": teams_url, "rate_per_minute": 600}),
             json!({"kind": "webhook", "name": "crm", "secret": SIGNING_SECRET, "target": fake.url("/generic/crm"), "rate_per_minute": 600}),
+            // Slow enough (one post in five seconds) that the planted events are counted into a
+            // digest, which shows the largest of them.
+            json!({"kind": "webhook", "name": "digests", "secret": SIGNING_SECRET, "target": fake.url("/generic/digest"), "rate_per_minute": 12}),
         ];
         let mut ids = Vec::new();
         for channel in channels {
@@ -157,7 +163,8 @@ on_both_backends! {
             let created: Value = serde_json::from_str(&text).unwrap();
             answers.push_str(&text);
             let id = created["id"].as_str().unwrap().to_owned();
-            let rule = json!({"channel_id": id, "families": ALL_FAMILIES});
+            let families: Vec<&str> = ALL_FAMILIES.iter().copied().chain(["ops"]).collect();
+            let rule = json!({"channel_id": id, "families": families});
             answers.push_str(&client.post(format!("{base}/api/notifications/rules")).bearer_auth(ADMIN).json(&rule).send().await.unwrap().text().await.unwrap());
             ids.push(id);
         }
@@ -166,8 +173,23 @@ on_both_backends! {
             let answer = client.post(format!("{base}/webhooks/stripe")).header("Stripe-Signature", header).body(body).send().await.unwrap();
             assert_eq!(answer.status(), 200);
         }
-        for prefix in ["/slack/api/chat.postMessage", "/hooks/", "/teams/", "/generic/"] {
-            fake.wait_for(prefix, 6).await;
+        // A forged webhook carrying the same planted data: refused, and an ops alert says so.
+        let forged = planted_events().remove(0);
+        let refused = client.post(format!("{base}/webhooks/stripe")).header("Stripe-Signature", "t=1,v1=00").body(forged).send().await.unwrap();
+        assert_eq!(refused.status(), 400);
+        for prefix in ["/slack/api/chat.postMessage", "/hooks/", "/teams/", "/generic/crm"] {
+            fake.wait_for(prefix, 7).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let digests = fake.to("/generic/digest");
+            let counted: i64 = digests.iter().map(|p| p.json["data"]["events_counted"].as_i64().unwrap_or(0)).sum();
+            if counted >= 7 {
+                assert!(digests.iter().any(|p| p.json["type"] == "billmirror.notification.digest"), "a digest was posted: {digests:#?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the slow channel counted {counted} of 7: {digests:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for id in &ids {
             answers.push_str(&client.get(format!("{base}/api/notifications/channels/{id}")).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap());
@@ -185,6 +207,7 @@ on_both_backends! {
         assert!(logs.contains("notification posted"), "the log was captured: {logs}");
         assert!(bodies.contains("a***@example.com") && bodies.contains("A*** L***"), "{bodies}");
         assert!(bodies.contains("Visa ending 4242") && bodies.contains("[card number removed]"), "{bodies}");
+        assert!(bodies.contains("Webhook signature failures"), "the ops alert was posted: {bodies}");
         let spaced_card = PLANTED_SPACED_CARD.replace(' ', "");
         let forbidden: Vec<(&str, String)> = vec![
             ("card number", PLANTED_CARD.to_owned()),
