@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/api/support/fake_chat.rs"]
 #[allow(dead_code)]
 mod fake_chat;
@@ -26,8 +28,6 @@ use billmirror::config::Config;
 use billmirror::domain::Role;
 use billmirror::storage::{DatabaseTarget, Db};
 use billmirror::webhook::signature::sign;
-use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use fake_chat::{FakeChat, Request, BOT_TOKEN};
 use serde_json::{json, Value};
 
@@ -35,21 +35,10 @@ const MASTER_KEY: &str = "1f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c
 const WEBHOOK_SECRET: &str = "whsec_billmirror_bench_notify_0001";
 const LONE_EVENTS: usize = 3;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let events = env_number("BENCH_NOTIFY_EVENTS", 2000);
-    let seconds = env_number("BENCH_NOTIFY_SECONDS", 10);
-    let backends: Vec<String> = std::env::var("BENCH_BACKENDS")
-        .unwrap_or_else(|_| "sqlite,postgres".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let events = common::number_from_env("BENCH_NOTIFY_EVENTS", 2000);
+    let seconds = common::number_from_env("BENCH_NOTIFY_SECONDS", 10);
+    let backends = common::list_from_env("BENCH_BACKENDS", "sqlite,postgres");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -75,7 +64,7 @@ struct Bench {
 }
 
 async fn start(backend: &str) -> Bench {
-    let (target, dir) = fresh_database(backend);
+    let (target, dir) = common::fresh_database(backend, "notify");
     let url = match &target {
         DatabaseTarget::Sqlite(path) => format!("sqlite://{path}"),
         DatabaseTarget::Postgres(url) => url.clone(),
@@ -340,7 +329,7 @@ async fn run(backend: &str, events: usize, seconds: usize) -> String {
     assert_eq!(total, events + 2 * LONE_EVENTS);
 
     bench.workers.stop().await;
-    drop_database(&bench.target);
+    common::drop_database(&bench.target);
     let p50_max = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         format!("{:.0}/{:.0}", v[v.len() / 2], v[v.len() - 1])
@@ -351,43 +340,4 @@ async fn run(backend: &str, events: usize, seconds: usize) -> String {
         p50_max(lone_before),
         p50_max(lone_after),
     )
-}
-
-/// The shared database server or a temporary SQLite file.
-fn fresh_database(backend: &str) -> (DatabaseTarget, Option<tempfile::TempDir>) {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.db").display().to_string();
-        (DatabaseTarget::Sqlite(path), Some(dir))
-    } else {
-        let name = format!("billmirror_bench_notify_{}", uuid::Uuid::new_v4().simple());
-        let mut admin =
-            diesel::PgConnection::establish("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        (
-            DatabaseTarget::Postgres(format!(
-                "postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable"
-            )),
-            None,
-        )
-    }
-}
-
-fn drop_database(target: &DatabaseTarget) {
-    if let DatabaseTarget::Postgres(url) = target {
-        let name = url
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default();
-        if let Ok(mut admin) =
-            diesel::PgConnection::establish("postgres://postgres@127.0.0.1:5432/postgres")
-        {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
 }

@@ -136,9 +136,15 @@ on_both_backends! {
         let recovered = wait_titled(&chat, &SIGNATURES, 2).await;
         assert!(header(&recovered[1]).starts_with("Webhook signatures verify again"), "{}", header(&recovered[1]));
         assert_eq!(recovered[1].json["thread_ts"], ts_of(&chat, &fired[0]).as_str());
-        let updated = chat.to("/slack/api/chat.update");
-        assert!(updated.iter().any(|u| u.json["ts"] == ts_of(&chat, &fired[0]).as_str() && slack_texts(u).contains("✅ Webhook signatures verify again")),
-            "the first message says it is over: {updated:#?}");
+        // The first message says it is over (updated just after the reply is posted).
+        let root = ts_of(&chat, &fired[0]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !chat.to("/slack/api/chat.update").iter().any(|u| {
+            u.accepted() && u.json["ts"] == root.as_str() && slack_texts(u).contains("✅ Webhook signatures verify again")
+        }) {
+            assert!(Instant::now() < deadline, "the first message was not updated: {:#?}", chat.to("/slack/api/chat.update"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // A relapse is a new alert, in a thread of its own.
         refused_signatures(&app, 3, "c").await;
         let again = wait_titled(&chat, &SIGNATURES, 3).await;
