@@ -33,7 +33,8 @@ pub struct ConnectionSignals {
 }
 
 /// Every active connection's signals: signature failures since `failures_since`, pushes pending
-/// since before `stuck_before`. Four grouped reads, whatever the number of connections.
+/// since before `stuck_before`. Each read uses an index: the dead events by status, the pending
+/// pushes by the job queue's, the rejections by connection and time.
 pub fn signals(
     conn: &mut DbConnection,
     failures_since: NaiveDateTime,
@@ -49,14 +50,18 @@ pub fn signals(
         ))
         .order(connections::id.asc())
         .load(conn)?;
-    let failures: HashMap<String, i64> = webhook_rejections::table
-        .filter(webhook_rejections::at.ge(failures_since))
-        .filter(webhook_rejections::reason.eq_any(SIGNATURE_FAILURES))
-        .group_by(webhook_rejections::connection_id)
-        .select((webhook_rejections::connection_id, diesel::dsl::count_star()))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
+    // One range read per connection on `webhook_rejections (connection_id, at)`: rejections
+    // (a flood of forged posts) may be many, connections are few.
+    let mut failures: HashMap<String, i64> = HashMap::new();
+    for (id, ..) in &active {
+        let n: i64 = webhook_rejections::table
+            .filter(webhook_rejections::connection_id.eq(id))
+            .filter(webhook_rejections::at.ge(failures_since))
+            .filter(webhook_rejections::reason.eq_any(SIGNATURE_FAILURES))
+            .count()
+            .get_result(conn)?;
+        failures.insert(id.clone(), n);
+    }
     let dead: HashMap<String, i64> = webhook_events::table
         .filter(webhook_events::status.eq(EventStatus::Dead))
         .group_by(webhook_events::connection_id)
