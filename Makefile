@@ -30,12 +30,13 @@ screenshots: browser
 		--ignored --exact browser::screenshots::every_page_at_desktop_and_narrow_widths --nocapture
 
 ## Webhook ingest and apply throughput (then one and two instances on one PostgreSQL database),
-## billing-context latency and backfill throughput, on SQLite and PostgreSQL (release build; see
-## BENCHMARKS.md).
+## billing-context latency and backfill throughput, chat notifications under a burst of 2,000
+## failing payments, on SQLite and PostgreSQL (release build; see BENCHMARKS.md).
 bench:
 	$(CARGO) bench --locked --bench ingest
 	$(CARGO) bench --locked --bench billing
 	$(CARGO) bench --locked --bench history
+	$(CARGO) bench --locked --bench notify
 
 lint:
 	$(CARGO) fmt --check

@@ -51,6 +51,7 @@ pub async fn state(config: Config, db: Db) -> anyhow::Result<AppState> {
             max_age: config.notify_max_age,
             public_url: config.public_url.clone(),
             timeout: NOTIFY_TIMEOUT,
+            alerts: config.notify_alerts,
         },
         wakers.clone(),
     );
@@ -172,6 +173,13 @@ impl Workers {
             tasks.push(tokio::spawn(catch_up_regularly(
                 state.db.clone(),
                 state.connections.clone(),
+                every,
+                receiver.clone(),
+            )));
+        }
+        if let Some(every) = state.config.notify_alerts_interval {
+            tasks.push(tokio::spawn(notify::ops::watch_regularly(
+                state.notifier.clone(),
                 every,
                 receiver.clone(),
             )));

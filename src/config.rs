@@ -49,6 +49,10 @@ pub struct Config {
     /// Chat notifications about events older than this when their turn comes are summarised in
     /// a digest instead of announced one by one.
     pub notify_max_age: Duration,
+    /// How often the ops alerts are checked; `None` turns them off.
+    pub notify_alerts_interval: Option<Duration>,
+    /// When each ops alert fires.
+    pub notify_alerts: crate::notify::ops::Thresholds,
     /// The email of the admin user made at first start, when no user exists.
     pub admin_email: String,
     /// Who may frame `/sidebar` (the CSP `frame-ancestors` sources), e.g. the helpdesk's origin.
@@ -252,6 +256,25 @@ impl Config {
         })();
 
         let notify_max_age = env.with("NOTIFY_MAX_AGE", "1h", crate::domain::time::parse_duration);
+        let notify_alerts_interval = env.with("NOTIFY_ALERTS_INTERVAL", "1m", |v| {
+            if v == "off" || v == "0" {
+                return Ok(None);
+            }
+            crate::domain::time::parse_duration(v).map(Some)
+        });
+        let notify_alerts = (|| {
+            let parse = crate::domain::time::parse_duration;
+            Some(crate::notify::ops::Thresholds {
+                signature_failures: env.ranged(
+                    "NOTIFY_ALERT_SIGNATURE_FAILURES",
+                    10,
+                    1..=1_000_000,
+                )? as i64,
+                signature_window: env.with("NOTIFY_ALERT_SIGNATURE_WINDOW", "15m", parse)?,
+                dead_events: env.ranged("NOTIFY_ALERT_DEAD_EVENTS", 1, 1..=1_000_000)? as i64,
+                push_stuck_after: env.with("NOTIFY_ALERT_PUSH_STUCK_AFTER", "15m", parse)?,
+            })
+        })();
         let admin_email = env.with(
             "BILLMIRROR_ADMIN_EMAIL",
             crate::people::DEFAULT_ADMIN_EMAIL,
@@ -287,6 +310,8 @@ impl Config {
                 events_catchup_interval: events_catchup_interval?,
                 jobs: jobs?,
                 notify_max_age: notify_max_age?,
+                notify_alerts_interval: notify_alerts_interval?,
+                notify_alerts: notify_alerts?,
                 admin_email: admin_email?,
                 sidebar_frame_ancestors: sidebar_frame_ancestors?,
             })

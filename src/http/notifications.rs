@@ -35,20 +35,22 @@ impl From<NotifyError> for ApiError {
     }
 }
 
-/// Writes an audit entry for a change ops made.
+/// The end of every change ops make here: the audit entry (who, what, which, details), then the
+/// answer. A change is answered only once it is audited.
 async fn audited(
     state: &AppState,
-    actor: &str,
+    principal: &Principal,
     action: &'static str,
     subject: &str,
     details: Value,
-) -> Result<(), ApiError> {
-    let (actor, subject) = (actor.to_owned(), subject.to_owned());
+    answer: HttpResponse,
+) -> Result<HttpResponse, ApiError> {
+    let (actor, subject) = (principal.name.clone(), subject.to_owned());
     state
         .db
         .run(move |conn| audit(conn, &actor, action, &subject, details))
         .await?;
-    Ok(())
+    Ok(answer)
 }
 
 /// Adds a chat channel (Slack app, Slack-format or Teams webhook, generic signed webhook).
@@ -65,13 +67,13 @@ pub async fn create_channel(
     let row = state.notifier.create_channel(body.into_inner()).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.channel.create",
         &row.id,
         json!({"kind": row.kind}),
+        HttpResponse::Created().json(channel_view(&row)),
     )
-    .await?;
-    Ok(HttpResponse::Created().json(channel_view(&row)))
+    .await
 }
 
 /// Reads up to `limit` rows after the cursor, in id order.
@@ -149,13 +151,13 @@ pub async fn update_channel(
     let row = state.notifier.update_channel(&id, input).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.channel.update",
         &row.id,
         json!({"secret_changed": changed_secret}),
+        HttpResponse::Ok().json(channel_view(&row)),
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(channel_view(&row)))
+    .await
 }
 
 /// Deletes a channel no rule uses.
@@ -172,13 +174,13 @@ pub async fn delete_channel(
     state.notifier.delete_channel(&id).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.channel.delete",
         &id,
         json!({}),
+        HttpResponse::NoContent().finish(),
     )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 /// Sends a test message now and says how it went.
@@ -193,21 +195,21 @@ pub async fn test_channel(
 ) -> Result<HttpResponse, ApiError> {
     let delivery = state.notifier.test_channel(&id).await?;
     let ok = delivery.status == crate::domain::states::DeliveryState::Sent;
+    let channel = state.notifier.channel(&id).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.channel.test",
         &id,
         json!({"ok": ok}),
+        HttpResponse::Ok().json(json!({
+            "ok": ok,
+            "error": delivery.last_error,
+            "delivery": delivery_view(&delivery),
+            "channel": channel_view(&channel),
+        })),
     )
-    .await?;
-    let channel = state.notifier.channel(&id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "ok": ok,
-        "error": delivery.last_error,
-        "delivery": delivery_view(&delivery),
-        "channel": channel_view(&channel),
-    })))
+    .await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -262,13 +264,13 @@ pub async fn create_rule(
     let row = state.notifier.create_rule(body.into_inner()).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.rule.create",
         &row.id,
         rule_view(&row),
+        HttpResponse::Created().json(rule_view(&row)),
     )
-    .await?;
-    Ok(HttpResponse::Created().json(rule_view(&row)))
+    .await
 }
 
 /// Lists rules.
@@ -318,13 +320,13 @@ pub async fn update_rule(
     let row = state.notifier.update_rule(&id, body.into_inner()).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.rule.update",
         &row.id,
         rule_view(&row),
+        HttpResponse::Ok().json(rule_view(&row)),
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(rule_view(&row)))
+    .await
 }
 
 /// Deletes a rule.
@@ -340,13 +342,13 @@ pub async fn delete_rule(
     state.notifier.delete_rule(&id).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.rule.delete",
         &id,
         json!({}),
+        HttpResponse::NoContent().finish(),
     )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 /// A Slack app channel's interactivity: the signing secret (masked), the escalation channel and
@@ -381,13 +383,13 @@ pub async fn set_interactivity(
         .await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.interactivity.set",
         &id,
         json!({"escalation_channel_id": row.escalation_channel_id}),
+        HttpResponse::Ok().json(interactivity_view(&row, &state.config.public_url)),
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(interactivity_view(&row, &state.config.public_url)))
+    .await
 }
 
 /// Turns a channel's buttons off: clicks are no longer accepted.
@@ -403,13 +405,13 @@ pub async fn delete_interactivity(
     state.notifier.remove_interactivity(&id).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.interactivity.delete",
         &id,
         json!({}),
+        HttpResponse::NoContent().finish(),
     )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 /// Slack users and the billmirror role each acts with from chat.
@@ -448,13 +450,13 @@ pub async fn set_slack_user(
         .await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.slack_user.set",
         &row.slack_user_id,
         json!({"role": row.role}),
+        HttpResponse::Ok().json(slack_user_view(&row)),
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(slack_user_view(&row)))
+    .await
 }
 
 /// Forgets a Slack user's role: their clicks act with the least role again.
@@ -470,11 +472,11 @@ pub async fn delete_slack_user(
     state.notifier.remove_slack_user(&id).await?;
     audited(
         &state,
-        &principal.name,
+        &principal,
         "notify.slack_user.delete",
         &id,
         json!({}),
+        HttpResponse::NoContent().finish(),
     )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }

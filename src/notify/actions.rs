@@ -12,15 +12,14 @@ use super::deliver::{facts_of, secret_context, SLACK_API};
 use super::facts::Facts;
 use super::format;
 use super::interact::{actor, subject_of};
+use super::queue::{about, queue};
 use super::render;
 use super::send::Posted;
 use super::Notifier;
 use crate::connections::Connections;
-use crate::domain::states::{
-    ChatAction, ChatActionState, DeliveryKind, DeliveryState, FollowUpKind, JobKind,
-};
+use crate::domain::states::{ChatAction, ChatActionState, FollowUpKind, JobKind};
 use crate::domain::{ids, time};
-use crate::jobs::{enqueue, Handler, JobRow, NewJob, Outcome};
+use crate::jobs::{Handler, JobRow, Outcome};
 use crate::storage::chat::{self as store, ChatActionRow, FollowUpRow};
 use crate::storage::notify::{self as notify_store, ChannelRow, DeliveryRow};
 use crate::storage::tokens::audit;
@@ -399,45 +398,17 @@ fn leave_behind(
         action.role
     ));
     let now = time::now();
-    let key = format!("escalate:{}", action.id);
     let row = DeliveryRow {
-        id: ids::new_id("ndl"),
-        dedupe_key: key.clone(),
-        kind: DeliveryKind::Event,
-        channel_id: target,
-        rule_id: None,
-        connection_id: delivery.connection_id.clone(),
-        event_id: delivery.event_id.clone(),
-        family: delivery.family,
+        // Its own message in the escalation channel, not a reply in a thread there.
         subject: None,
-        amount: delivery.amount,
-        currency: delivery.currency.clone(),
-        facts: serde_json::to_string(&copy).unwrap_or_default(),
-        redaction: delivery.redaction,
         occurred_at: now,
-        status: DeliveryState::Pending,
-        digest_id: None,
-        members: 0,
-        provider_message_id: None,
-        thread_ts: None,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-        sent_at: None,
-        updated_at: now,
+        ..about(
+            &copy,
+            &target,
+            format!("escalate:{}", action.id),
+            delivery.redaction,
+            now,
+        )
     };
-    if notify_store::insert_delivery(conn, &row)? {
-        enqueue(
-            conn,
-            &NewJob {
-                kind: JobKind::Notify,
-                subject_id: &row.id,
-                connection_id: &facts.connection_id,
-                payload: None,
-                dedupe_key: &key,
-            },
-        )?;
-        return Ok(true);
-    }
-    Ok(false)
+    queue(conn, &row)
 }

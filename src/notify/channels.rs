@@ -418,33 +418,12 @@ impl Notifier {
     pub async fn test_channel(&self, id: &str) -> Result<DeliveryRow, NotifyError> {
         let channel = self.channel(id).await?;
         let now = time::now();
-        let delivery_id = ids::new_id("ndl");
         let delivery = DeliveryRow {
-            id: delivery_id.clone(),
-            dedupe_key: format!("test:{delivery_id}"),
-            kind: DeliveryKind::Test,
-            channel_id: channel.id.clone(),
-            rule_id: None,
-            connection_id: None,
-            event_id: None,
-            family: None,
-            subject: None,
-            amount: None,
-            currency: None,
-            facts: "{}".into(),
-            redaction: None,
-            occurred_at: now,
             status: DeliveryState::Sending,
-            digest_id: None,
-            members: 0,
-            provider_message_id: None,
-            thread_ts: None,
-            attempts: 0,
-            last_error: None,
-            created_at: now,
-            sent_at: None,
-            updated_at: now,
+            attempts: 1,
+            ..DeliveryRow::new(DeliveryKind::Test, &channel.id, "{}".into(), now)
         };
+        let delivery_id = delivery.id.clone();
         let stored = delivery.clone();
         self.db
             .run(move |conn| store::insert_delivery(conn, &stored))

@@ -26,7 +26,7 @@ use super::Notifier;
 use crate::domain::states::{
     ChannelKind, ChannelStatus, DeliveryKind, DeliveryState, JobKind, Redaction,
 };
-use crate::domain::{ids, time, Secret};
+use crate::domain::{time, Secret};
 use crate::jobs::{enqueue, Handler, JobRow, NewJob, Outcome};
 use crate::storage::notify::{self as store, ChannelRow, DeliveryRow};
 use crate::storage::{DbConnection, StorageError};
@@ -68,6 +68,16 @@ fn strictest(a: Redaction, b: Redaction) -> Redaction {
     } else {
         b
     }
+}
+
+/// Whether a delivery may post now.
+enum Turn {
+    /// Its turn is taken and it is `sending`.
+    Post,
+    /// The channel's next turn is later.
+    Wait,
+    /// It is no longer pending (counted into a digest, or taken by another runner).
+    Gone,
 }
 
 /// What a post needs, read from the database before any HTTP is done.
@@ -148,19 +158,43 @@ impl Notifier {
                     Err(e) => return e.into(),
                 }
             }
-            // The channel's turn.
-            let (channel_id, step) = (channel.id.clone(), interval(channel.rate_per_minute));
-            let taken = self
+            // Rendered just before the channel's turn is taken, so that the post leaves right at
+            // its turn: a slow render (a digest of hundreds) does not push one post towards the
+            // next. Rendered again after a wait, so a thread started meanwhile is seen.
+            let ready = match self.prepare(&channel, &delivery).await {
+                Ok(ready) => ready,
+                Err(e) => return e.into(),
+            };
+            // The channel's turn, counted from the moment it is taken (not from before the
+            // render), and the post started, in one transaction: nothing waits between the two.
+            let (channel_id, step, key) = (
+                channel.id.clone(),
+                interval(channel.rate_per_minute),
+                id.to_owned(),
+            );
+            let turn = self
                 .db
-                .run(move |conn| store::take_turn(conn, &channel_id, now, step))
+                .run(move |conn| {
+                    conn.write_transaction(|conn| {
+                        if !store::take_turn(conn, &channel_id, time::now(), step)? {
+                            return Ok(Turn::Wait);
+                        }
+                        // Counted into a digest meanwhile: its turn is lost, rarely.
+                        Ok(match store::start_sending(conn, &key)? {
+                            true => Turn::Post,
+                            false => Turn::Gone,
+                        })
+                    })
+                })
                 .await;
-            match taken {
-                Ok(true) => {}
-                Ok(false) => {
+            match turn {
+                Ok(Turn::Post) => {}
+                Ok(Turn::Gone) => continue,
+                Ok(Turn::Wait) => {
                     if started.elapsed() > MAX_WAIT {
                         return Outcome::Retry("still waiting for the channel's turn".into());
                     }
-                    let wait = (channel.next_send_at - now)
+                    let wait = (channel.next_send_at - time::now())
                         .to_std()
                         .unwrap_or_default()
                         .clamp(Duration::from_millis(10), Duration::from_secs(30));
@@ -169,15 +203,7 @@ impl Notifier {
                 }
                 Err(e) => return e.into(),
             }
-            match self
-                .moved(id, DeliveryState::Pending, DeliveryState::Sending, None)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => return e.into(),
-            }
-            match self.post(&channel, &delivery).await {
+            match self.post_prepared(&channel, &delivery, &ready).await {
                 Ok(Some(outcome)) => return outcome,
                 Ok(None) => continue,
                 Err(e) => {
@@ -239,6 +265,31 @@ impl Notifier {
         channel: &ChannelRow,
         delivery: &DeliveryRow,
     ) -> Result<Option<Outcome>, StorageError> {
+        let prepared = self.prepare(channel, delivery).await?;
+        self.post_prepared(channel, delivery, &prepared).await
+    }
+
+    /// Reads and renders what a delivery will post.
+    async fn prepare(
+        &self,
+        channel: &ChannelRow,
+        delivery: &DeliveryRow,
+    ) -> Result<Prepared, StorageError> {
+        let (channel, delivery, settings) =
+            (channel.clone(), delivery.clone(), self.settings.clone());
+        self.db
+            .run(move |conn| prepare(conn, &channel, &delivery, &settings))
+            .await
+    }
+
+    /// Posts a delivery that is `sending` (its attempt counted), rendered beforehand, and records
+    /// how it went.
+    async fn post_prepared(
+        &self,
+        channel: &ChannelRow,
+        delivery: &DeliveryRow,
+        prepared: &Prepared,
+    ) -> Result<Option<Outcome>, StorageError> {
         let secret = match self
             .vault
             .open(&channel.secret_enc, &secret_context(&channel.id))
@@ -251,17 +302,7 @@ impl Notifier {
                 return Ok(Some(Outcome::Failed(why)));
             }
         };
-        let prepared = {
-            let (channel, delivery, settings) =
-                (channel.clone(), delivery.clone(), self.settings.clone());
-            self.db
-                .run(move |conn| {
-                    store::count_attempt(conn, &delivery.id)?;
-                    prepare(conn, &channel, &delivery, &settings)
-                })
-                .await?
-        };
-        let (posted, thread_ts) = self.send(channel, &secret, delivery, &prepared).await;
+        let (posted, thread_ts) = self.send(channel, &secret, delivery, prepared).await;
         let id = delivery.id.clone();
         match posted {
             Posted::Ok { ts } => {
@@ -461,34 +502,13 @@ fn make_digest(
     cutoff: chrono::NaiveDateTime,
     now: chrono::NaiveDateTime,
 ) -> Result<Option<(String, i64)>, StorageError> {
-    let id = ids::new_id("ndl");
-    let key = format!("digest:{id}");
-    let digest = DeliveryRow {
-        id: id.clone(),
-        dedupe_key: key.clone(),
-        kind: DeliveryKind::Digest,
-        channel_id: channel_id.to_owned(),
-        rule_id: None,
-        connection_id: None,
-        event_id: None,
-        family: None,
-        subject: None,
-        amount: None,
-        currency: None,
-        facts: json!({"stale": stale}).to_string(),
-        redaction: None,
-        occurred_at: now,
-        status: DeliveryState::Pending,
-        digest_id: None,
-        members: 0,
-        provider_message_id: None,
-        thread_ts: None,
-        attempts: 0,
-        last_error: None,
-        created_at: now,
-        sent_at: None,
-        updated_at: now,
-    };
+    let digest = DeliveryRow::new(
+        DeliveryKind::Digest,
+        channel_id,
+        json!({"stale": stale}).to_string(),
+        now,
+    );
+    let id = digest.id.clone();
     store::insert_delivery(conn, &digest)?;
     let members = store::absorb_into_digest(conn, &id, channel_id, stale, cutoff)?;
     if members == 0 {
@@ -502,7 +522,7 @@ fn make_digest(
             subject_id: &id,
             connection_id: "",
             payload: None,
-            dedupe_key: &key,
+            dedupe_key: &digest.dedupe_key,
         },
     )?;
     Ok(Some((id, members)))

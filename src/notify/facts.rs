@@ -141,6 +141,31 @@ impl Facts {
         }
     }
 
+    /// An ops alert about `connection_id`: `alert` (its key) went firing or recovered at `at`
+    /// (Unix seconds); `title` and `detail` say what, in words.
+    pub fn ops_alert(
+        alert: &str,
+        connection_id: &str,
+        livemode: bool,
+        at: i64,
+        firing: bool,
+        title: String,
+        detail: String,
+    ) -> Facts {
+        let event = Event {
+            id: format!("ops:{alert}:{at}"),
+            event_type: "billmirror.ops_alert".into(),
+            created: at,
+            object: serde_json::json!({ "id": alert }),
+        };
+        Facts {
+            status: Some(if firing { "firing" } else { "recovered" }.into()),
+            title: Some(title),
+            description: Some(detail),
+            ..Facts::new(What::Ops, &event, livemode, connection_id)
+        }
+    }
+
     pub fn family(&self) -> Family {
         self.what.family()
     }

@@ -7,7 +7,8 @@
 //! (`deliver`) waits for its channel's turn, counts bursts and late events into digests, renders
 //! the message (`render`, with `redact` applied to every text), formats it for the service
 //! (`format`) and posts it (`send`), recording the channel's health. `channels` is what the API
-//! manages: channels with sealed secrets, rules, test messages.
+//! manages: channels with sealed secrets, rules, test messages. `ops` watches billmirror itself
+//! and queues an `ops` message each time one of its alerts changes state.
 
 pub mod actions;
 pub mod channels;
@@ -15,7 +16,9 @@ pub mod deliver;
 pub mod facts;
 pub mod format;
 pub mod interact;
+pub mod ops;
 pub mod produce;
+pub mod queue;
 pub mod redact;
 pub mod render;
 pub mod rules;
@@ -39,6 +42,8 @@ pub struct Settings {
     pub public_url: String,
     /// One post's time limit.
     pub timeout: Duration,
+    /// When ops alerts fire.
+    pub alerts: ops::Thresholds,
 }
 
 impl Settings {

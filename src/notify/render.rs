@@ -378,7 +378,11 @@ pub fn render(f: &Facts, links: &Links, level: Redaction, now: i64) -> Message {
                 .clone()
                 .unwrap_or_else(|| "billmirror needs attention".into());
             push("Details", f.description.as_ref().map(|d| scrub(d, level)));
-            (title.clone(), title, Tone::Warning)
+            let tone = match f.status.as_deref() {
+                Some("recovered") => Tone::Good,
+                _ => Tone::Warning,
+            };
+            (title.clone(), title, tone)
         }
     };
     if let Some(description) = f.description.as_ref().filter(|_| f.what != What::Ops) {
@@ -483,6 +487,9 @@ pub fn status_line(latest: &Facts) -> String {
         What::RefundIssued => format!("↩ Refunded {amount}"),
         What::SubscriptionCanceled => "Subscription canceled".to_owned(),
         What::SubscriptionPastDue => "Subscription past due".to_owned(),
+        What::Ops if latest.status.as_deref() == Some("recovered") => {
+            format!("✅ {}", latest.title.as_deref().unwrap_or("Recovered"))
+        }
         _ => "Updated".to_owned(),
     }
 }

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::domain::states::ChatAction;
+use crate::domain::states::{ChatAction, Redaction};
 
 /// How far a request's timestamp may be from our clock.
 pub const WINDOW_SECS: i64 = 5 * 60;
@@ -108,10 +108,11 @@ pub fn parse(body: &[u8]) -> Result<Interaction, String> {
         .filter(|id| !id.is_empty())
         .ok_or("the payload names no user")?
         .to_owned();
+    // Free text from outside, shown in threads, messages and the audit log: scrubbed like any.
     let user_name = payload["user"]["username"]
         .as_str()
         .or(payload["user"]["name"].as_str())
-        .map(str::to_owned);
+        .map(|name| super::redact::scrub(name, Redaction::Full));
     let response_url = payload["response_url"].as_str().map(str::to_owned);
     let channel = payload["channel"]["id"]
         .as_str()
@@ -275,6 +276,17 @@ mod tests {
             parse(&form(serde_json::json!({"type": "view_submission"}))),
             Ok(Interaction::Ignored(_))
         ));
+        let planted = serde_json::json!({
+            "type": "block_actions", "user": {"id": "U9", "username": "eve 4242424242424242 sk_live_51AbCdEfGhIjKlMn"},
+            "actions": [{"action_id": "bm:mark_contacted", "value": "ndl_1", "action_ts": "1"}],
+        });
+        let Interaction::Clicks(clicks) = parse(&form(planted)).unwrap() else {
+            panic!("a click");
+        };
+        assert_eq!(
+            clicks[0].user_name.as_deref(),
+            Some("eve [card number removed] [secret removed]")
+        );
         assert!(parse(b"payload=not-json").is_err());
         assert!(parse(b"nothing=here").is_err());
         let unknown = serde_json::json!({

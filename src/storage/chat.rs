@@ -1,14 +1,13 @@
 //! Actions from chat: each Slack app channel's interactivity settings (its signing secret arrives
 //! sealed by the vault), the Slack user → role mapping, one row per click (unique on Slack's
-//! `{user}:{action_ts}`), the follow-ups a click records on a customer, and which ops alerts
-//! are firing.
+//! `{user}:{action_ts}`) and the follow-ups a click records on a customer. (Which ops alerts are
+//! firing: `ops_alerts`.)
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    customer_follow_ups, notify_chat_actions, notify_interactivity, notify_ops_alerts,
-    notify_slack_users,
+    customer_follow_ups, notify_chat_actions, notify_interactivity, notify_slack_users,
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{ChatAction, ChatActionState, FollowUpKind};
@@ -254,59 +253,4 @@ pub fn follow_ups_of(
             customer_follow_ups::id.desc(),
         ))
         .load(conn)?)
-}
-
-// Ops alerts.
-
-/// Records whether `key` is firing; `true` when that changed (or the key is new and firing).
-pub fn set_alert(
-    conn: &mut DbConnection,
-    key: &str,
-    firing: bool,
-    detail: Option<&str>,
-) -> Result<bool, StorageError> {
-    let now = time::now();
-    let known: Option<bool> = notify_ops_alerts::table
-        .find(key)
-        .select(notify_ops_alerts::firing)
-        .first(conn)
-        .optional()?;
-    match known {
-        Some(was) if was == firing => Ok(false),
-        Some(_) => {
-            // Only the instance that flips the row reports the change.
-            let flipped = diesel::update(
-                notify_ops_alerts::table
-                    .find(key)
-                    .filter(notify_ops_alerts::firing.eq(!firing)),
-            )
-            .set((
-                notify_ops_alerts::firing.eq(firing),
-                notify_ops_alerts::detail.eq(detail),
-                notify_ops_alerts::changed_at.eq(now),
-            ))
-            .execute(conn)?;
-            Ok(flipped == 1)
-        }
-        None => {
-            let values = (
-                notify_ops_alerts::alert_key.eq(key),
-                notify_ops_alerts::firing.eq(firing),
-                notify_ops_alerts::detail.eq(detail),
-                notify_ops_alerts::changed_at.eq(now),
-            );
-            let inserted = match conn {
-                DbConnection::Postgres(c) => diesel::insert_into(notify_ops_alerts::table)
-                    .values(values)
-                    .on_conflict_do_nothing()
-                    .execute(c)?,
-                DbConnection::Sqlite(c) => diesel::insert_into(notify_ops_alerts::table)
-                    .values(values)
-                    .on_conflict_do_nothing()
-                    .execute(c)?,
-            };
-            // A condition first seen clear is no news.
-            Ok(inserted == 1 && firing)
-        }
-    }
 }

@@ -394,6 +394,14 @@ pub fn retire_secret(
     Ok(updated == 1)
 }
 
+/// The rejections that say a webhook's signature did not verify (not a bad body or a size).
+pub const SIGNATURE_FAILURES: [&str; 4] = [
+    "missing_signature",
+    "malformed_signature",
+    "timestamp_outside_tolerance",
+    "signature_mismatch",
+];
+
 /// The numbers behind a connection's webhook health.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookHealth {

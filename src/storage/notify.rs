@@ -13,7 +13,7 @@ use super::{DbConnection, StorageError};
 use crate::domain::states::{
     ChannelKind, ChannelStatus, DeliveryKind, DeliveryState, Family, Redaction, RuleMode,
 };
-use crate::domain::time;
+use crate::domain::{ids, time};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = notify_channels, treat_none_as_null = true)]
@@ -100,6 +100,46 @@ pub struct DeliveryRow {
     pub created_at: NaiveDateTime,
     pub sent_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
+}
+
+impl DeliveryRow {
+    /// A new delivery of `kind` to `channel_id`, waiting for its job: a fresh id, known by
+    /// `{kind}:{id}` until the caller gives it another key, about nothing in particular, nothing
+    /// sent and nothing counted yet. Callers set what it is about with struct update syntax.
+    pub fn new(
+        kind: DeliveryKind,
+        channel_id: &str,
+        facts: String,
+        now: NaiveDateTime,
+    ) -> DeliveryRow {
+        let id = ids::new_id("ndl");
+        DeliveryRow {
+            dedupe_key: format!("{kind}:{id}"),
+            id,
+            kind,
+            channel_id: channel_id.to_owned(),
+            rule_id: None,
+            connection_id: None,
+            event_id: None,
+            family: None,
+            subject: None,
+            amount: None,
+            currency: None,
+            facts,
+            redaction: None,
+            occurred_at: now,
+            status: DeliveryState::Pending,
+            digest_id: None,
+            members: 0,
+            provider_message_id: None,
+            thread_ts: None,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+            updated_at: now,
+        }
+    }
 }
 
 // Channels.
@@ -387,12 +427,22 @@ pub fn delete_delivery(conn: &mut DbConnection, id: &str) -> Result<(), StorageE
     Ok(())
 }
 
-/// Counts a post attempt.
-pub fn count_attempt(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
-    diesel::update(notify_deliveries::table.find(id))
-        .set(notify_deliveries::attempts.eq(notify_deliveries::attempts + 1))
-        .execute(conn)?;
-    Ok(())
+/// Takes a pending delivery to `sending` and counts the attempt, in one statement; `false` when
+/// it was no longer pending (counted into a digest, or taken by another runner).
+pub fn start_sending(conn: &mut DbConnection, id: &str) -> Result<bool, StorageError> {
+    let moved = diesel::update(
+        notify_deliveries::table
+            .find(id)
+            .filter(notify_deliveries::status.eq(DeliveryState::Pending)),
+    )
+    .set((
+        notify_deliveries::status.eq(DeliveryState::Sending),
+        notify_deliveries::attempts.eq(notify_deliveries::attempts + 1),
+        notify_deliveries::last_error.eq(None::<String>),
+        notify_deliveries::updated_at.eq(time::now()),
+    ))
+    .execute(conn)?;
+    Ok(moved == 1)
 }
 
 /// The delivery was posted: the service's id for the message and the thread it went into.

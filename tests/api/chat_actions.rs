@@ -350,6 +350,30 @@ on_both_backends! {
         assert_eq!((entry.2["role"].as_str(), entry.2["result"].as_str()), (Some("support"), Some("refused")));
     }
 
+    async fn a_finance_click_is_refused_when_the_connection_cannot_write_and_a_planted_name_is_scrubbed(backend: Backend) {
+        let s = setup(backend).await;
+        map_user(&s, "U0FINANCE", "finance", "fiona").await;
+        // Stripe refuses the key now: the next report says so, and the connection may not write.
+        s.stripe.revoke_key(SECRET_KEY, "api_key_expired");
+        let report: Value = s.app.post_json("/api/connections/env/validate", &s.ops, &json!({})).await.json().await.unwrap();
+        assert_eq!(report["can_push"], false, "{report}");
+        // Slack's payload names the clicker; a name carrying a card number is free text like any.
+        let body = s.chat.interaction(("U0FINANCE", "fiona 4242424242424242"), &s.message, &s.ts, "bm:retry_payment", "1700000700.000001");
+        assert_eq!(post_interaction(&s.app, &body, SLACK_SIGNING_SECRET, now()).await.status(), 200);
+        let answers = s.chat.wait_for("/slack/response/", 1).await;
+        settle_all(&s.app).await;
+        assert_eq!(answers[0].json["response_type"], "ephemeral");
+        let text = answers[0].json["text"].as_str().unwrap();
+        assert!(text.contains("cannot write"), "{text}");
+        assert_eq!(stripe_posts(&s.stripe, "/v1/invoices/in_fail/pay"), 0, "nothing called");
+        let audit = audit_of(&s.app, "in_fail").await;
+        let entry = audit.iter().find(|(_, a, _)| a == "chat.retry_payment").expect("audited");
+        assert_eq!((entry.2["role"].as_str(), entry.2["result"].as_str()), (Some("finance"), Some("refused")));
+        assert_eq!(entry.0, "slack:U0FINANCE (fiona [card number removed])");
+        let said: String = s.chat.requests().iter().map(|r| r.body.clone()).collect();
+        assert!(!said.contains("4242424242424242") && !format!("{audit:?}").contains("4242424242424242"));
+    }
+
     async fn contacted_and_queued_customers_show_in_the_billing_context_and_escalations_reach_legal(backend: Backend) {
         let s = setup(backend).await;
         map_user(&s, "U0SUPPORT", "support", "sue").await;
