@@ -10,6 +10,8 @@ mod customers;
 mod error;
 pub mod form;
 mod home;
+mod invoice_form;
+mod invoices;
 mod login;
 mod session;
 mod sidebar;
@@ -38,6 +40,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/customers", web::get().to(customers::page))
         .route("/customers/refresh", web::post().to(customers::refresh))
         .route("/sidebar", web::get().to(sidebar::page))
+        .route("/invoices", web::get().to(invoices::list))
+        .route("/invoices", web::post().to(invoices::create))
+        .route("/invoices/new", web::get().to(invoices::new_form))
+        .route("/invoices/{id}", web::get().to(invoices::show))
+        .route("/invoices/{id}/void", web::post().to(invoices::void))
+        .route("/invoices/{id}/retry", web::post().to(invoices::retry))
         .route(
             "/users/sidebar-keys",
             web::post().to(users::create_sidebar_key),

@@ -19,6 +19,7 @@ pub struct Link {
 pub const PAGES: &[(&str, &str, Role)] = &[
     ("/", "Home", Role::Support),
     ("/customers", "Customers", Role::Support),
+    ("/invoices", "Invoices", Role::Support),
     ("/users", "Users and tokens", Role::Admin),
 ];
 
