@@ -33,7 +33,7 @@
 
   function quantity(typed) {
     const text = typed.trim();
-    if (text === "") return 1;
+    if (text === "") return 1n;
     return /^\d{1,9}$/.test(text) && BigInt(text) >= 1n ? BigInt(text) : null;
   }
 

@@ -6,6 +6,7 @@
 //! (`apt-get install -y chromium chromium-driver`).
 
 mod pages;
+mod staff;
 
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
