@@ -62,7 +62,11 @@ pub async fn page(
     staff: Staff,
 ) -> Result<HttpResponse, WebError> {
     require(&staff, role_for("/audit"))?;
-    let (actor, action, after) = (first(&req, "actor"), first(&req, "action"), first(&req, "after"));
+    let (actor, action, after) = (
+        first(&req, "actor"),
+        first(&req, "action"),
+        first(&req, "after"),
+    );
     let query: String = [("actor", &actor), ("action", &action)]
         .iter()
         .filter(|(_, v)| !v.is_empty())

@@ -267,7 +267,10 @@ pub async fn replay(
         })?;
     state.inbox.stored.notify_one();
     state.jobs.wake(JobKind::FetchThinEvent);
-    Ok(super::see_other(&format!("/events/{}?done=replayed", row.id)))
+    Ok(super::see_other(&format!(
+        "/events/{}?done=replayed",
+        row.id
+    )))
 }
 
 #[cfg(test)]

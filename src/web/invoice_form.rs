@@ -369,12 +369,20 @@ mod tests {
             .contains("EUR has 2 decimals"));
         for bad in ["-5", "1,250.00", "12,50", "1e3", "abc", ".", "1.2.3"] {
             assert!(
-                parse_amount(bad, "usd").unwrap_err().contains("is not an amount"),
+                parse_amount(bad, "usd")
+                    .unwrap_err()
+                    .contains("is not an amount"),
                 "{bad}"
             );
         }
-        assert_eq!(parse_amount("0.00", "usd"), Err("Must be more than zero.".into()));
-        assert!(parse_amount("99999999999999999999", "usd").is_err(), "no overflow");
+        assert_eq!(
+            parse_amount("0.00", "usd"),
+            Err("Must be more than zero.".into())
+        );
+        assert!(
+            parse_amount("99999999999999999999", "usd").is_err(),
+            "no overflow"
+        );
     }
 
     #[test]
@@ -418,7 +426,10 @@ mod tests {
         let errors = f.prepare().unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["line.0.quantity", "line.0.amount", "due_date"]);
-        assert_eq!(errors[1].message, "JPY has no decimals: give a whole amount.");
+        assert_eq!(
+            errors[1].message,
+            "JPY has no decimals: give a whole amount."
+        );
     }
 
     #[test]

@@ -265,10 +265,7 @@ async fn new_page(
     Ok(super::html(status, &page))
 }
 
-pub async fn new_form(
-    state: web::Data<AppState>,
-    staff: Staff,
-) -> Result<HttpResponse, WebError> {
+pub async fn new_form(state: web::Data<AppState>, staff: Staff) -> Result<HttpResponse, WebError> {
     require(&staff, Role::Finance)?;
     let key = hex::encode(ids::random_bytes::<16>());
     new_page(&state, &staff, InvoiceForm::blank(key), Vec::new()).await

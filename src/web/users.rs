@@ -7,9 +7,9 @@ use askama::Template;
 use super::form::Posted;
 use super::view::{Nav, When};
 use super::{require, WebError};
+use crate::auth::{self, TokenError, TokenInfo};
 use crate::domain::Role;
 use crate::http::AppState;
-use crate::auth::{self, TokenError, TokenInfo};
 use crate::people::{self, sessions::Staff, UserError};
 
 pub struct UserView {

@@ -105,7 +105,10 @@ async fn until_text(browser: &Browser, css: &str, want: &str) {
         if text == want {
             return;
         }
-        assert!(Instant::now() < deadline, "`{css}` stayed `{text}`, not `{want}`");
+        assert!(
+            Instant::now() < deadline,
+            "`{css}` stayed `{text}`, not `{want}`"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         browser.client.refresh().await.unwrap();
     }
@@ -166,6 +169,18 @@ on_both_backends! {
         assert_eq!(browser.text_of("#invoice-status").await, "void");
         assert!(!exists(&browser, "#confirm-void").await);
         assert_eq!(fake.objects(ACCOUNT, "invoices")[0]["status"], "void");
+
+        // Without script, Add a line posts the form back with one more row and the server's total;
+        // nothing is made.
+        let (csrf, cookie) = (browser.csrf_token().await, browser.session_cookie().await);
+        let back = reqwest::Client::new().post(app.url("/invoices")).header("Cookie", &cookie)
+            .form(&[("csrf_token", csrf.as_str()), ("email", "x@example.com"), ("currency", "jpy"),
+                    ("line_description", "A"), ("line_quantity", "2"), ("line_amount", "1500"), ("intent", "add_line")])
+            .send().await.unwrap();
+        assert_eq!(back.status(), 200);
+        let body = back.text().await.unwrap();
+        assert!(body.contains(r#"id="line-1-description""#) && body.contains("3,000 JPY"), "{body}");
+        assert_eq!(fake.objects(ACCOUNT, "invoices").len(), 1);
 
         // The list's filters, from the form.
         browser.goto("/invoices").await;
