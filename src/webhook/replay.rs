@@ -65,3 +65,20 @@ pub fn replay(conn: &mut DbConnection, id: &str, actor: &str) -> Result<EventRow
         events::find(conn, &row.id)?.ok_or(ReplayError::NotFound)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_is_offered_for_ended_events_of_a_type_billmirror_maps() {
+        assert!(worth_offering(EventStatus::Dead, "customer.created"));
+        assert!(worth_offering(EventStatus::Applied, "invoice.paid"));
+        assert!(!worth_offering(EventStatus::Pending, "customer.created"));
+        assert!(!worth_offering(EventStatus::Retrying, "customer.created"));
+        assert!(!worth_offering(
+            EventStatus::Dead,
+            "radar.early_fraud_warning.created"
+        ));
+    }
+}
