@@ -23,11 +23,13 @@ const SUPPORTED: &[&str] = &[
     "vuv", "wst", "xaf", "xcd", "xof", "xpf", "yer", "zar", "zmw",
 ];
 
-const ZERO_DECIMAL: &[&str] = &[
+/// Currencies without a minor unit at Stripe (the web form's script reads these too).
+pub const ZERO_DECIMAL: &[&str] = &[
     "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
     "xaf", "xof", "xpf",
 ];
-const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
+/// Currencies with three decimals at Stripe.
+pub const THREE_DECIMAL: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
 
 /// The largest amount Stripe accepts for one charge or invoice, in minor units (eight digits:
 /// 999,999.99 in a two-decimal currency).

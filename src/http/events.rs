@@ -12,7 +12,7 @@ use crate::auth::Principal;
 use crate::domain::states::{EventStatus, JobKind};
 use crate::domain::time;
 use crate::storage::events::{self, EventFilter, EventRow};
-use crate::storage::tokens::audit;
+use crate::webhook::replay::{self, ReplayError};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +25,8 @@ pub struct ListQuery {
     event_type: Option<String>,
     /// The Stripe object the event is about.
     object_id: Option<String>,
+    /// The connection that received it (`env` for the environment's).
+    connection_id: Option<String>,
     /// 1 to 500 (default 50).
     limit: Option<i64>,
     /// The `next` of the previous page.
@@ -99,6 +101,7 @@ pub async fn list(
         status,
         event_type: query.event_type,
         object_id: query.object_id,
+        connection_id: query.connection_id,
         after: super::pagination::cursor(query.after, "ev", &[])?,
     };
     let rows = state
@@ -147,48 +150,12 @@ pub async fn replay(
     let actor = principal.name.clone();
     let row = state
         .db
-        .run(move |conn| {
-            conn.write_transaction(|conn| {
-                let Some(row) = events::find(conn, &id)? else {
-                    return Ok(None);
-                };
-                // A thin event is replayed by reading Stripe again; a snapshot one by folding it.
-                if crate::webhook::thin::snapshot_type(&row.event_type).is_some() {
-                    events::schedule_refetch(conn, &row.id)?;
-                    crate::storage::jobs::enqueue(
-                        conn,
-                        &crate::storage::jobs::NewJob {
-                            kind: JobKind::FetchThinEvent,
-                            subject_id: &row.id,
-                            connection_id: &row.connection_id,
-                            payload: None,
-                            dedupe_key: &row.id,
-                        },
-                    )?;
-                } else if crate::ledger::maps(&row.event_type) {
-                    events::schedule_replay(conn, &row.id)?;
-                } else {
-                    return Ok(Some(Err(row.event_type)));
-                }
-                audit(
-                    conn,
-                    &actor,
-                    "event.replay",
-                    &row.id,
-                    serde_json::json!({"stripe_event_id": row.stripe_event_id}),
-                )?;
-                Ok(events::find(conn, &row.id)?.map(Ok))
-            })
-        })
+        .run(move |conn| Ok(replay::replay(conn, &id, &actor)))
         .await?
-        .ok_or_else(|| ApiError::not_found("event"))?
-        .map_err(|event_type| {
-            ApiError::conflict(
-                "not_mapped",
-                format!(
-                    "billmirror does not map `{event_type}` events, so there is nothing to replay."
-                ),
-            )
+        .map_err(|e| match e {
+            ReplayError::NotFound => ApiError::not_found("event"),
+            ReplayError::NotMapped(_) => ApiError::conflict("not_mapped", format!("{e}.")),
+            ReplayError::Storage(e) => e.into(),
         })?;
     state.inbox.stored.notify_one();
     state.jobs.wake(JobKind::FetchThinEvent);

@@ -11,7 +11,7 @@ use super::extract::{Json, Query};
 use super::pagination::Page;
 use super::AppState;
 use crate::auth::Principal;
-use crate::domain::states::{InvoiceOrigin, InvoiceStatus};
+use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
 use crate::invoices::view::InvoiceView;
 use crate::invoices::{self, view, InvoiceError};
 use crate::jobs::JobKind;
@@ -107,6 +107,8 @@ pub struct ListQuery {
     /// `billmirror` or `stripe`.
     origin: Option<String>,
     connection_id: Option<String>,
+    /// `pending`, `pushed`, `failed`, `cancelled` or `mirrored`.
+    sync: Option<String>,
     /// 1 to 500 (default 50).
     limit: Option<i64>,
     /// The `next` of the previous page.
@@ -154,7 +156,7 @@ pub struct NewLineBody {
 #[utoipa::path(get, path = "/api/invoices", params(ListQuery), responses(
     (status = 200, description = "A page of invoices (without lines).", body = Page<InvoiceView>),
     (status = 400, description = "A bad query parameter (`invalid_query`).", body = ErrorBody),
-    (status = 422, description = "A bad filter value (`invalid_status`, `invalid_origin`, `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
+    (status = 422, description = "A bad filter value (`invalid_status`, `invalid_origin`, `invalid_sync`, `invalid_limit`, `invalid_cursor`).", body = ErrorBody),
 ))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -176,11 +178,17 @@ pub async fn list(
         .map(|o| o.parse::<InvoiceOrigin>())
         .transpose()
         .map_err(|e| ApiError::unprocessable("invalid_origin", format!("origin: {e}.")))?;
+    let sync = query
+        .sync
+        .map(|s| s.parse::<SyncState>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable("invalid_sync", format!("sync: {e}.")))?;
     let filter = InvoiceFilter {
         status,
         email: query.email.map(|e| e.trim().to_owned()),
         origin,
         connection_id: query.connection_id,
+        sync,
     };
     let after = super::pagination::cursor(query.after, "inv", &[])?;
     let rows = state

@@ -233,6 +233,12 @@ impl PushWorker {
             },
         )
         .await?;
+        if let Some(url) = text(&finalized, "invoice_pdf") {
+            let id = invoice.id.clone();
+            self.db
+                .run(move |conn| store::set_pdf(conn, &id, &url))
+                .await?;
+        }
         Ok(Outcome::Done)
     }
 

@@ -34,6 +34,9 @@ pub struct InvoiceView {
     pub number: Option<String>,
     pub stripe_invoice_id: Option<String>,
     pub hosted_invoice_url: Option<String>,
+    /// Stripe's PDF of the finalized invoice (in an invoice's detail, once Stripe made one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice_pdf: Option<String>,
     pub pay_url: Option<String>,
     pub last_payment_error: Option<String>,
     #[serde(with = "time::serde_rfc3339::option")]
@@ -82,6 +85,7 @@ pub fn summary(row: InvoiceRow, public_url: &str) -> InvoiceView {
         number: row.number,
         stripe_invoice_id: row.stripe_id,
         hosted_invoice_url: row.hosted_invoice_url,
+        invoice_pdf: None,
         last_payment_error: row.last_payment_error,
         next_payment_attempt: row.next_payment_attempt,
         paid_at: row.paid_at,
@@ -112,6 +116,7 @@ pub fn detail(
         None => Vec::new(),
     };
     let lines_complete = store::lines_complete(conn, &row.id)?;
+    let invoice_pdf = store::pdf(conn, &row.id)?;
     let mut timeline: Vec<Moment> = tokens::audit_entries(conn, &row.id)?
         .into_iter()
         .map(|a| Moment::new(a.at, &a.action, &a.actor))
@@ -148,6 +153,7 @@ pub fn detail(
     let mut view = summary(row, public_url);
     view.lines = Some(lines);
     view.lines_complete = Some(lines_complete);
+    view.invoice_pdf = invoice_pdf;
     view.payments = Some(payments);
     view.timeline = Some(timeline.into_iter().map(|m| m.json).collect());
     Ok(view)

@@ -41,6 +41,8 @@ pub struct Folded<'e> {
     /// Our invoice's id, when our metadata names it (an invoice billmirror pushed).
     pub local_id: Option<String>,
     lines: Option<Lines<'e>>,
+    /// Stripe's PDF of the invoice, from the newest event that has one.
+    pub pdf: Option<String>,
 }
 
 /// Rebuilds invoice `stripe_id` from all its events and writes it: into our row when it is one
@@ -56,6 +58,7 @@ pub fn rebuild(
         fields,
         local_id,
         lines,
+        pdf,
     }) = fold(stripe_id, events, &linked)
     else {
         // Only an invoice payment so far: the invoice itself will come, and fold this in then.
@@ -63,6 +66,10 @@ pub fn rebuild(
     };
     let currency = fields.currency.clone();
     let written = write(conn, connection_id, stripe_id, local_id.as_deref(), fields)?;
+    if let Some(url) = &pdf {
+        let (Written::Ours(id) | Written::Mirrored(id)) = &written;
+        store::set_pdf(conn, id, url)?;
+    }
     if let (Some(lines), Written::Mirrored(id)) = (lines, &written) {
         ledger_store::replace_lines(conn, id, &mirrored_lines(lines.items, &currency))?;
         if lines.complete {
@@ -95,6 +102,7 @@ pub fn fold<'e>(
     let mut local_id = None;
     let mut lines: Option<Lines> = None;
     let mut seen_invoice = false;
+    let mut pdf = None;
     for event in events {
         let o = &event.object;
         if let Some(status) = status_of(event) {
@@ -134,6 +142,9 @@ pub fn fold<'e>(
             as_time,
         );
         take(&mut f.stripe_created, o, "created", as_time);
+        if let Some(url) = json::str(o, &["invoice_pdf"]) {
+            pdf = Some(url);
+        }
         if let Some(currency) = json::str(o, &["currency"]) {
             f.currency = currency;
         }
@@ -174,6 +185,7 @@ pub fn fold<'e>(
         fields: f,
         local_id,
         lines,
+        pdf,
     })
 }
 
@@ -230,8 +242,9 @@ fn apply_payments(linked: &[LinkedPayment], f: &mut Fields) {
 
 /// Which row an invoice's events were written to.
 enum Written {
-    /// One billmirror made: its lines are the ones we pushed, never replaced by Stripe's.
-    Ours,
+    /// One billmirror made, by its row id: its lines are the ones we pushed, never replaced by
+    /// Stripe's.
+    Ours(String),
     /// One mirrored from Stripe, by its row id: Stripe's lines are its lines.
     Mirrored(String),
 }
@@ -289,7 +302,7 @@ fn write(
             let created = (!ours).then_some(f.stripe_created).flatten();
             ledger_store::update_invoice(conn, &id, &f, created)?;
             Ok(if ours {
-                Written::Ours
+                Written::Ours(id)
             } else {
                 Written::Mirrored(id)
             })

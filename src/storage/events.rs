@@ -276,6 +276,7 @@ pub struct EventFilter {
     pub status: Option<EventStatus>,
     pub event_type: Option<String>,
     pub object_id: Option<String>,
+    pub connection_id: Option<String>,
     pub after: Option<String>,
 }
 
@@ -298,6 +299,9 @@ pub fn list(
     }
     if let Some(object_id) = &filter.object_id {
         query = query.filter(webhook_events::object_id.eq(object_id.clone()));
+    }
+    if let Some(connection_id) = &filter.connection_id {
+        query = query.filter(webhook_events::connection_id.eq(connection_id.clone()));
     }
     if let Some(after) = &filter.after {
         query = query.filter(webhook_events::id.lt(after.clone()));

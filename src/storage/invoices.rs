@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::jobs::{self, NewJob};
 use super::schema::{
-    idempotency_keys, incomplete_invoice_lines, invoice_lines, invoices, payments,
+    idempotency_keys, incomplete_invoice_lines, invoice_lines, invoice_pdfs, invoices, payments,
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{InvoiceOrigin, InvoiceStatus, JobKind, SyncState};
@@ -226,6 +226,7 @@ pub struct InvoiceFilter {
     pub email: Option<String>,
     pub origin: Option<InvoiceOrigin>,
     pub connection_id: Option<String>,
+    pub sync: Option<SyncState>,
 }
 
 /// Newest first; `after` is the previous page's last id (ids sort by creation time).
@@ -252,6 +253,9 @@ pub fn list(
     }
     if let Some(connection) = &filter.connection_id {
         query = query.filter(invoices::connection_id.eq(connection.clone()));
+    }
+    if let Some(sync) = &filter.sync {
+        query = query.filter(invoices::sync_state.eq(*sync));
     }
     if let Some(after) = after {
         query = query.filter(invoices::id.lt(after.to_owned()));
@@ -319,4 +323,35 @@ pub fn unlink_stripe_invoice(
         .set(invoices::stripe_id.eq(None::<String>))
         .execute(conn)?;
     Ok(())
+}
+
+/// Records Stripe's PDF of an invoice (replacing an older link).
+pub fn set_pdf(conn: &mut DbConnection, invoice_id: &str, url: &str) -> Result<(), StorageError> {
+    let row = (
+        invoice_pdfs::invoice_id.eq(invoice_id),
+        invoice_pdfs::url.eq(url),
+    );
+    macro_rules! statement {
+        () => {
+            diesel::insert_into(invoice_pdfs::table)
+                .values(row)
+                .on_conflict(invoice_pdfs::invoice_id)
+                .do_update()
+                .set(invoice_pdfs::url.eq(url))
+        };
+    }
+    match conn {
+        DbConnection::Postgres(c) => statement!().execute(c)?,
+        DbConnection::Sqlite(c) => statement!().execute(c)?,
+    };
+    Ok(())
+}
+
+/// Stripe's PDF of an invoice, once Stripe made one.
+pub fn pdf(conn: &mut DbConnection, invoice_id: &str) -> Result<Option<String>, StorageError> {
+    Ok(invoice_pdfs::table
+        .find(invoice_id)
+        .select(invoice_pdfs::url)
+        .first(conn)
+        .optional()?)
 }

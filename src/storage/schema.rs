@@ -370,6 +370,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    invoice_pdfs (invoice_id) {
+        invoice_id -> Text,
+        url -> Text,
+    }
+}
+
+diesel::table! {
     incomplete_invoice_lines (invoice_id) {
         invoice_id -> Text,
         connection_id -> Text,
@@ -605,6 +612,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoices,
     invoice_lines,
     incomplete_invoice_lines,
+    invoice_pdfs,
     payments,
     payment_attempts,
     refunds,

@@ -153,3 +153,44 @@ pub fn audit_entries(
         .order(audit_log::at.asc())
         .load(conn)?)
 }
+
+/// What the audit log page filters by: exact actor and action.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+}
+
+/// A page of the audit log, newest first by id (ids are time-ordered: see `ids::new_id`); `after`
+/// is the previous page's last id.
+pub fn audit_page(
+    conn: &mut DbConnection,
+    filter: &AuditFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StorageError> {
+    let mut query = audit_log::table
+        .select(AuditRow::as_select())
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_log::actor.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(after) = after {
+        query = query.filter(audit_log::id.lt(after.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Every action the log holds, for the page's filter.
+pub fn audit_actions(conn: &mut DbConnection) -> Result<Vec<String>, StorageError> {
+    Ok(audit_log::table
+        .select(audit_log::action)
+        .distinct()
+        .order(audit_log::action.asc())
+        .load(conn)?)
+}

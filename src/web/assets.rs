@@ -14,6 +14,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("static/app.js"),
     ),
+    (
+        "invoice-form.js",
+        "text/javascript; charset=utf-8",
+        include_str!("static/invoice-form.js"),
+    ),
 ];
 
 pub async fn serve(file: web::Path<String>) -> HttpResponse {

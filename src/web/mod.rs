@@ -4,13 +4,17 @@
 //! for people in browsers.
 
 mod assets;
+mod audit;
 mod connections;
 mod context;
 pub mod csp;
 mod customers;
 mod error;
+mod events;
 pub mod form;
 mod home;
+mod invoice_form;
+mod invoices;
 mod login;
 mod session;
 mod sidebar;
@@ -70,6 +74,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/customers", web::get().to(customers::page))
         .route("/customers/refresh", web::post().to(customers::refresh))
         .route("/sidebar", web::get().to(sidebar::page))
+        .route("/invoices", web::get().to(invoices::list))
+        .route("/invoices", web::post().to(invoices::create))
+        .route("/invoices/new", web::get().to(invoices::new_form))
+        .route("/invoices/{id}", web::get().to(invoices::show))
+        .route("/invoices/{id}/void", web::post().to(invoices::void))
+        .route("/invoices/{id}/retry", web::post().to(invoices::retry))
+        .route("/events", web::get().to(events::list))
+        .route("/events/{id}", web::get().to(events::show))
+        .route("/events/{id}/replay", web::post().to(events::replay))
+        .route("/audit", web::get().to(audit::page))
         .route(
             "/users/sidebar-keys",
             web::post().to(users::create_sidebar_key),
@@ -77,6 +91,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/users/sidebar-keys/{id}/revoke",
             web::post().to(users::revoke_sidebar_key),
+        )
+        .route("/users/tokens", web::post().to(users::create_token))
+        .route(
+            "/users/tokens/{id}/revoke",
+            web::post().to(users::revoke_token),
         )
         .route("/users", web::get().to(users::page))
         .route("/users", web::post().to(users::create))

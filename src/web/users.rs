@@ -7,6 +7,7 @@ use askama::Template;
 use super::form::Posted;
 use super::view::{Nav, When};
 use super::{require, WebError};
+use crate::auth::{self, TokenError, TokenInfo};
 use crate::domain::Role;
 use crate::http::AppState;
 use crate::people::{self, sessions::Staff, UserError};
@@ -32,6 +33,43 @@ struct UsersPage {
     sidebar_keys: Vec<SidebarKeyView>,
     /// Right after making a sidebar key: the sidebar URL with it, shown this once.
     sidebar_url: Option<String>,
+    tokens: Vec<TokenView>,
+    token: TokenShown,
+}
+
+/// An API token as listed: a hint of its value, never the value.
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub hint: String,
+    pub created_by: Option<String>,
+    pub created_at: When,
+    pub last_used_at: Option<When>,
+    pub revoked: bool,
+}
+
+impl From<TokenInfo> for TokenView {
+    fn from(t: TokenInfo) -> Self {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            hint: t.hint,
+            created_by: t.created_by,
+            created_at: When::new(t.created_at),
+            last_used_at: When::opt(t.last_used_at),
+            revoked: t.revoked_at.is_some(),
+        }
+    }
+}
+
+/// What the API tokens section shows once after a post: the new token, or why it was refused.
+#[derive(Default)]
+pub struct TokenShown {
+    /// (name, value): the value is never shown again.
+    pub created: Option<(String, String)>,
+    pub error: Option<String>,
 }
 
 pub struct SidebarKeyView {
@@ -48,7 +86,7 @@ async fn render(
     created: Option<(String, String)>,
     error: Option<String>,
 ) -> Result<HttpResponse, WebError> {
-    render_with(state, staff, created, error, None).await
+    render_with(state, staff, created, error, None, TokenShown::default()).await
 }
 
 async fn render_with(
@@ -57,8 +95,10 @@ async fn render_with(
     created: Option<(String, String)>,
     error: Option<String>,
     sidebar_url: Option<String>,
+    token: TokenShown,
 ) -> Result<HttpResponse, WebError> {
     let users = state.db.run(people::list).await?;
+    let tokens = state.db.run(crate::storage::tokens::list).await?;
     let keys = state.db.run(crate::storage::users::sidebar_keys).await?;
     let page = UsersPage {
         nav: Nav::new(staff, "/users"),
@@ -87,8 +127,13 @@ async fn render_with(
             })
             .collect(),
         sidebar_url,
+        tokens: tokens
+            .into_iter()
+            .map(|row| TokenView::from(TokenInfo::from(row)))
+            .collect(),
+        token,
     };
-    let status = if page.error.is_some() {
+    let status = if page.error.is_some() || page.token.error.is_some() {
         actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
     } else {
         actix_web::http::StatusCode::OK
@@ -184,7 +229,7 @@ pub async fn create_sidebar_key(
         state.config.public_url.trim_end_matches('/'),
         key.expose()
     );
-    render_with(&state, &staff, None, None, Some(url)).await
+    render_with(&state, &staff, None, None, Some(url), TokenShown::default()).await
 }
 
 pub async fn revoke_sidebar_key(
@@ -201,4 +246,59 @@ pub async fn revoke_sidebar_key(
         .run(move |conn| people::sidebar_keys::revoke(conn, &id, &actor))
         .await?;
     Ok(super::see_other("/users"))
+}
+
+/// Makes an API token as `POST /api/tokens` does (`auth::create_token`); its value is shown once.
+pub async fn create_token(
+    state: web::Data<AppState>,
+    posted: Posted,
+) -> Result<HttpResponse, WebError> {
+    let Posted { staff, form } = posted;
+    require(&staff, Role::Admin)?;
+    let name = form.get("token_name").unwrap_or_default().to_owned();
+    let role: Role = form
+        .required("token_role", "The role")?
+        .parse()
+        .map_err(WebError::BadRequest)?;
+    let actor = staff.email.clone();
+    let issued = state
+        .db
+        .run(move |conn| Ok(auth::create_token(conn, &name, role, &actor, None)))
+        .await?;
+    let shown = match issued {
+        Ok(issued) => {
+            tracing::info!(token.id = %issued.info.id, token.role = %role, actor = %staff.email, "token created in the web UI");
+            TokenShown {
+                created: Some((issued.info.name, issued.token.expose().to_owned())),
+                error: None,
+            }
+        }
+        Err(TokenError::Storage(e)) => return Err(e.into()),
+        Err(TokenError::Invalid(m)) => TokenShown {
+            created: None,
+            error: Some(format!("The token's name: {m}.")),
+        },
+        Err(e @ TokenError::NameTaken(_)) => TokenShown {
+            created: None,
+            error: Some(format!("{e}; choose another name.")),
+        },
+    };
+    render_with(&state, &staff, None, None, None, shown).await
+}
+
+/// Revokes an API token at once (`auth::revoke_token`, as `DELETE /api/tokens/{id}`).
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    posted: Posted,
+    id: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let staff = posted.staff;
+    require(&staff, Role::Admin)?;
+    let (id, actor) = (id.into_inner(), staff.email.clone());
+    state
+        .db
+        .run(move |conn| auth::revoke_token(conn, &id, &actor))
+        .await?
+        .ok_or_else(|| WebError::NotFound("There is no such token".into()))?;
+    Ok(super::see_other("/users#api-tokens"))
 }

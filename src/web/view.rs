@@ -14,12 +14,14 @@ pub struct Link {
 }
 
 /// The pages and the role each needs: the navigation and the handlers' checks read one table.
-/// Only pages that exist are listed (invoices, events and the audit log are not
-/// built yet; their work is done through `/api` meanwhile).
+/// Only pages that exist are listed.
 pub const PAGES: &[(&str, &str, Role)] = &[
     ("/", "Home", Role::Support),
     ("/customers", "Customers", Role::Support),
+    ("/invoices", "Invoices", Role::Support),
     ("/connections", "Connections", Role::Ops),
+    ("/events", "Events", Role::Ops),
+    ("/audit", "Audit log", Role::Ops),
     ("/users", "Users and tokens", Role::Admin),
 ];
 
@@ -115,8 +117,12 @@ mod tests {
                 .map(|l| l.href)
                 .collect()
         };
-        assert_eq!(hrefs(Role::Support), vec!["/", "/customers"]);
-        assert_eq!(hrefs(Role::Ops), vec!["/", "/customers", "/connections"]);
+        assert_eq!(hrefs(Role::Support), vec!["/", "/customers", "/invoices"]);
+        assert_eq!(hrefs(Role::Finance), vec!["/", "/customers", "/invoices"]);
+        assert_eq!(
+            hrefs(Role::Ops),
+            vec!["/", "/customers", "/invoices", "/connections", "/events", "/audit"]
+        );
         assert!(hrefs(Role::Admin).contains(&"/users"));
         assert_eq!(role_for("/users"), Role::Admin);
         assert_eq!(role_for("/customers"), Role::Support);

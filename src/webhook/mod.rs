@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod inbox;
+pub mod replay;
 pub mod signature;
 pub mod thin;
 

@@ -8,6 +8,7 @@
 mod connections;
 mod pages;
 mod screenshots;
+mod staff;
 
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -393,6 +393,8 @@ pub(super) fn invoice_action(s: &mut State, account: &str, id: &str, action: &st
             invoice["number"] = json!(number);
             invoice["hosted_invoice_url"] =
                 json!(format!("https://invoice.stripe.com/i/acct_fake/{id}"));
+            invoice["invoice_pdf"] =
+                json!(format!("https://pay.stripe.com/invoice/acct_fake/{id}/pdf"));
             invoice["status_transitions"] = json!({"finalized_at": now});
             let days: i64 = invoice["days_until_due"]
                 .as_str()
