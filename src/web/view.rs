@@ -121,7 +121,14 @@ mod tests {
         assert_eq!(hrefs(Role::Finance), vec!["/", "/customers", "/invoices"]);
         assert_eq!(
             hrefs(Role::Ops),
-            vec!["/", "/customers", "/invoices", "/connections", "/events", "/audit"]
+            vec![
+                "/",
+                "/customers",
+                "/invoices",
+                "/connections",
+                "/events",
+                "/audit"
+            ]
         );
         assert!(hrefs(Role::Admin).contains(&"/users"));
         assert_eq!(role_for("/users"), Role::Admin);

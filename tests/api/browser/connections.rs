@@ -192,7 +192,7 @@ on_both_backends! {
         assert_eq!(count(&browser, "#webhook-chart title, #webhook-chart desc").await, 26, "a title and a description, and a title per hour");
         assert!(browser.text_of("#chart-summary").await.starts_with("1 delivery and 1 signature failure in the last 24 hours"));
         assert_eq!(browser.text_of("#dead-events").await, "0");
-        assert_eq!(attribute(&browser, "#dead-events", "href").await, "/events?status=dead");
+        assert_eq!(attribute(&browser, "#dead-events", "href").await, format!("/events?status=dead&connection_id={id}"), "the Events page filtered to this connection");
 
         // Register the endpoint: Stripe makes it and its secret is kept beside the first one.
         browser.click("#register-endpoint").await;

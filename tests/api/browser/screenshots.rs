@@ -17,9 +17,13 @@ use super::Browser;
 use crate::support::fake_stripe::{FakeStripe, SECRET_KEY};
 use crate::support::{Backend, TestApp};
 
-/// Pages not in the navigation: (file name, path). `{connection}` is the seeded connection's id.
+/// Pages not in the navigation: (file name, path). `{connection}` and `{invoice}` are the seeded
+/// connection's and invoice's ids.
 const OTHER_PAGES: &[(&str, &str)] = &[
     ("customers-pat", "/customers?email=pat@example.com"),
+    ("invoice-new", "/invoices/new"),
+    ("invoice-detail", "/invoices/{invoice}"),
+    ("event-detail", "/events/evt_ch1"),
     ("connection-new", "/connections/new"),
     ("connection-detail", "/connections/{connection}"),
     (
@@ -63,8 +67,9 @@ fn event(id: &str, kind: &str, object: Value) -> String {
 }
 
 /// A customer with a failed and a good payment on the environment's connection, and a
-/// connection (made against the fake Stripe) with a day of webhook traffic.
-async fn seed(app: &TestApp) -> String {
+/// connection (made against the fake Stripe) with a day of webhook traffic and an invoice pushed
+/// through it. Answers the connection's and the invoice's ids.
+async fn seed(app: &TestApp) -> (String, String) {
     let customer = json!({"id": "cus_pat", "object": "customer", "email": "pat@example.com", "name": "Pat Doe", "created": 1_700_000_000});
     app.deliver(&event("evt_s1", "customer.created", customer))
         .await;
@@ -112,8 +117,19 @@ async fn seed(app: &TestApp) -> String {
         &event("evt_bad", "customer.created", json!({})),
     )
     .await;
+    let finance = app.token(Role::Finance);
+    let invoice: Value = app
+        .post_json("/api/invoices", &finance, &json!({"connection_id": id, "customer": {"email": "pat@example.com", "name": "Pat Doe"},
+            "currency": "usd", "days_until_due": 14,
+            "lines": [{"description": "Support plan, December", "quantity": 1, "unit_amount": 24_900},
+                      {"description": "Onboarding", "quantity": 2, "unit_amount": 7_500}]}))
+        .await.json().await.unwrap();
+    let invoice = invoice["id"]
+        .as_str()
+        .expect("the invoice is made")
+        .to_owned();
     app.settle().await;
-    id
+    (id, invoice)
 }
 
 async fn shoot(browser: &Browser, width: u32, path: &str, file: &PathBuf) {
@@ -142,7 +158,7 @@ async fn shoot(browser: &Browser, width: u32, path: &str, file: &PathBuf) {
 async fn every_page_at_desktop_and_narrow_widths() {
     let fake = FakeStripe::start().await;
     let app = TestApp::spawn_with_stripe(Backend::Sqlite, &fake).await;
-    let connection = seed(&app).await;
+    let (connection, invoice) = seed(&app).await;
     let (_, key) = app
         .db
         .run(|conn| billmirror::people::sidebar_keys::create(conn, "screenshots"))
@@ -159,7 +175,8 @@ async fn every_page_at_desktop_and_narrow_widths() {
     pages.extend(OTHER_PAGES.iter().map(|(name, path)| {
         (
             (*name).to_owned(),
-            path.replace("{connection}", &connection),
+            path.replace("{connection}", &connection)
+                .replace("{invoice}", &invoice),
         )
     }));
     pages.push((
