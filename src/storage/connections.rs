@@ -443,14 +443,6 @@ pub fn webhook_health(
     })
 }
 
-/// The rejection reasons that are signature failures (not, say, a disconnected connection).
-const SIGNATURE_FAILURES: [&str; 4] = [
-    "missing_signature",
-    "malformed_signature",
-    "timestamp_outside_tolerance",
-    "signature_mismatch",
-];
-
 /// Deliveries received and signature failures in each span `[bounds[i], bounds[i + 1])`: one
 /// counted range per span on the `(connection_id, received_at)` and `(connection_id, at)`
 /// indexes, the same on both backends (which truncate times to the hour differently).
