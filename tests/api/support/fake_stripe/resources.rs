@@ -20,6 +20,7 @@ pub(super) fn present(mut body: Value) -> Value {
     if body["object"] == "event" {
         let object = body["data"]["object"].take();
         body["data"]["object"] = present(object);
+        super::shapes::complete(&mut body);
         return body;
     }
     if body["object"] == "invoice" {
@@ -38,6 +39,7 @@ pub(super) fn present(mut body: Value) -> Value {
             map.remove("all_lines");
         }
     }
+    super::shapes::complete(&mut body);
     body
 }
 
@@ -140,8 +142,10 @@ pub(super) fn execute(
         ("POST", 1) => {
             let id = s.new_id(prefix_of(&resource));
             let mut object = params.clone();
+            super::shapes::typed_fields(&mut object);
             object["id"] = json!(id);
             object["object"] = json!(resource.trim_end_matches('s'));
+            object["created"] = json!(chrono::Utc::now().timestamp());
             if resource == "invoices" {
                 object["status"] = json!("draft");
                 object["total"] = json!(0);
@@ -309,6 +313,7 @@ pub(super) fn execute(
                         "enabled"
                     });
                 }
+                super::shapes::typed_fields(&mut changes);
                 merge(object, &changes);
                 let object = object.clone();
                 match resource.as_str() {
