@@ -194,6 +194,7 @@ pub(super) fn execute(
                 }
                 let mut line = object.clone();
                 line["id"] = json!(format!("il_{}", id));
+                line["object"] = json!("line_item");
                 target["lines"]["data"].as_array_mut().unwrap().push(line);
             }
             if resource == "webhook_endpoints" {
@@ -347,7 +348,14 @@ pub(super) fn execute(
                 .as_array()
                 .or(invoice["lines"]["data"].as_array())
                 .cloned()
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut line| {
+                    // An invoice's lines are `line_item`s, not the invoice items they came from.
+                    line["object"] = json!("line_item");
+                    line
+                })
+                .collect();
             let rest: Vec<Value> = match after {
                 Some(a) => lines
                     .iter()
@@ -360,7 +368,8 @@ pub(super) fn execute(
             let has_more = rest.len() > limit;
             (
                 200,
-                json!({"object": "list", "data": rest.into_iter().take(limit).collect::<Vec<_>>(), "has_more": has_more}),
+                json!({"object": "list", "data": rest.into_iter().take(limit).collect::<Vec<_>>(), "has_more": has_more,
+                       "url": format!("/v1/invoices/{}/lines", parts[1])}),
             )
         }
         ("POST", 3) if resource == "invoices" => invoice_action(s, account, parts[1], parts[2]),

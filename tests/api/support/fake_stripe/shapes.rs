@@ -213,6 +213,22 @@ pub(super) fn complete(object: &mut Value) {
             *slot = value;
         }
     }
+    // A list inside an object is a whole list: its `url` and `has_more` too.
+    let id = map.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    for (field, url) in [
+        ("lines", format!("/v1/invoices/{id}/lines")),
+        ("items", format!("/v1/subscription_items?subscription={id}")),
+    ] {
+        if let Some(list) = map.get_mut(field).filter(|l| l["data"].is_array()) {
+            list["object"] = json!("list");
+            if list["url"].is_null() {
+                list["url"] = json!(url);
+            }
+            if list["has_more"].is_null() {
+                list["has_more"] = json!(false);
+            }
+        }
+    }
     // The objects inside: an invoice's lines, a subscription's items with their prices and plans.
     if let Some(lines) = map.get_mut("lines").and_then(|l| l["data"].as_array_mut()) {
         for line in lines {
