@@ -17,8 +17,12 @@ pub(super) fn complete(object: &mut Value) {
     let Some(map) = object.as_object_mut() else {
         return;
     };
-    let now = chrono::Utc::now().timestamp();
-    let created = map.get("created").and_then(Value::as_i64).unwrap_or(now);
+    // A fixed time for an object seeded without one, so an object reads the same every time
+    // (objects the fake makes are stamped when made).
+    let created = map
+        .get("created")
+        .and_then(Value::as_i64)
+        .unwrap_or(1_700_000_000);
     let currency = map
         .get("currency")
         .and_then(Value::as_str)
@@ -208,9 +212,29 @@ pub(super) fn complete(object: &mut Value) {
         _ => Vec::new(),
     };
     for (field, value) in defaults {
-        let slot = map.entry(field.to_owned()).or_insert(Value::Null);
-        if slot.is_null() {
-            *slot = value;
+        fill(map.entry(field.to_owned()).or_insert(Value::Null), value);
+    }
+    // A card's expiry is always there, as are its brand and last four digits.
+    if let Some(card) = map
+        .get_mut("payment_method_details")
+        .and_then(|d| d.get_mut("card"))
+        .filter(|c| c.is_object())
+    {
+        fill(
+            card,
+            json!({"brand": "visa", "exp_month": 12, "exp_year": 2034, "last4": "4242"}),
+        );
+    }
+    // A recurring price says how it recurs, in full.
+    if let Some(recurring) = map.get_mut("recurring").filter(|r| r.is_object()) {
+        for (field, value) in [
+            ("interval", json!("month")),
+            ("interval_count", json!(1)),
+            ("usage_type", json!("licensed")),
+        ] {
+            if recurring[field].is_null() {
+                recurring[field] = value;
+            }
         }
     }
     // A list inside an object is a whole list: its `url` and `has_more` too.
@@ -219,8 +243,11 @@ pub(super) fn complete(object: &mut Value) {
         ("lines", format!("/v1/invoices/{id}/lines")),
         ("items", format!("/v1/subscription_items?subscription={id}")),
     ] {
-        if let Some(list) = map.get_mut(field).filter(|l| l["data"].is_array()) {
+        if let Some(list) = map.get_mut(field).filter(|l| l.is_object()) {
             list["object"] = json!("list");
+            if !list["data"].is_array() {
+                list["data"] = json!([]);
+            }
             if list["url"].is_null() {
                 list["url"] = json!(url);
             }
@@ -254,7 +281,12 @@ pub(super) fn complete(object: &mut Value) {
                 };
                 item["price"]["object"] = json!("price");
                 if item["plan"].is_null() {
-                    item["plan"] = json!({"id": item["price"]["id"]});
+                    let recurring = &item["price"]["recurring"];
+                    item["plan"] = json!({"id": item["price"]["id"],
+                        "amount": item["price"]["unit_amount"],
+                        "currency": item["price"]["currency"],
+                        "interval": recurring["interval"].as_str().unwrap_or("month"),
+                        "interval_count": recurring["interval_count"].as_u64().unwrap_or(1)});
                 }
                 item["plan"]["object"] = json!("plan");
                 complete(&mut item["price"]);
@@ -262,6 +294,20 @@ pub(super) fn complete(object: &mut Value) {
                 complete(item);
             }
         }
+    }
+}
+
+/// Puts `value` where nothing is, and completes an object that is there with the fields of
+/// `value` it lacks.
+fn fill(slot: &mut Value, value: Value) {
+    match (slot, value) {
+        (slot @ Value::Null, value) => *slot = value,
+        (Value::Object(present), Value::Object(defaults)) => {
+            for (field, value) in defaults {
+                fill(present.entry(field).or_insert(Value::Null), value);
+            }
+        }
+        _ => {}
     }
 }
 
