@@ -11,8 +11,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::Digest;
 use stripe_billing::invoice::{
-    CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, DeleteInvoice,
-    FinalizeInvoiceInvoice, ListInvoice, RetrieveInvoice, VoidInvoiceInvoice,
+    CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, DeleteInvoice, FinalizeInvoiceInvoice,
+    ListInvoice, RetrieveInvoice, VoidInvoiceInvoice,
 };
 use stripe_billing::invoice_item::{CreateInvoiceItem, DeleteInvoiceItem, ListInvoiceItem};
 use stripe_billing::invoice_line_item::ListInvoiceInvoiceLineItem;
@@ -195,11 +195,8 @@ impl PushWorker {
 
         // What Stripe will bill, read back: never finalize a draft that differs from ours.
         let draft = typed::send(client, &RetrieveInvoice::new(stripe_id.as_str()), None).await?;
-        let billed = typed::list_all(
-            client,
-            &ListInvoiceInvoiceLineItem::new(stripe_id.as_str()),
-        )
-        .await?;
+        let billed =
+            typed::list_all(client, &ListInvoiceInvoiceLineItem::new(stripe_id.as_str())).await?;
         let ours = Billed {
             lines: lines.len(),
             total: lines.iter().map(|l| l.amount).sum(),
@@ -267,13 +264,12 @@ impl PushWorker {
         let Some(stripe_id) = self.invoice(invoice_id).await?.and_then(|i| i.stripe_id) else {
             return Ok(());
         };
-        let remote = match typed::send(client, &RetrieveInvoice::new(stripe_id.as_str()), None)
-            .await
-        {
-            Ok(remote) => Some(remote),
-            Err(e) if e.status() == Some(404) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let remote =
+            match typed::send(client, &RetrieveInvoice::new(stripe_id.as_str()), None).await {
+                Ok(remote) => Some(remote),
+                Err(e) if e.status() == Some(404) => None,
+                Err(e) => return Err(e.into()),
+            };
         match remote.as_ref().and_then(remote_status) {
             Some(InvoiceStatus::Draft) => {
                 discard_draft(&self.db, client, invoice_id, &stripe_id).await?;
@@ -315,13 +311,13 @@ impl PushWorker {
         self.ensure_live(invoice_id).await?;
         keyed_send(&self.db, base, client, request)
             .await
-        .map_err(|e| match e {
-            StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
-                "{e}; Stripe keeps that answer for the key, so the step is looked up and \
+            .map_err(|e| match e {
+                StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
+                    "{e}; Stripe keeps that answer for the key, so the step is looked up and \
                      sent again under a new key"
-            )),
-            other => other.into(),
-        })
+                )),
+                other => other.into(),
+            })
     }
 
     /// The Stripe customer: the one already linked, else one found for the normalised email,
@@ -782,8 +778,14 @@ mod tests {
                 customer("cus_ours", Some("bmc_1")),
             ]
         };
-        assert_eq!(pick_customer(found(), "bmc_1").unwrap().id.as_str(), "cus_ours");
-        assert_eq!(pick_customer(found(), "bmc_2").unwrap().id.as_str(), "cus_theirs");
+        assert_eq!(
+            pick_customer(found(), "bmc_1").unwrap().id.as_str(),
+            "cus_ours"
+        );
+        assert_eq!(
+            pick_customer(found(), "bmc_2").unwrap().id.as_str(),
+            "cus_theirs"
+        );
         assert!(pick_customer(Vec::new(), "bmc_2").is_none());
     }
 }

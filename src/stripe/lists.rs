@@ -113,7 +113,13 @@ pub async fn page(
         "invoices" => typed_page!(client, after, f, ListInvoice::new(), [created, customer]),
         "charges" => typed_page!(client, after, f, ListCharge::new(), [created, customer]),
         "payment_intents" => {
-            typed_page!(client, after, f, ListPaymentIntent::new(), [created, customer])
+            typed_page!(
+                client,
+                after,
+                f,
+                ListPaymentIntent::new(),
+                [created, customer]
+            )
         }
         "refunds" => typed_page!(client, after, f, ListRefund::new(), [created]),
         "disputes" => typed_page!(client, after, f, ListDispute::new(), [created]),

@@ -7,8 +7,8 @@ use serde::Serialize;
 use stripe_shared::Account;
 
 use super::client::{StripeClient, StripeError};
-use super::typed;
 use super::keys::{self, Field, KeyKind, Mode};
+use super::typed;
 use crate::domain::Secret;
 use crate::ledger::MAPPED_TYPES;
 

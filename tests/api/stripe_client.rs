@@ -268,7 +268,10 @@ async fn typed_requests_are_sent_through_our_retries_and_idempotency_keys() {
     );
     assert_eq!(customer.email.as_deref(), Some("typed@example.com"));
     assert_eq!(
-        customer.metadata.as_ref().and_then(|m| m.get("billmirror_id")),
+        customer
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("billmirror_id")),
         Some(&"cust_typed".to_owned())
     );
     let calls = fake.calls();

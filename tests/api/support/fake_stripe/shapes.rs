@@ -41,13 +41,19 @@ pub(super) fn complete(object: &mut Value) {
                 ("amount_shipping", json!(0)),
                 ("attempt_count", json!(0)),
                 ("attempted", json!(false)),
-                ("automatic_tax", json!({"enabled": false, "liability": null, "status": null})),
+                (
+                    "automatic_tax",
+                    json!({"enabled": false, "liability": null, "status": null}),
+                ),
                 ("collection_method", json!("charge_automatically")),
                 ("currency", json!(currency)),
                 ("default_tax_rates", json!([])),
                 ("discounts", json!([])),
                 ("issuer", json!({"type": "self"})),
-                ("lines", json!({"object": "list", "data": [], "has_more": false})),
+                (
+                    "lines",
+                    json!({"object": "list", "data": [], "has_more": false}),
+                ),
                 ("payment_settings", json!({})),
                 ("period_end", json!(created)),
                 ("period_start", json!(created)),
@@ -86,7 +92,10 @@ pub(super) fn complete(object: &mut Value) {
         "subscription" => {
             let mut d = common(created);
             d.extend([
-                ("automatic_tax", json!({"enabled": false, "liability": null})),
+                (
+                    "automatic_tax",
+                    json!({"enabled": false, "liability": null}),
+                ),
                 ("billing_cycle_anchor", json!(created)),
                 ("billing_mode", json!({"type": "classic"})),
                 ("billing_schedules", json!([])),
@@ -95,7 +104,10 @@ pub(super) fn complete(object: &mut Value) {
                 ("currency", json!(currency)),
                 ("discounts", json!([])),
                 ("invoice_settings", json!({"issuer": {"type": "self"}})),
-                ("items", json!({"object": "list", "data": [], "has_more": false})),
+                (
+                    "items",
+                    json!({"object": "list", "data": [], "has_more": false}),
+                ),
                 ("start_date", json!(created)),
                 ("status", json!("active")),
             ]);
@@ -149,7 +161,10 @@ pub(super) fn complete(object: &mut Value) {
             d.extend([
                 ("amount_captured", json!(0)),
                 ("amount_refunded", json!(0)),
-                ("billing_details", json!({"address": null, "email": null, "name": null, "phone": null})),
+                (
+                    "billing_details",
+                    json!({"address": null, "email": null, "name": null, "phone": null}),
+                ),
                 ("captured", json!(false)),
                 ("currency", json!(currency)),
                 ("disputed", json!(false)),
@@ -238,7 +253,11 @@ pub(super) fn complete(object: &mut Value) {
         }
     }
     // A list inside an object is a whole list: its `url` and `has_more` too.
-    let id = map.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let id = map
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     for (field, url) in [
         ("lines", format!("/v1/invoices/{id}/lines")),
         ("items", format!("/v1/subscription_items?subscription={id}")),
@@ -323,7 +342,13 @@ fn common(created: i64) -> Vec<(&'static str, Value)> {
 /// A created object's fields with Stripe's types: the form's `"30"` is a number, `"false"` a
 /// boolean, as Stripe answers them.
 pub(super) fn typed_fields(object: &mut Value) {
-    const NUMBERS: [&str; 5] = ["days_until_due", "due_date", "quantity", "amount", "created"];
+    const NUMBERS: [&str; 5] = [
+        "days_until_due",
+        "due_date",
+        "quantity",
+        "amount",
+        "created",
+    ];
     const BOOLEANS: [&str; 3] = ["auto_advance", "disabled", "livemode"];
     let Some(map) = object.as_object_mut() else {
         return;
