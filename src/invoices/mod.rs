@@ -318,7 +318,8 @@ pub async fn void(
                 .ok_or(ConnectionError::NotFound)?
         };
         let client = connections.client_for(&row)?;
-        let current = match client.get(&format!("invoices/{stripe_id}"), &[]).await {
+        let retrieve = stripe_billing::invoice::RetrieveInvoice::new(stripe_id.as_str());
+        let current = match crate::stripe::typed::send(&client, &retrieve, None).await {
             Ok(current) => Some(current),
             // Already deleted (by a push that saw the void first): nothing left to take back.
             Err(e) if e.status() == Some(404) => None,
@@ -333,13 +334,9 @@ pub async fn void(
         } else if draft {
             push::discard_draft(db, &client, &invoice.id, stripe_id).await
         } else {
-            let path = format!("invoices/{stripe_id}/void");
+            let void = stripe_billing::invoice::VoidInvoiceInvoice::new(stripe_id.as_str());
             let base = format!("bm:{}:void", invoice.id);
-            push::keyed_call(db, &base, |key| async move {
-                client.post(&path, &[], &key).await
-            })
-            .await
-            .map(drop)
+            push::keyed_send(db, &base, &client, &void).await.map(drop)
         };
         match done {
             Ok(()) => {}

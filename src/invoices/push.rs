@@ -10,6 +10,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::Digest;
+use stripe_billing::invoice::{
+    CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, DeleteInvoice, FinalizeInvoiceInvoice,
+    ListInvoice, RetrieveInvoice, VoidInvoiceInvoice,
+};
+use stripe_billing::invoice_item::{CreateInvoiceItem, DeleteInvoiceItem, ListInvoiceItem};
+use stripe_billing::invoice_line_item::ListInvoiceInvoiceLineItem;
+use stripe_client_core::StripeRequest;
+use stripe_core::customer::{CreateCustomer, ListCustomer, SearchCustomer, UpdateCustomer};
+use stripe_shared::{Customer, Invoice, InvoiceCollectionMethod};
 use tokio::sync::Mutex;
 
 use super::customer_key;
@@ -177,22 +186,24 @@ impl PushWorker {
     ) -> Result<Outcome, Outcome> {
         let customer = self.customer(client, invoice).await?;
         let stripe_invoice = self.stripe_invoice(client, job, invoice, &customer).await?;
-        let stripe_id = text(&stripe_invoice, "id")
+        let stripe_id = stripe_invoice
+            .id
+            .as_ref()
+            .map(|id| id.as_str().to_owned())
             .ok_or_else(|| Outcome::Retry("Stripe's invoice has no id".into()))?;
         let lines = self.lines(client, invoice, &customer, &stripe_id).await?;
 
         // What Stripe will bill, read back: never finalize a draft that differs from ours.
-        let draft = client.get(&format!("invoices/{stripe_id}"), &[]).await?;
-        let billed = client
-            .list_all(&format!("invoices/{stripe_id}/lines"), &[])
-            .await?;
+        let draft = typed::send(client, &RetrieveInvoice::new(stripe_id.as_str()), None).await?;
+        let billed =
+            typed::list_all(client, &ListInvoiceInvoiceLineItem::new(stripe_id.as_str())).await?;
         let ours = Billed {
             lines: lines.len(),
             total: lines.iter().map(|l| l.amount).sum(),
         };
         let theirs = Billed {
-            lines: billed.len(),
-            total: draft["total"].as_i64().unwrap_or(0),
+            lines: billed.items.len(),
+            total: draft.total,
         };
         if let Some(difference) = ours.difference(&theirs, &stripe_id, &invoice.currency) {
             return Ok(Outcome::Failed(difference));
@@ -202,8 +213,7 @@ impl PushWorker {
             self.post(
                 client,
                 &invoice.id,
-                &format!("invoices/{stripe_id}/finalize"),
-                &[("auto_advance".into(), "false".into())],
+                &FinalizeInvoiceInvoice::new(stripe_id.as_str()).auto_advance(false),
                 &format!("bm:{}:finalize", invoice.id),
             )
             .await?
@@ -220,12 +230,13 @@ impl PushWorker {
         self.progress(
             &invoice.id,
             PushProgress {
-                number: text(&finalized, "number"),
-                hosted_invoice_url: text(&finalized, "hosted_invoice_url"),
+                number: finalized.number.clone(),
+                hosted_invoice_url: finalized.hosted_invoice_url.clone(),
                 status: Some(keep.unwrap_or(status)),
-                due_date: finalized["due_date"].as_i64().and_then(time::from_unix),
-                finalized_at: finalized["status_transitions"]["finalized_at"]
-                    .as_i64()
+                due_date: finalized.due_date.and_then(time::from_unix),
+                finalized_at: finalized
+                    .status_transitions
+                    .finalized_at
                     .and_then(time::from_unix)
                     .or(Some(time::now())),
                 updated_at: Some(time::now()),
@@ -259,23 +270,21 @@ impl PushWorker {
         let Some(stripe_id) = self.invoice(invoice_id).await?.and_then(|i| i.stripe_id) else {
             return Ok(());
         };
-        let remote = match client.get(&format!("invoices/{stripe_id}"), &[]).await {
-            Ok(remote) => Some(remote),
-            Err(e) if e.status() == Some(404) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let remote =
+            match typed::send(client, &RetrieveInvoice::new(stripe_id.as_str()), None).await {
+                Ok(remote) => Some(remote),
+                Err(e) if e.status() == Some(404) => None,
+                Err(e) => return Err(e.into()),
+            };
         match remote.as_ref().and_then(remote_status) {
             Some(InvoiceStatus::Draft) => {
                 discard_draft(&self.db, client, invoice_id, &stripe_id).await?;
                 self.unlink(invoice_id).await?;
             }
             Some(InvoiceStatus::Open | InvoiceStatus::Uncollectible) => {
-                let path = format!("invoices/{stripe_id}/void");
+                let void = VoidInvoiceInvoice::new(stripe_id.as_str());
                 let base = format!("bm:{invoice_id}:void");
-                keyed_call(&self.db, &base, |key| async move {
-                    client.post(&path, &[], &key).await
-                })
-                .await?;
+                keyed_send(&self.db, &base, client, &void).await?;
             }
             None => self.unlink(invoice_id).await?,
             Some(_) => {}
@@ -294,26 +303,27 @@ impl PushWorker {
     /// the step's current key. A 5xx is the answer Stripe stored under that key, so the key is
     /// given up: the next attempt looks the object up first and, if it is not there, sends the
     /// step again under the next key.
-    async fn post(
+    async fn post<R>(
         &self,
         client: &StripeClient,
         invoice_id: &str,
-        path: &str,
-        form: &[(String, String)],
+        request: &R,
         base: &str,
-    ) -> Result<Value, Outcome> {
+    ) -> Result<R::Output, Outcome>
+    where
+        R: StripeRequest,
+        R::Output: miniserde::Deserialize,
+    {
         self.ensure_live(invoice_id).await?;
-        keyed_call(&self.db, base, |key| async move {
-            client.post(path, form, &key).await
-        })
-        .await
-        .map_err(|e| match e {
-            StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
-                "{e}; Stripe keeps that answer for the key, so the step is looked up and \
+        keyed_send(&self.db, base, client, request)
+            .await
+            .map_err(|e| match e {
+                StepError::Stripe(e) if e.is_server_error() => Outcome::Retry(format!(
+                    "{e}; Stripe keeps that answer for the key, so the step is looked up and \
                      sent again under a new key"
-            )),
-            other => other.into(),
-        })
+                )),
+                other => other.into(),
+            })
     }
 
     /// The Stripe customer: the one already linked, else one found for the normalised email,
@@ -364,47 +374,39 @@ impl PushWorker {
             .customer_email_normalized
             .clone()
             .unwrap_or_default();
-        let listed = client
-            .list_all("customers", &[("email", email.clone())])
-            .await?;
-        let found = match pick_customer(&listed, key) {
+        let listed = typed::list_all(client, &ListCustomer::new().email(email.clone()))
+            .await?
+            .items;
+        let found = match pick_customer(listed, key) {
             Some(found) => Some(found),
             None => self.search_customer(client, key, &email).await?,
         };
         let customer = match found {
             Some(customer) => customer,
             None => {
-                // async-stripe's typed request, sent through our keyed step.
-                let form = typed::form_of(
-                    &stripe_core::customer::CreateCustomer::new()
-                        .email(email.clone())
-                        .metadata(std::collections::HashMap::from([(
-                            "billmirror_customer".to_owned(),
-                            key.to_owned(),
-                        )])),
-                );
+                let create = CreateCustomer::new()
+                    .email(email.clone())
+                    .metadata(HashMap::from([(
+                        "billmirror_customer".to_owned(),
+                        key.to_owned(),
+                    )]));
                 self.post(
                     client,
                     &invoice.id,
-                    "customers",
-                    &form,
+                    &create,
                     &format!("bm:{}:customer:{key}", invoice.connection_id),
                 )
                 .await?
             }
         };
-        let id = text(&customer, "id")
-            .ok_or_else(|| Outcome::Retry("Stripe's customer has no id".into()))?;
-        let unnamed = customer["name"].as_str().is_none_or(str::is_empty);
+        let id = customer.id.as_str().to_owned();
+        let unnamed = customer.name.as_deref().is_none_or(str::is_empty);
         if let (true, Some(name)) = (unnamed, &invoice.customer_name) {
             let name_hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
             self.post(
                 client,
                 &invoice.id,
-                &format!("customers/{id}"),
-                &typed::form_of(
-                    &stripe_core::customer::UpdateCustomer::new(id.as_str()).name(name.clone()),
-                ),
+                &UpdateCustomer::new(id.as_str()).name(name.clone()),
                 &format!(
                     "bm:{}:customer:{key}:name:{}",
                     invoice.connection_id,
@@ -432,11 +434,11 @@ impl PushWorker {
         client: &StripeClient,
         key: &str,
         email: &str,
-    ) -> Result<Option<Value>, Outcome> {
+    ) -> Result<Option<Customer>, Outcome> {
         let quoted = email.replace('\\', "\\\\").replace('\'', "\\'");
         let query = format!("metadata['billmirror_customer']:'{key}' OR email:'{quoted}'");
-        match client.search_all("customers/search", &query).await {
-            Ok(found) => Ok(pick_customer(&found, key)),
+        match typed::search_all(client, &SearchCustomer::new(query)).await {
+            Ok(found) => Ok(pick_customer(found, key)),
             Err(e)
                 if e.status()
                     .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
@@ -456,55 +458,53 @@ impl PushWorker {
         job: &JobRow,
         invoice: &InvoiceRow,
         customer: &str,
-    ) -> Result<Value, Outcome> {
+    ) -> Result<Invoice, Outcome> {
         if let Some(id) = &invoice.stripe_id {
-            return Ok(client.get(&format!("invoices/{id}"), &[]).await?);
+            return Ok(typed::send(client, &RetrieveInvoice::new(id.as_str()), None).await?);
         }
-        let theirs = client
-            .list_all("invoices", &[("customer", customer.to_owned())])
-            .await?;
+        let theirs = typed::list_all(client, &ListInvoice::new().customer(customer))
+            .await?
+            .items;
         if let Some(found) = theirs
-            .iter()
-            .find(|i| i["metadata"]["billmirror_invoice_id"] == invoice.id.as_str())
+            .into_iter()
+            .find(|i| meta(&i.metadata, "billmirror_invoice_id") == Some(invoice.id.as_str()))
         {
-            self.link(&invoice.id, found).await?;
-            return Ok(found.clone());
+            self.link(&invoice.id, &found).await?;
+            return Ok(found);
         }
-        let mut form = vec![
-            ("customer".to_owned(), customer.to_owned()),
-            ("collection_method".to_owned(), "send_invoice".to_owned()),
-            ("currency".to_owned(), invoice.currency.clone()),
-            ("auto_advance".to_owned(), "false".to_owned()),
-            (
-                "pending_invoice_items_behavior".to_owned(),
-                "exclude".to_owned(),
-            ),
-            (
-                "metadata[billmirror_invoice_id]".to_owned(),
+        let mut create = CreateInvoice::new()
+            .customer(customer)
+            .collection_method(InvoiceCollectionMethod::SendInvoice)
+            .currency(currency(&invoice.currency))
+            .auto_advance(false)
+            .pending_invoice_items_behavior(CreateInvoicePendingInvoiceItemsBehavior::Exclude)
+            .metadata(HashMap::from([(
+                "billmirror_invoice_id".to_owned(),
                 invoice.id.clone(),
-            ),
-        ];
-        match invoice.due_date {
-            Some(due) => form.push(("due_date".into(), due.and_utc().timestamp().to_string())),
+            )]));
+        create = match invoice.due_date {
+            Some(due) => create.due_date(due.and_utc().timestamp()),
             None => {
                 let payload: Value = job
                     .payload
                     .as_deref()
                     .and_then(|p| serde_json::from_str(p).ok())
                     .unwrap_or_default();
-                let days = payload["days_until_due"].as_u64().unwrap_or(30);
-                form.push(("days_until_due".into(), days.to_string()));
+                let days = payload["days_until_due"]
+                    .as_u64()
+                    .and_then(|d| u32::try_from(d).ok())
+                    .unwrap_or(30);
+                create.days_until_due(days)
             }
-        }
+        };
         if let Some(memo) = &invoice.memo {
-            form.push(("description".into(), memo.clone()));
+            create = create.description(memo.clone());
         }
         let created = self
             .post(
                 client,
                 &invoice.id,
-                "invoices",
-                &form,
+                &create,
                 &format!("bm:{}:invoice", invoice.id),
             )
             .await?;
@@ -512,11 +512,11 @@ impl PushWorker {
         Ok(created)
     }
 
-    async fn link(&self, invoice_id: &str, stripe_invoice: &Value) -> Result<(), Outcome> {
+    async fn link(&self, invoice_id: &str, stripe_invoice: &Invoice) -> Result<(), Outcome> {
         self.progress(
             invoice_id,
             PushProgress {
-                stripe_id: text(stripe_invoice, "id"),
+                stripe_id: stripe_invoice.id.as_ref().map(|id| id.as_str().to_owned()),
                 ..PushProgress::default()
             },
         )
@@ -535,30 +535,33 @@ impl PushWorker {
     ) -> Result<Vec<LineRow>, Outcome> {
         let id = invoice.id.clone();
         let lines = self.db.run(move |conn| store::lines(conn, &id)).await?;
-        let present: HashSet<String> = client
-            .list_all("invoiceitems", &[("invoice", stripe_id.to_owned())])
-            .await?
-            .iter()
-            .filter_map(|item| text(&item["metadata"], "billmirror_line_id"))
-            .collect();
+        let present: HashSet<String> =
+            typed::list_all(client, &ListInvoiceItem::new().invoice(stripe_id))
+                .await?
+                .items
+                .iter()
+                .filter_map(|item| meta(&item.metadata, "billmirror_line_id"))
+                .map(str::to_owned)
+                .collect();
         for line in lines.iter().filter(|l| !present.contains(&l.id)) {
-            let form = vec![
-                ("customer".to_owned(), customer.to_owned()),
-                ("invoice".to_owned(), stripe_id.to_owned()),
-                ("currency".to_owned(), line.currency.clone()),
-                ("description".to_owned(), line.description.clone()),
-                ("quantity".to_owned(), line.quantity.to_string()),
-                (
-                    "unit_amount_decimal".to_owned(),
-                    line.unit_amount.unwrap_or(line.amount).to_string(),
-                ),
-                ("metadata[billmirror_line_id]".to_owned(), line.id.clone()),
-            ];
+            let quantity = u64::try_from(line.quantity).map_err(|_| {
+                Outcome::Failed(format!("line {} has a negative quantity", line.id))
+            })?;
+            let create = CreateInvoiceItem::new()
+                .customer(customer)
+                .invoice(stripe_id)
+                .currency(currency(&line.currency))
+                .description(line.description.clone())
+                .quantity(quantity)
+                .unit_amount_decimal(line.unit_amount.unwrap_or(line.amount).to_string())
+                .metadata(HashMap::from([(
+                    "billmirror_line_id".to_owned(),
+                    line.id.clone(),
+                )]));
             self.post(
                 client,
                 &invoice.id,
-                "invoiceitems",
-                &form,
+                &create,
                 &format!("bm:{}:line:{}", invoice.id, line.id),
             )
             .await?;
@@ -586,10 +589,10 @@ impl From<StepError> for Outcome {
 }
 
 /// Sends a keyed call under the current epoch of `base`; a 5xx gives the key up.
-pub(super) async fn keyed_call<F, Fut>(db: &Db, base: &str, call: F) -> Result<Value, StepError>
+pub(super) async fn keyed_call<T, F, Fut>(db: &Db, base: &str, call: F) -> Result<T, StepError>
 where
     F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, StripeError>>,
+    Fut: std::future::Future<Output = Result<T, StripeError>>,
 {
     let owned = base.to_owned();
     let epoch = db.run(move |conn| stripe_keys::epoch(conn, &owned)).await?;
@@ -606,6 +609,23 @@ where
     }
 }
 
+/// A typed request sent as a keyed step: [`keyed_call`] over [`typed::send`].
+pub(super) async fn keyed_send<R>(
+    db: &Db,
+    base: &str,
+    client: &StripeClient,
+    request: &R,
+) -> Result<R::Output, StepError>
+where
+    R: StripeRequest,
+    R::Output: miniserde::Deserialize,
+{
+    keyed_call(db, base, |key| async move {
+        typed::send(client, request, Some(&key)).await
+    })
+    .await
+}
+
 /// Deletes a draft of ours in Stripe, its invoice items first: Stripe does not delete them with
 /// the draft but makes them pending, to be billed on the customer's next invoice.
 pub async fn discard_draft(
@@ -614,48 +634,47 @@ pub async fn discard_draft(
     invoice_id: &str,
     stripe_id: &str,
 ) -> Result<(), StepError> {
-    let items = client
-        .list_all("invoiceitems", &[("invoice", stripe_id.to_owned())])
+    let items = typed::list_all(client, &ListInvoiceItem::new().invoice(stripe_id))
         .await
-        .map_err(StepError::Stripe)?;
-    for item in items.iter().filter_map(|i| text(i, "id")) {
-        let path = format!("invoiceitems/{item}");
+        .map_err(StepError::Stripe)?
+        .items;
+    for item in items.iter().map(|i| i.id.as_str()) {
         let base = format!("bm:{invoice_id}:discard:{item}");
-        match keyed_call(
-            db,
-            &base,
-            |key| async move { client.delete(&path, &key).await },
-        )
-        .await
-        {
+        match keyed_send(db, &base, client, &DeleteInvoiceItem::new(item)).await {
             Ok(_) => {}
             Err(StepError::Stripe(e)) if e.status() == Some(404) => {}
             Err(e) => return Err(e),
         }
     }
-    let path = format!("invoices/{stripe_id}");
     let base = format!("bm:{invoice_id}:delete");
-    match keyed_call(
-        db,
-        &base,
-        |key| async move { client.delete(&path, &key).await },
-    )
-    .await
-    {
+    match keyed_send(db, &base, client, &DeleteInvoice::new(stripe_id)).await {
         Ok(_) => Ok(()),
         Err(StepError::Stripe(e)) if e.status() == Some(404) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// Among customers found for one address: ours (our key in the metadata) first, else any that
-/// is not deleted.
-fn pick_customer(candidates: &[Value], key: &str) -> Option<Value> {
-    candidates
+/// Among customers found for one address: ours (our key in the metadata) first, else the
+/// first. Lists and searches never hold deleted customers.
+fn pick_customer(candidates: Vec<Customer>, key: &str) -> Option<Customer> {
+    let ours = candidates
         .iter()
-        .find(|c| c["metadata"]["billmirror_customer"] == key && c["deleted"] != true)
-        .or_else(|| candidates.iter().find(|c| c["deleted"] != true))
-        .cloned()
+        .position(|c| meta(&c.metadata, "billmirror_customer") == Some(key))
+        .unwrap_or(0);
+    candidates.into_iter().nth(ours)
+}
+
+/// One metadata value of a typed object.
+fn meta<'a>(metadata: &'a Option<HashMap<String, String>>, key: &str) -> Option<&'a str> {
+    metadata.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Our ISO code as async-stripe's currency (a code it does not list is sent as written).
+fn currency(code: &str) -> stripe_types::Currency {
+    match code.parse() {
+        Ok(currency) => currency,
+        Err(never) => match never {},
+    }
 }
 
 /// How many lines an invoice has and what they add up to, ours or Stripe's.
@@ -689,13 +708,10 @@ impl Billed {
     }
 }
 
-/// The status of an invoice as Stripe answered it; a word Stripe may add later is none.
-pub(super) fn remote_status(invoice: &Value) -> Option<InvoiceStatus> {
-    invoice["status"].as_str()?.parse().ok()
-}
-
-fn text(value: &Value, field: &str) -> Option<String> {
-    value[field].as_str().map(str::to_owned)
+/// The status of an invoice as Stripe answered it; a word Stripe may add later (async-stripe's
+/// `Unknown`) is none.
+pub(super) fn remote_status(invoice: &Invoice) -> Option<InvoiceStatus> {
+    invoice.status.as_ref()?.as_str().parse().ok()
 }
 
 #[cfg(test)]
@@ -746,15 +762,36 @@ mod tests {
         assert!(one.contains("has 1 line totalling 99 JPY"), "{one}");
     }
 
+    fn customer(id: &str, ours: Option<&str>) -> Customer {
+        let metadata = ours.map_or_else(
+            || serde_json::json!({}),
+            |k| serde_json::json!({ "billmirror_customer": k }),
+        );
+        typed::parse(
+            &serde_json::json!({"id": id, "object": "customer", "created": 1,
+                "livemode": false, "metadata": metadata}),
+            "GET /v1/customers",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn our_customer_wins_over_others_with_the_address() {
-        let found = [
-            serde_json::json!({"id": "cus_theirs", "metadata": {}}),
-            serde_json::json!({"id": "cus_gone", "deleted": true, "metadata": {"billmirror_customer": "bmc_1"}}),
-            serde_json::json!({"id": "cus_ours", "metadata": {"billmirror_customer": "bmc_1"}}),
-        ];
-        assert_eq!(pick_customer(&found, "bmc_1").unwrap()["id"], "cus_ours");
-        assert_eq!(pick_customer(&found, "bmc_2").unwrap()["id"], "cus_theirs");
-        assert!(pick_customer(&found[1..2], "bmc_2").is_none());
+        let found = || {
+            vec![
+                customer("cus_theirs", None),
+                customer("cus_other", Some("bmc_3")),
+                customer("cus_ours", Some("bmc_1")),
+            ]
+        };
+        assert_eq!(
+            pick_customer(found(), "bmc_1").unwrap().id.as_str(),
+            "cus_ours"
+        );
+        assert_eq!(
+            pick_customer(found(), "bmc_2").unwrap().id.as_str(),
+            "cus_theirs"
+        );
+        assert!(pick_customer(Vec::new(), "bmc_2").is_none());
     }
 }

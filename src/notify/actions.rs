@@ -24,6 +24,7 @@ use crate::storage::chat::{self as store, ChatActionRow, FollowUpRow};
 use crate::storage::notify::{self as notify_store, ChannelRow, DeliveryRow};
 use crate::storage::tokens::audit;
 use crate::storage::{DbConnection, StorageError};
+use crate::stripe::typed;
 
 /// Runs the clicks' jobs: the notifier posts, the connections reach Stripe.
 #[derive(Clone)]
@@ -172,15 +173,12 @@ impl ChatActor {
             Ok(client) => client,
             Err(e) => return Ok(failed(&format!("the connection cannot call Stripe: {e}"))),
         };
-        let verb = match action.action {
-            ChatAction::RetryPayment => "pay",
-            _ => "send",
-        };
         // A later attempt may follow one that succeeded and died before its record: an invoice
         // already paid is the payment retried, not an error.
         if attempt > 1 && action.action == ChatAction::RetryPayment {
-            if let Ok(current) = client.get(&format!("invoices/{invoice}"), &[]).await {
-                if current["status"] == "paid" {
+            let retrieve = stripe_billing::invoice::RetrieveInvoice::new(invoice.as_str());
+            if let Ok(current) = typed::send(&client, &retrieve, None).await {
+                if current.status == Some(stripe_shared::InvoiceStatus::Paid) {
                     return Ok(Done {
                         state: ChatActionState::Done,
                         result: "retried the payment: the invoice is paid".into(),
@@ -194,12 +192,23 @@ impl ChatActor {
         } else {
             format!("chat:{}", action.id)
         };
-        match client
-            .post(&format!("invoices/{invoice}/{verb}"), &[], &key)
-            .await
-        {
+        let answer = match action.action {
+            ChatAction::RetryPayment => {
+                let pay = stripe_billing::invoice::PayInvoice::new(invoice.as_str());
+                typed::send(&client, &pay, Some(&key)).await
+            }
+            _ => {
+                let send = stripe_billing::invoice::SendInvoiceInvoice::new(invoice.as_str());
+                typed::send(&client, &send, Some(&key)).await
+            }
+        };
+        match answer {
             Ok(answer) => {
-                let status = answer["status"].as_str().unwrap_or("unknown").to_owned();
+                let status = answer
+                    .status
+                    .as_ref()
+                    .map_or("unknown", |s| s.as_str())
+                    .to_owned();
                 Ok(Done {
                     state: ChatActionState::Done,
                     result: match action.action {

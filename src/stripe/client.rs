@@ -4,10 +4,11 @@
 //! one mandatory).
 //!
 //! Why not async-stripe's transport: its final error drops the `Retry-After` and
-//! `Stripe-Should-Retry` headers, it sets no timeout, its built-in retries have no jitter, and its
-//! typed responses fail a whole call when Stripe omits a field it thinks required (seen with its
-//! 1.0 release candidate on real payloads).
-//! billmirror reads the few fields it needs from JSON, as it does for webhooks.
+//! `Stripe-Should-Retry` headers, it sets no timeout, and its built-in retries have no jitter.
+//! async-stripe's typed requests and responses go through this client instead (`stripe::typed`,
+//! with the `Stripe-Version` its types describe); the untyped calls left are the permission
+//! probes of the key report (whose answers are not read), the v2 thin events and the object a
+//! thin event points at (any type, folded as a webhook payload).
 //!
 //! Errors never carry a secret: the key travels only in the `Authorization` header, and Stripe's
 //! own messages (which may quote part of a key) are scrubbed before they are kept.
@@ -182,71 +183,6 @@ impl StripeClient {
         .await
     }
 
-    /// One page of a list endpoint (100 items, Stripe's most), after the item `after`: the one
-    /// pager every list billmirror reads goes through.
-    pub async fn list_page(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-        after: Option<&str>,
-    ) -> Result<ListPage, StripeError> {
-        let mut page_query: Vec<(&str, String)> = query.to_vec();
-        page_query.push(("limit", "100".to_owned()));
-        if let Some(after) = after {
-            page_query.push(("starting_after", after.to_owned()));
-        }
-        let mut page = self.get(path, &page_query).await?;
-        let data = match page["data"].take() {
-            Value::Array(data) => data,
-            _ => Vec::new(),
-        };
-        Ok(ListPage {
-            has_more: page["has_more"].as_bool() == Some(true),
-            data,
-        })
-    }
-
-    /// Every result of a search endpoint (`customers/search`), following its `next_page` token.
-    pub async fn search_all(&self, path: &str, query: &str) -> Result<Vec<Value>, StripeError> {
-        let mut items = Vec::new();
-        let mut page_token: Option<String> = None;
-        loop {
-            let mut params = vec![("query", query.to_owned()), ("limit", "100".to_owned())];
-            if let Some(token) = &page_token {
-                params.push(("page", token.clone()));
-            }
-            let mut page = self.get(path, &params).await?;
-            if let Value::Array(data) = page["data"].take() {
-                items.extend(data);
-            }
-            page_token = page["next_page"]
-                .as_str()
-                .filter(|_| page["has_more"] == true)
-                .map(str::to_owned);
-            if page_token.is_none() {
-                return Ok(items);
-            }
-        }
-    }
-
-    /// Every item of a list endpoint, page after page.
-    pub async fn list_all(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<Vec<Value>, StripeError> {
-        let mut items = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list_page(path, query, after.as_deref()).await?;
-            after = page.next_after();
-            items.extend(page.data);
-            if after.is_none() {
-                return Ok(items);
-            }
-        }
-    }
-
     /// `POST /v1/{path}` with form parameters (`metadata[billmirror_id]`, `lines[0][amount]`…).
     /// The idempotency key makes retries, ours and Stripe's, safe: Stripe replays the first
     /// answer to a key for 24 hours.
@@ -295,6 +231,41 @@ impl StripeClient {
         params: &[(K, V)],
         idempotency_key: Option<&str>,
     ) -> Result<Value, StripeError> {
+        let version = (namespace == Namespace::V2).then_some(V2_API_VERSION);
+        self.send_versioned(namespace, method, path, params, idempotency_key, version)
+            .await
+    }
+
+    /// A v1 call with the `Stripe-Version` that async-stripe's types describe (see
+    /// `stripe::typed`): its answer then has every field those types require.
+    pub(super) async fn send_typed<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(K, V)],
+        idempotency_key: Option<&str>,
+        version: &str,
+    ) -> Result<Value, StripeError> {
+        self.send_versioned(
+            Namespace::V1,
+            method,
+            path,
+            params,
+            idempotency_key,
+            Some(version),
+        )
+        .await
+    }
+
+    async fn send_versioned<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        namespace: Namespace,
+        method: reqwest::Method,
+        path: &str,
+        params: &[(K, V)],
+        idempotency_key: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Value, StripeError> {
         let url = format!(
             "{}{}/{}",
             self.settings.api_base.trim_end_matches('/'),
@@ -321,8 +292,8 @@ impl StripeClient {
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
-            if namespace == Namespace::V2 {
-                request = request.header("Stripe-Version", V2_API_VERSION);
+            if let Some(version) = version {
+                request = request.header("Stripe-Version", version);
             }
             let started = std::time::Instant::now();
             let (status, outcome) = match request.send().await {

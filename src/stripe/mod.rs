@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod keys;
+pub mod lists;
 mod rate_limit;
 pub mod report;
 pub mod typed;

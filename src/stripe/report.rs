@@ -3,10 +3,12 @@
 //! (`keys`), then, when the secret key looks right, online checks against Stripe with it.
 
 use serde::Serialize;
-use serde_json::Value;
+
+use stripe_shared::Account;
 
 use super::client::{StripeClient, StripeError};
 use super::keys::{self, Field, KeyKind, Mode};
+use super::typed;
 use crate::domain::Secret;
 use crate::ledger::MAPPED_TYPES;
 
@@ -231,7 +233,12 @@ pub async fn run(
         return report.finish();
     };
 
-    let account = client.get("account", &[]).await;
+    let account = typed::send(
+        client,
+        &stripe_connect::account::RetrieveForMyAccountAccount::new(),
+        None,
+    )
+    .await;
     let (authentication, account) = authentication_check(&account);
     let reached = authentication.status != Status::Fail;
     report.checks.push(authentication);
@@ -246,29 +253,33 @@ pub async fn run(
             .extend(online[1..].iter().map(|name| Check::skipped(*name, why)));
         return report.finish();
     }
-    report.stripe_account_id = account
-        .as_ref()
-        .and_then(|a| a["id"].as_str())
-        .map(str::to_owned);
+    report.stripe_account_id = account.as_ref().map(|a| a.id.as_str().to_owned());
 
     let (permissions, can_push) = permissions_check(client, kind).await;
     report.checks.push(permissions);
     report.can_push = can_push;
-    report.checks.push(account_status_check(account.as_ref()));
+    report.checks.push(account_status_check(account));
     report
         .checks
         .push(webhook_endpoint_check(client, &webhook).await);
     report.finish()
 }
 
-fn authentication_check(answer: &Result<Value, StripeError>) -> (Check, Option<Value>) {
+fn authentication_check(answer: &Result<Account, StripeError>) -> (Check, Option<&Account>) {
     let name = CheckName::Authentication;
     match answer {
         Ok(account) => {
-            let id = account["id"].as_str().unwrap_or("an unnamed account");
-            let business = account["business_profile"]["name"]
-                .as_str()
-                .or_else(|| account["settings"]["dashboard"]["display_name"].as_str())
+            let id = account.id.as_str();
+            let business = account
+                .business_profile
+                .as_ref()
+                .and_then(|p| p.name.as_deref())
+                .or_else(|| {
+                    account
+                        .settings
+                        .as_ref()
+                        .and_then(|s| s.dashboard.display_name.as_deref())
+                })
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
             (
@@ -276,7 +287,7 @@ fn authentication_check(answer: &Result<Value, StripeError>) -> (Check, Option<V
                     name,
                     format!("Stripe accepted the key for account {id}{business}."),
                 ),
-                Some(account.clone()),
+                Some(account),
             )
         }
         // A restricted key without the account permission still authenticated.
@@ -455,7 +466,7 @@ async fn permissions_check(client: &StripeClient, kind: KeyKind) -> (Check, bool
     (check, can_push)
 }
 
-fn account_status_check(account: Option<&Value>) -> Check {
+fn account_status_check(account: Option<&Account>) -> Check {
     let name = CheckName::AccountStatus;
     let Some(account) = account else {
         return Check::warn(
@@ -465,17 +476,19 @@ fn account_status_check(account: Option<&Value>) -> Check {
              key the Account read permission to see it here.",
         );
     };
-    let flag = |field: &str| account[field].as_bool();
-    let requirements = &account["requirements"];
-    let due: Vec<&str> = requirements["currently_due"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+    let requirements = account.requirements.as_ref();
+    let due: Vec<&str> = requirements
+        .and_then(|r| r.currently_due.as_ref())
+        .map(|d| d.iter().map(String::as_str).collect())
         .unwrap_or_default();
-    let disabled_reason = requirements["disabled_reason"].as_str();
+    // An unknown reason (async-stripe's `Unknown`) is still Stripe's word, shown as such.
+    let disabled_reason = requirements
+        .and_then(|r| r.disabled_reason.as_ref())
+        .map(|r| r.as_str());
 
     let mut problems = Vec::new();
     let mut failing = false;
-    if flag("charges_enabled") == Some(false) {
+    if account.charges_enabled == Some(false) {
         failing = true;
         problems.push(format!(
             "Stripe has disabled charges on this account, so customers cannot pay its invoices{}.",
@@ -489,10 +502,10 @@ fn account_status_check(account: Option<&Value>) -> Check {
             disabled_reason_sentence(reason)
         ));
     }
-    if flag("payouts_enabled") == Some(false) {
+    if account.payouts_enabled == Some(false) {
         problems.push("Payouts are disabled: money collected stays in the Stripe balance.".into());
     }
-    if flag("details_submitted") == Some(false) {
+    if account.details_submitted == Some(false) {
         problems.push(
             "The account's onboarding is not finished: submit the business details in the \
              Dashboard."
@@ -533,12 +546,14 @@ fn disabled_reason_sentence(reason: &str) -> String {
 
 async fn webhook_endpoint_check(client: &StripeClient, expected: &ExpectedWebhook<'_>) -> Check {
     let name = CheckName::WebhookEndpoint;
-    let answer = client
-        .get("webhook_endpoints", &[("limit", "100".to_owned())])
-        .await;
-    let list =
+    let answer = typed::list_all(
+        client,
+        &stripe_misc::webhook_endpoint::ListWebhookEndpoint::new(),
+    )
+    .await;
+    let endpoints =
         match answer {
-            Ok(list) => list,
+            Ok(list) => list.items,
             Err(e) if e.status() == Some(403) => return Check::warn(
                 name,
                 "endpoints_unreadable",
@@ -553,14 +568,10 @@ async fn webhook_endpoint_check(client: &StripeClient, expected: &ExpectedWebhoo
                 )
             }
         };
-    let endpoints: Vec<&Value> = list["data"]
-        .as_array()
-        .map(|d| d.iter().collect())
-        .unwrap_or_default();
     let Some(endpoint) = endpoints
         .iter()
-        .filter(|e| e["url"].as_str().is_some_and(|u| expected.matches(u)))
-        .max_by_key(|e| e["status"].as_str() == Some("enabled"))
+        .filter(|e| expected.matches(&e.url))
+        .max_by_key(|e| e.status == "enabled")
     else {
         return Check::warn(
             name,
@@ -573,13 +584,14 @@ async fn webhook_endpoint_check(client: &StripeClient, expected: &ExpectedWebhoo
             ),
         );
     };
-    let url = endpoint["url"].as_str().unwrap_or_default();
-    let id = endpoint["id"].as_str().unwrap_or("the endpoint");
-    let version = endpoint["api_version"]
-        .as_str()
+    let url = endpoint.url.as_str();
+    let id = endpoint.id.as_str();
+    let version = endpoint
+        .api_version
+        .as_deref()
         .map(|v| format!("API version {v}"))
         .unwrap_or_else(|| "the account's default API version".to_owned());
-    if endpoint["status"].as_str() != Some("enabled") {
+    if endpoint.status != "enabled" {
         return Check::fail(
             name,
             "endpoint_disabled",
@@ -589,10 +601,7 @@ async fn webhook_endpoint_check(client: &StripeClient, expected: &ExpectedWebhoo
             ),
         );
     }
-    let enabled: Vec<&str> = endpoint["enabled_events"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let enabled: Vec<&str> = endpoint.enabled_events.iter().map(String::as_str).collect();
     if enabled.contains(&"*") {
         return Check::pass(
             name,

@@ -16,7 +16,8 @@ use crate::storage::connections::{self as connection_store, status as connection
 use crate::storage::sync::{self as cursors, CursorRow};
 use crate::storage::{events, Db, StorageError};
 use crate::stripe::client::ListPage;
-use crate::stripe::{StripeClient, StripeError};
+use crate::stripe::lists::{self, Filter};
+use crate::stripe::{typed, StripeClient, StripeError};
 
 /// Resources in the order they are filled: what others point at first.
 pub const RESOURCES: [&str; 9] = [
@@ -154,18 +155,6 @@ pub async fn backfill(
     Ok(reports)
 }
 
-fn list_query(resource: &str, since: Option<i64>) -> Vec<(&'static str, String)> {
-    let mut query = Vec::new();
-    if let Some(since) = since {
-        query.push(("created[gte]", since.to_string()));
-    }
-    if resource == "subscriptions" {
-        // Without it Stripe lists only subscriptions that have not been canceled.
-        query.push(("status", "all".to_owned()));
-    }
-    query
-}
-
 /// Fetches one page in the background, so that the next page is on its way while this one is
 /// stored: the run is then bound by the slower of Stripe (or the rate limit) and the database,
 /// not by their sum.
@@ -177,8 +166,7 @@ fn fetch_page(
 ) -> tokio::task::JoinHandle<Result<ListPage, StripeError>> {
     let client = client.clone();
     tokio::spawn(async move {
-        let query = list_query(resource, since);
-        client.list_page(resource, &query, after.as_deref()).await
+        lists::page(&client, resource, &Filter::since(since), after.as_deref()).await
     })
 }
 
@@ -313,9 +301,7 @@ pub(crate) async fn complete_lines(
         return Ok(());
     }
     let id = invoice["id"].as_str().unwrap_or_default().to_owned();
-    let lines = client
-        .list_all(&format!("invoices/{id}/lines"), &[])
-        .await?;
+    let lines = lists::invoice_lines(client, &id).await?;
     invoice["lines"] = json!({"object": "list", "data": lines, "has_more": false});
     Ok(())
 }
@@ -337,16 +323,16 @@ pub async fn refresh_customers(
         let livemode = row.mode == "live";
         let mut customers: Vec<Value> = Vec::new();
         for email in emails {
-            let found = client
-                .list_all("customers", &[("email", email.clone())])
+            let found = lists::all(&client, "customers", &Filter::email(email))
                 .await
                 .map_err(ConnectionError::Stripe)?;
             customers.extend(found);
         }
         for (_, id) in known_customers.iter().filter(|(c, _)| *c == row.id) {
             if !customers.iter().any(|c| c["id"] == id.as_str()) {
-                let customer = client
-                    .get(&format!("customers/{id}"), &[])
+                // A deleted customer is kept too: the ledger marks it deleted.
+                let retrieve = stripe_core::customer::RetrieveCustomer::new(id.as_str());
+                let (_, customer) = typed::send_raw(&client, &retrieve, None)
                     .await
                     .map_err(ConnectionError::Stripe)?;
                 customers.push(customer);
@@ -357,17 +343,8 @@ pub async fn refresh_customers(
                 continue;
             };
             stored.extend(listed_event(&row.id, "customers", customer, livemode));
-            for (resource, extra) in [
-                ("subscriptions", Some(("status", "all"))),
-                ("invoices", None),
-                ("charges", None),
-            ] {
-                let mut query = vec![("customer", id.to_owned())];
-                if let Some((k, v)) = extra {
-                    query.push((k, v.to_owned()));
-                }
-                let mut objects = client
-                    .list_all(resource, &query)
+            for resource in ["subscriptions", "invoices", "charges"] {
+                let mut objects = lists::all(&client, resource, &Filter::customer(id))
                     .await
                     .map_err(ConnectionError::Stripe)?;
                 for object in &mut objects {

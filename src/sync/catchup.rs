@@ -7,6 +7,7 @@ use crate::connections::{ConnectionError, Connections};
 use crate::ledger;
 use crate::storage::connections as connection_store;
 use crate::storage::{events, Db, StorageError};
+use crate::stripe::lists::{self, Filter};
 use crate::webhook::{self, Envelope};
 
 /// How far back Stripe keeps events.
@@ -36,10 +37,11 @@ pub async fn catch_up(
     let since = since.max(oldest).timestamp();
     let mut report = CatchUpReport::default();
     let mut after: Option<String> = None;
-    let query = [("created[gte]", since.to_string())];
+    let filter = Filter::since(Some(since));
     loop {
-        let page = client
-            .list_page("events", &query, after.as_deref())
+        // Typed (async-stripe's `Event`: its `data.object` is untyped JSON), handed on as Stripe
+        // sent it: the inbox stores and parses events exactly as webhook deliveries.
+        let page = lists::page(&client, "events", &filter, after.as_deref())
             .await
             .map_err(ConnectionError::Stripe)?;
         let mut rows = Vec::new();

@@ -64,8 +64,10 @@ impl Handler for LinesReader {
             Ok(client) => client,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
-        let mut invoice = match client.get(&format!("invoices/{stripe_id}"), &[]).await {
-            Ok(invoice) => invoice,
+        let retrieve = stripe_billing::invoice::RetrieveInvoice::new(stripe_id.as_str());
+        // Typed, and kept as the JSON Stripe sent for the ledger.
+        let mut invoice = match crate::stripe::typed::send_raw(&client, &retrieve, None).await {
+            Ok((_, invoice)) => invoice,
             Err(e) => return stripe_outcome(e),
         };
         if let Err(e) = complete_lines(&client, &mut invoice).await {

@@ -315,19 +315,18 @@ async fn stripe_objects(
     client: &StripeClient,
     resource: &str,
 ) -> Result<Vec<(&'static str, Value)>, StripeError> {
-    let lists: &[(&'static str, &[(&str, &str)])] = match resource {
-        "customers" => &[("customers", &[])],
-        // Without it Stripe lists only subscriptions that have not been canceled.
-        "subscriptions" => &[("subscriptions", &[("status", "all")])],
-        "invoices" => &[("invoices", &[])],
-        "payments" => &[("payment_intents", &[]), ("charges", &[])],
-        "disputes" => &[("disputes", &[])],
+    // Subscriptions are listed with `status=all` (canceled ones too): see `stripe::lists`.
+    let lists: &[&'static str] = match resource {
+        "customers" => &["customers"],
+        "subscriptions" => &["subscriptions"],
+        "invoices" => &["invoices"],
+        "payments" => &["payment_intents", "charges"],
+        "disputes" => &["disputes"],
         _ => &[],
     };
     let mut objects = Vec::new();
-    for (list, query) in lists {
-        let query: Vec<(&str, String)> = query.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        for object in client.list_all(list, &query).await? {
+    for list in lists {
+        for object in crate::stripe::lists::all(client, list, &Default::default()).await? {
             objects.push((*list, object));
         }
     }

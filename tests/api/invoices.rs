@@ -110,7 +110,7 @@ on_both_backends! {
         let remote = &invoices[0];
         assert_eq!(remote["metadata"]["billmirror_invoice_id"], id.as_str());
         assert_eq!(remote["collection_method"], "send_invoice");
-        assert_eq!(remote["days_until_due"], "14");
+        assert_eq!(remote["days_until_due"], 14);
         assert_eq!(remote["total"], 42_499);
         let customers = fake.objects(ACCOUNT, "customers");
         assert_eq!(customers.len(), 1);

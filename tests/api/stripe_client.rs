@@ -243,10 +243,11 @@ async fn a_concurrent_request_with_the_same_key_gets_stripes_conflict_and_create
 }
 
 /// async-stripe's typed requests go through our transport: the same retries (503, then 429 with
-/// `Retry-After`) under the one idempotency key given, and the form Stripe's spec defines.
+/// `Retry-After`) under the one idempotency key given, the form Stripe's spec defines, the API
+/// version async-stripe's types describe, and a typed answer.
 #[tokio::test]
 async fn typed_requests_are_sent_through_our_retries_and_idempotency_keys() {
-    use billmirror::stripe::typed::send_tolerant;
+    use billmirror::stripe::typed;
     use stripe_core::customer::CreateCustomer;
     let fake = FakeStripe::start().await;
     fake.queue_faults(&[Fault::Unavailable, Fault::RateLimited { retry_after: 1 }]);
@@ -258,15 +259,21 @@ async fn typed_requests_are_sent_through_our_retries_and_idempotency_keys() {
                 "cust_typed".to_owned(),
             )]));
     let started = Instant::now();
-    let customer = send_tolerant(&client(&fake, 0.0), &request, Some("bm-typed-1"))
+    let customer = typed::send(&client(&fake, 0.0), &request, Some("bm-typed-1"))
         .await
         .unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was honoured"
     );
-    assert_eq!(customer["email"], "typed@example.com");
-    assert_eq!(customer["metadata"]["billmirror_id"], "cust_typed");
+    assert_eq!(customer.email.as_deref(), Some("typed@example.com"));
+    assert_eq!(
+        customer
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("billmirror_id")),
+        Some(&"cust_typed".to_owned())
+    );
     let calls = fake.calls();
     assert_eq!(
         calls.iter().map(|c| c.status).collect::<Vec<_>>(),
@@ -278,6 +285,39 @@ async fn typed_requests_are_sent_through_our_retries_and_idempotency_keys() {
     assert!(calls
         .iter()
         .all(|c| c.idempotency_key.as_deref() == Some("bm-typed-1")));
+    assert!(calls
+        .iter()
+        .all(|c| c.stripe_version.as_deref() == Some(typed::API_VERSION)));
+}
+
+/// An answer whose fields do not have the types Stripe documents is refused, naming the type and
+/// the call, not read half-way.
+#[tokio::test]
+async fn a_typed_answer_of_another_shape_is_refused_by_name() {
+    use billmirror::stripe::typed;
+    use stripe_billing::invoice::RetrieveInvoice;
+    let fake = FakeStripe::start().await;
+    let customer = client(&fake, 0.0)
+        .post("customers", &form("thin@example.com"), "bm-thin-0")
+        .await
+        .unwrap();
+    // The fake completes what a seeded object lacks, but keeps what it has: a line whose
+    // amount is text is not a shape Stripe sends.
+    fake.seed(
+        ACCOUNT,
+        "invoices",
+        vec![serde_json::json!({"id": "in_1Thin", "object": "invoice",
+            "customer": customer["id"], "total": 100,
+            "lines": {"object": "list", "data": [{"id": "il_1", "object": "line_item",
+                "amount": "one hundred"}]}})],
+    );
+    let error = typed::send(&client(&fake, 0.0), &RetrieveInvoice::new("in_1Thin"), None)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("GET /v1/invoices/{id}"), "{error}");
+    assert!(error.contains("async-stripe's Invoice"), "{error}");
 }
 
 /// Through async-stripe's own `send` (its `StripeClient` trait, implemented by ours): the key of
@@ -309,13 +349,13 @@ async fn the_stripe_client_trait_sends_the_idempotent_strategys_key() {
         .iter()
         .skip(1)
         .all(|c| c.path == format!("/v1/customers/{id}")));
-    // The transport worked (503 retried under the one key, then 200), but async-stripe's typed
-    // `Customer` refuses the fake's customer object (it lacks fields the generated type requires),
-    // failing the whole call with an error that names no field: why billmirror reads answers
-    // tolerantly (`send_tolerant`) and uses only the typed requests.
-    let Err(error) = outcome else {
-        panic!("the typed parse should refuse the fake's customer");
-    };
-    assert!(error.to_string().contains("could not be read"), "{error}");
-    let _: Option<RetrieveCustomerReturned> = None;
+    // The transport worked (503 retried under the one key, then 200), and the fake's customer
+    // has every field Stripe documents, so async-stripe's typed `Customer` reads it.
+    match outcome.unwrap_or_else(|e| panic!("typed Customer: {e}")) {
+        RetrieveCustomerReturned::Customer(customer) => {
+            assert_eq!(customer.id.as_str(), id);
+            assert_eq!(customer.email.as_deref(), Some("trait@example.com"));
+        }
+        RetrieveCustomerReturned::DeletedCustomer(_) => panic!("the customer is not deleted"),
+    }
 }

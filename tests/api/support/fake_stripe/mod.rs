@@ -20,6 +20,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
 
 mod resources;
+mod shapes;
 mod v2;
 
 pub use resources::parse_form;
@@ -112,6 +113,8 @@ pub struct Call {
     pub idempotency_key: Option<String>,
     pub params: Value,
     pub status: u16,
+    /// The `Stripe-Version` header, when one was sent.
+    pub stripe_version: Option<String>,
 }
 
 /// A fault for the next `count` requests whose method and path match.
@@ -570,6 +573,7 @@ async fn handle(
             idempotency_key: idempotency_key.clone(),
             params: params.clone(),
             status: answer.status,
+            stripe_version: stripe_version.clone(),
         });
         let outgoing = std::mem::take(&mut s.outgoing);
         let webhook = s.webhook.clone();

@@ -20,6 +20,7 @@ pub(super) fn present(mut body: Value) -> Value {
     if body["object"] == "event" {
         let object = body["data"]["object"].take();
         body["data"]["object"] = present(object);
+        super::shapes::complete(&mut body);
         return body;
     }
     if body["object"] == "invoice" {
@@ -38,6 +39,7 @@ pub(super) fn present(mut body: Value) -> Value {
             map.remove("all_lines");
         }
     }
+    super::shapes::complete(&mut body);
     body
 }
 
@@ -140,8 +142,10 @@ pub(super) fn execute(
         ("POST", 1) => {
             let id = s.new_id(prefix_of(&resource));
             let mut object = params.clone();
+            super::shapes::typed_fields(&mut object);
             object["id"] = json!(id);
             object["object"] = json!(resource.trim_end_matches('s'));
+            object["created"] = json!(chrono::Utc::now().timestamp());
             if resource == "invoices" {
                 object["status"] = json!("draft");
                 object["total"] = json!(0);
@@ -190,6 +194,7 @@ pub(super) fn execute(
                 }
                 let mut line = object.clone();
                 line["id"] = json!(format!("il_{}", id));
+                line["object"] = json!("line_item");
                 target["lines"]["data"].as_array_mut().unwrap().push(line);
             }
             if resource == "webhook_endpoints" {
@@ -309,6 +314,7 @@ pub(super) fn execute(
                         "enabled"
                     });
                 }
+                super::shapes::typed_fields(&mut changes);
                 merge(object, &changes);
                 let object = object.clone();
                 match resource.as_str() {
@@ -342,7 +348,14 @@ pub(super) fn execute(
                 .as_array()
                 .or(invoice["lines"]["data"].as_array())
                 .cloned()
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut line| {
+                    // An invoice's lines are `line_item`s, not the invoice items they came from.
+                    line["object"] = json!("line_item");
+                    line
+                })
+                .collect();
             let rest: Vec<Value> = match after {
                 Some(a) => lines
                     .iter()
@@ -355,7 +368,8 @@ pub(super) fn execute(
             let has_more = rest.len() > limit;
             (
                 200,
-                json!({"object": "list", "data": rest.into_iter().take(limit).collect::<Vec<_>>(), "has_more": has_more}),
+                json!({"object": "list", "data": rest.into_iter().take(limit).collect::<Vec<_>>(), "has_more": has_more,
+                       "url": format!("/v1/invoices/{}/lines", parts[1])}),
             )
         }
         ("POST", 3) if resource == "invoices" => invoice_action(s, account, parts[1], parts[2]),
