@@ -104,7 +104,7 @@ impl Connections {
                  localhost:8080/webhooks/stripe` instead."
             )));
         }
-        let client = self.client_for(&row)?;
+        let client = self.client_for(&row).await?;
         let list = client
             .get("webhook_endpoints", &[("limit", "100".to_owned())])
             .await

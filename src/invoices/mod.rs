@@ -317,7 +317,7 @@ pub async fn void(
                 .await?
                 .ok_or(ConnectionError::NotFound)?
         };
-        let client = connections.client_for(&row)?;
+        let client = connections.client_for(&row).await?;
         let current = match client.get(&format!("invoices/{stripe_id}"), &[]).await {
             Ok(current) => Some(current),
             // Already deleted (by a push that saw the void first): nothing left to take back.

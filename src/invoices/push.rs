@@ -144,7 +144,7 @@ impl PushWorker {
         if connection.status == connection_status::DISCONNECTED {
             return Outcome::Failed("the connection was disconnected; nothing was pushed".into());
         }
-        let client = match self.connections.client_for(&connection) {
+        let client = match self.connections.client_for(&connection).await {
             Ok(client) => client,
             Err(e) => return e.into(),
         };

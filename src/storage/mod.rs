@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migrate;
 pub mod notify;
+pub mod oauth_states;
 pub mod reconcile;
 pub mod schema;
 pub mod snapshot;
