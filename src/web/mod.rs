@@ -11,6 +11,7 @@ mod error;
 pub mod form;
 mod home;
 mod login;
+pub mod oauth;
 mod session;
 mod sidebar;
 mod users;
@@ -35,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(login::logout_everywhere),
         )
         .route("/", web::get().to(home::page))
+        .route("/connections/oauth/start", web::get().to(oauth::start))
+        .route("/connections/oauth/callback", web::get().to(oauth::callback))
         .route("/customers", web::get().to(customers::page))
         .route("/customers/refresh", web::post().to(customers::refresh))
         .route("/sidebar", web::get().to(sidebar::page))
