@@ -501,8 +501,15 @@ impl Connections {
                 Ok((health, secrets))
             })
             .await?;
+        let webhook_url = match (row.auth, Mode::parse(&row.mode)) {
+            // Every OAuth connection of a mode shares the platform's Connect endpoint.
+            (ConnectionAuth::Connect | ConnectionAuth::App, Some(mode)) => {
+                self.connect_webhook_url(mode)
+            }
+            _ => self.webhook_url(&row.id),
+        };
         Ok(ConnectionView {
-            webhook_url: self.webhook_url(&row.id),
+            webhook_url,
             id: row.id,
             name: row.name,
             mode: row.mode,

@@ -491,6 +491,7 @@ pub fn mark_revoked(
         connections::status.eq(status::REVOKED),
         connections::revoked_at.eq(at),
         connections::secret_key_enc.eq(None::<String>),
+        connections::secret_key_hint.eq(None::<String>),
         connections::refresh_token_enc.eq(None::<String>),
         connections::can_push.eq(false),
         connections::updated_at.eq(at),

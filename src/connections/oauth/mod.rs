@@ -200,19 +200,20 @@ impl Connections {
                 state::judge(taken, &user, &session, time::now())
             }
         };
-        judged.map_err(|refusal| {
-            tracing::warn!(user = %staff.email, reason = refusal.as_str(), "refused an OAuth callback's state");
-            let (actor, subject) = (staff.email.clone(), staff.user_id.clone());
-            let db = self.db.clone();
-            tokio::spawn(async move {
-                let _ = db
-                    .run(move |conn| {
-                        audit_log::audit(conn, &actor, "connection.oauth_state_refused", &subject, json!({"reason": refusal.as_str()}))
-                    })
-                    .await;
-            });
-            Failure::State
-        })
+        match judged {
+            Ok(row) => Ok(row),
+            Err(refusal) => {
+                tracing::warn!(user = %staff.email, reason = refusal.as_str(), "refused an OAuth callback's state");
+                self.audit_quietly(
+                    &staff.email,
+                    "connection.oauth_state_refused",
+                    &staff.user_id,
+                    json!({"reason": refusal.as_str()}),
+                )
+                .await;
+                Err(Failure::State)
+            }
+        }
     }
 
     async fn audit_quietly(&self, actor: &str, action: &'static str, subject: &str, details: serde_json::Value) {
