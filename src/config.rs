@@ -1014,6 +1014,48 @@ mod tests {
     }
 
     #[test]
+    fn connect_with_stripe_is_checked_as_a_whole_with_each_variable_named() {
+        let errors = |pairs: &[(&str, &str)]| match Config::from_vars(&vars(pairs)) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError(errors)) => errors,
+        };
+        assert!(errors(&[("STRIPE_CONNECT_CLIENT_ID", "ca_123")])[0]
+            .starts_with("STRIPE_CONNECT_CLIENT_ID is set but STRIPE_OAUTH_FLOW is not"));
+        assert!(errors(&[("STRIPE_OAUTH_FLOW", "oauth")])[0].contains("use `connect`"));
+        let missing = errors(&[("STRIPE_OAUTH_FLOW", "connect")]);
+        assert!(missing.iter().any(|e| e.starts_with("STRIPE_CONNECT_CLIENT_ID is required")));
+        assert!(missing.iter().any(|e| e.starts_with("STRIPE_PLATFORM_SECRET_KEY is required")));
+        let twice = errors(&[
+            ("STRIPE_OAUTH_FLOW", "connect"),
+            ("STRIPE_CONNECT_CLIENT_ID", "ca_123"),
+            ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_aaaaaaaa, sk_test_bbbbbbbb"),
+        ]);
+        assert!(twice[0].contains("two test keys"), "{twice:?}");
+        assert!(!twice[0].contains("aaaaaaaa"), "keys are never echoed");
+        let app = errors(&[
+            ("STRIPE_OAUTH_FLOW", "app"),
+            ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_aaaaaaaa"),
+            ("STRIPE_APP_INSTALL_LINK_LIVE", "https://marketplace.stripe.com/x"),
+        ]);
+        assert!(app[0].contains("has no live key"), "{app:?}");
+
+        let config = Config::from_vars(&vars(&[
+            ("STRIPE_OAUTH_FLOW", "app"),
+            ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_aaaaaaaa,sk_live_bbbbbbbb"),
+            ("STRIPE_APP_INSTALL_LINK_TEST", "https://marketplace.stripe.com/t"),
+            ("STRIPE_APP_INSTALL_LINK_LIVE", "https://marketplace.stripe.com/l"),
+            ("STRIPE_CONNECT_WEBHOOK_SECRET_TEST", "whsec_connect_test_1"),
+        ]))
+        .unwrap();
+        let oauth = config.oauth.unwrap();
+        assert_eq!(oauth.flow, OauthFlow::App);
+        let modes: Vec<_> = oauth.modes.iter().map(|m| m.mode.as_str()).collect();
+        assert_eq!(modes, ["live", "test"], "live first");
+        assert_eq!(oauth.modes[1].webhook_secrets.len(), 1);
+        assert!(Config::from_vars(&vars(&[])).unwrap().oauth.is_none());
+    }
+
+    #[test]
     fn loopback_and_unspecified_hosts_are_recognised() {
         for url in [
             "http://127.0.0.1:8080",

@@ -5,6 +5,7 @@
 //! Chromium and chromedriver are required, never skipped: `make test` installs them
 //! (`apt-get install -y chromium chromium-driver`).
 
+mod oauth;
 mod pages;
 
 use std::io::Write;
