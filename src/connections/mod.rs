@@ -447,6 +447,9 @@ impl Connections {
     /// A saved connection that still syncs, from the API or the environment.
     async fn active_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
         let row = self.row(id).await?;
+        if row.status == status::REVOKED {
+            return Err(ConnectionError::Revoked);
+        }
         if row.status != status::ACTIVE {
             return Err(ConnectionError::Conflict(
                 "This connection is disconnected.".into(),

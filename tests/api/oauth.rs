@@ -480,5 +480,6 @@ on_both_backends! {
         assert!(audit(&app, &id).await.iter().any(|(a, d)| a == "connection.revoked" && d["reason"] == "Stripe answered 401"));
         let again = app.post_json(&format!("/api/connections/{id}/validate"), &ops, &json!({})).await;
         assert_eq!(again.status(), 409);
+        assert_eq!(crate::support::error_code(again).await, "connection_revoked");
     }
 }
