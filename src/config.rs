@@ -659,14 +659,20 @@ fn oauth_settings(env: &Reader<'_>) -> Option<Option<OauthSettings>> {
                         ok = false;
                         env.fail(
                             "STRIPE_PLATFORM_SECRET_KEY",
-                            format!("key {} must start with sk_live_, sk_test_, rk_live_ or rk_test_", n + 1),
+                            format!(
+                                "key {} must start with sk_live_, sk_test_, rk_live_ or rk_test_",
+                                n + 1
+                            ),
                         );
                     }
                     Some(mode) if modes.iter().any(|m| m.mode == mode) => {
                         ok = false;
                         env.fail(
                             "STRIPE_PLATFORM_SECRET_KEY",
-                            format!("lists two {} keys: give at most one key per mode", mode.as_str()),
+                            format!(
+                                "lists two {} keys: give at most one key per mode",
+                                mode.as_str()
+                            ),
                         );
                     }
                     Some(mode) => modes.push(OauthMode {
@@ -725,7 +731,10 @@ fn oauth_settings(env: &Reader<'_>) -> Option<Option<OauthSettings>> {
                 ok = false;
                 env.fail(
                     name,
-                    format!("secret {} does not look like a webhook signing secret (whsec_…)", n + 1),
+                    format!(
+                        "secret {} does not look like a webhook signing secret (whsec_…)",
+                        n + 1
+                    ),
                 );
             } else {
                 parsed.push(Secret::new(secret.to_owned()));
@@ -737,7 +746,10 @@ fn oauth_settings(env: &Reader<'_>) -> Option<Option<OauthSettings>> {
                 ok = false;
                 env.fail(
                     name,
-                    format!("is set but no {} mode can be connected (see STRIPE_PLATFORM_SECRET_KEY)", mode.as_str()),
+                    format!(
+                        "is set but no {} mode can be connected (see STRIPE_PLATFORM_SECRET_KEY)",
+                        mode.as_str()
+                    ),
                 );
             }
             None => {}
@@ -1023,27 +1035,46 @@ mod tests {
             .starts_with("STRIPE_CONNECT_CLIENT_ID is set but STRIPE_OAUTH_FLOW is not"));
         assert!(errors(&[("STRIPE_OAUTH_FLOW", "oauth")])[0].contains("use `connect`"));
         let missing = errors(&[("STRIPE_OAUTH_FLOW", "connect")]);
-        assert!(missing.iter().any(|e| e.starts_with("STRIPE_CONNECT_CLIENT_ID is required")));
-        assert!(missing.iter().any(|e| e.starts_with("STRIPE_PLATFORM_SECRET_KEY is required")));
+        assert!(missing
+            .iter()
+            .any(|e| e.starts_with("STRIPE_CONNECT_CLIENT_ID is required")));
+        assert!(missing
+            .iter()
+            .any(|e| e.starts_with("STRIPE_PLATFORM_SECRET_KEY is required")));
         let twice = errors(&[
             ("STRIPE_OAUTH_FLOW", "connect"),
             ("STRIPE_CONNECT_CLIENT_ID", "ca_123"),
-            ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_aaaaaaaa, sk_test_bbbbbbbb"),
+            (
+                "STRIPE_PLATFORM_SECRET_KEY",
+                "sk_test_aaaaaaaa, sk_test_bbbbbbbb",
+            ),
         ]);
         assert!(twice[0].contains("two test keys"), "{twice:?}");
         assert!(!twice[0].contains("aaaaaaaa"), "keys are never echoed");
         let app = errors(&[
             ("STRIPE_OAUTH_FLOW", "app"),
             ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_aaaaaaaa"),
-            ("STRIPE_APP_INSTALL_LINK_LIVE", "https://marketplace.stripe.com/x"),
+            (
+                "STRIPE_APP_INSTALL_LINK_LIVE",
+                "https://marketplace.stripe.com/x",
+            ),
         ]);
         assert!(app[0].contains("has no live key"), "{app:?}");
 
         let config = Config::from_vars(&vars(&[
             ("STRIPE_OAUTH_FLOW", "app"),
-            ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_aaaaaaaa,sk_live_bbbbbbbb"),
-            ("STRIPE_APP_INSTALL_LINK_TEST", "https://marketplace.stripe.com/t"),
-            ("STRIPE_APP_INSTALL_LINK_LIVE", "https://marketplace.stripe.com/l"),
+            (
+                "STRIPE_PLATFORM_SECRET_KEY",
+                "sk_test_aaaaaaaa,sk_live_bbbbbbbb",
+            ),
+            (
+                "STRIPE_APP_INSTALL_LINK_TEST",
+                "https://marketplace.stripe.com/t",
+            ),
+            (
+                "STRIPE_APP_INSTALL_LINK_LIVE",
+                "https://marketplace.stripe.com/l",
+            ),
             ("STRIPE_CONNECT_WEBHOOK_SECRET_TEST", "whsec_connect_test_1"),
         ]))
         .unwrap();

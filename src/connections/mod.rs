@@ -477,6 +477,21 @@ impl Connections {
         Ok(row)
     }
 
+    /// An API connection with pasted keys: the only kind with its own webhook endpoint and
+    /// secrets (an OAuth connection's events come through the platform's Connect endpoint).
+    async fn keyed_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
+        let row = self.api_row(id).await?;
+        if row.auth != ConnectionAuth::Key {
+            return Err(ConnectionError::Conflict(format!(
+                "This connection was made with \"Connect with Stripe\": its events come through \
+                 the platform's Connect webhook endpoint ({}), configured with \
+                 STRIPE_CONNECT_WEBHOOK_SECRET_LIVE or _TEST, not through an endpoint of its own.",
+                Mode::parse(&row.mode).map_or_else(String::new, |m| self.connect_webhook_url(m))
+            )));
+        }
+        Ok(row)
+    }
+
     pub async fn view(&self, id: &str) -> Result<ConnectionView, ConnectionError> {
         let row = self.row(id).await?;
         self.view_of(row).await

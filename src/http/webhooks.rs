@@ -267,7 +267,10 @@ pub async fn receive_connect(
         tracing::warn!(stripe.account = %account, mode = offer.mode.as_str(), "a Connect event for an account that is not connected");
         return Err(ApiError::bad_request(
             "unconnected_account",
-            format!("The account {account} is not connected in {} mode.", offer.mode.as_str()),
+            format!(
+                "The account {account} is not connected in {} mode.",
+                offer.mode.as_str()
+            ),
         ));
     };
     store(&state, &connection.id, envelope, body, signed_with).await

@@ -9,8 +9,8 @@ use super::schema::{
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{
-    ConnectionAuth, ConnectionOrigin, ConnectionStatus, EventStatus, InvoiceStatus, KeyVerdict, SecretStatus,
-    SyncState,
+    ConnectionAuth, ConnectionOrigin, ConnectionStatus, EventStatus, InvoiceStatus, KeyVerdict,
+    SecretStatus, SyncState,
 };
 
 /// A connection's statuses, by their short names.

@@ -46,8 +46,11 @@ pub fn take(
     now: NaiveDateTime,
 ) -> Result<Taken, StorageError> {
     conn.write_transaction(|conn| {
-        diesel::delete(oauth_states::table.filter(oauth_states::expires_at.lt(now - chrono::Duration::days(1))))
-            .execute(conn)?;
+        diesel::delete(
+            oauth_states::table
+                .filter(oauth_states::expires_at.lt(now - chrono::Duration::days(1))),
+        )
+        .execute(conn)?;
         let marked = diesel::update(
             oauth_states::table
                 .find(state_hash)

@@ -379,7 +379,9 @@ impl StripeClient {
                 Err(failure) => failure,
             };
             if !failure.retry || attempt >= self.settings.max_attempts {
-                if let (Some(hook), true) = (&self.on_refused, failure.error.is_refused_credential()) {
+                if let (Some(hook), true) =
+                    (&self.on_refused, failure.error.is_refused_credential())
+                {
                     hook(&failure.error);
                 }
                 return Err(failure.error);

@@ -301,8 +301,12 @@ pub async fn run_oauth(
             "Not checked: Stripe could not be reached."
         };
         report.checks.extend(
-            [CheckName::Permissions, CheckName::AccountStatus, CheckName::WebhookEndpoint]
-                .map(|name| Check::skipped(name, why)),
+            [
+                CheckName::Permissions,
+                CheckName::AccountStatus,
+                CheckName::WebhookEndpoint,
+            ]
+            .map(|name| Check::skipped(name, why)),
         );
         return report.finish();
     }
@@ -310,7 +314,8 @@ pub async fn run_oauth(
         .as_ref()
         .and_then(|a| a["id"].as_str())
         .map(str::to_owned);
-    let (mut permissions, _) = permissions_check(client, KeyKind::Restricted(mode.unwrap_or(Mode::Test))).await;
+    let (mut permissions, _) =
+        permissions_check(client, KeyKind::Restricted(mode.unwrap_or(Mode::Test))).await;
     if permissions.code == Some("read_only") || permissions.status == Status::Pass {
         permissions = Check::warn(
             CheckName::Permissions,

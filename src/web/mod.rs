@@ -37,7 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/", web::get().to(home::page))
         .route("/connections/oauth/start", web::get().to(oauth::start))
-        .route("/connections/oauth/callback", web::get().to(oauth::callback))
+        .route(
+            "/connections/oauth/callback",
+            web::get().to(oauth::callback),
+        )
         .route("/customers", web::get().to(customers::page))
         .route("/customers/refresh", web::post().to(customers::refresh))
         .route("/sidebar", web::get().to(sidebar::page))

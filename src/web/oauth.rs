@@ -31,14 +31,18 @@ pub async fn start(
     require(&staff, Role::Ops)?;
     let mode = match query.mode.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(Mode::parse(text).ok_or_else(|| {
-            WebError::BadRequest("The mode is live or test.".into())
-        })?),
+        Some(text) => Some(
+            Mode::parse(text)
+                .ok_or_else(|| WebError::BadRequest("The mode is live or test.".into()))?,
+        ),
     };
     match state.connections.oauth_start(&staff, mode).await {
         Ok(url) => Ok(see_other(&url)),
         Err(StartError::Storage(e)) => Err(e.into()),
-        Err(e) => Err(WebError::BadRequest(format!("{}.", capitalised(&e.to_string())))),
+        Err(e) => Err(WebError::BadRequest(format!(
+            "{}.",
+            capitalised(&e.to_string())
+        ))),
     }
 }
 
@@ -105,24 +109,29 @@ const HOW_TO_CONFIGURE: &str = "\"Connect with Stripe\" is not configured. To of
 /// attempt (from `query`), and for ops the button per mode that may be connected, or how to
 /// configure them.
 pub fn panel(settings: Option<&OauthSettings>, staff: &Staff, query: &PanelQuery) -> String {
-    let banner = match (&query.oauth_error, query.oauth.as_deref(), &query.connection) {
-        (Some(code), _, _) => Some(Banner {
-            ok: false,
-            sentence: Failure::parse(code)
-                .map(Failure::sentence)
-                .unwrap_or("Stripe was not connected.")
-                .to_owned(),
-        }),
-        (None, Some("connected"), Some(id)) => Some(Banner {
-            ok: true,
-            sentence: format!(
+    let banner =
+        match (
+            &query.oauth_error,
+            query.oauth.as_deref(),
+            &query.connection,
+        ) {
+            (Some(code), _, _) => Some(Banner {
+                ok: false,
+                sentence: Failure::parse(code)
+                    .map(Failure::sentence)
+                    .unwrap_or("Stripe was not connected.")
+                    .to_owned(),
+            }),
+            (None, Some("connected"), Some(id)) => Some(Banner {
+                ok: true,
+                sentence: format!(
                 "Connected with Stripe, read-only, as connection {}. It mirrors the account from \
                  now on; its key report below says what it may read.",
                 id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()
             ),
-        }),
-        _ => None,
-    };
+            }),
+            _ => None,
+        };
     let buttons = settings
         .map(|settings| {
             let several = settings.modes.len() > 1;
@@ -133,8 +142,12 @@ pub fn panel(settings: Option<&OauthSettings>, staff: &Staff, query: &PanelQuery
                     mode: m.mode.as_str(),
                     href: format!("/connections/oauth/start?mode={}", m.mode.as_str()),
                     label: match (settings.flow, several) {
-                        (OauthFlow::App, _) => format!("Install the app ({} mode)", m.mode.as_str()),
-                        (OauthFlow::Connect, true) => format!("Connect with Stripe ({} mode)", m.mode.as_str()),
+                        (OauthFlow::App, _) => {
+                            format!("Install the app ({} mode)", m.mode.as_str())
+                        }
+                        (OauthFlow::Connect, true) => {
+                            format!("Connect with Stripe ({} mode)", m.mode.as_str())
+                        }
                         (OauthFlow::Connect, false) => "Connect with Stripe".to_owned(),
                     },
                 })
@@ -193,8 +206,14 @@ mod tests {
             &staff(Role::Ops),
             &PanelQuery::default(),
         );
-        assert!(html.contains("href=\"/connections/oauth/start?mode=live\""), "{html}");
-        assert!(html.contains("href=\"/connections/oauth/start?mode=test\""), "{html}");
+        assert!(
+            html.contains("href=\"/connections/oauth/start?mode=live\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"/connections/oauth/start?mode=test\""),
+            "{html}"
+        );
         assert!(html.contains("Install the app (test mode)"));
         assert!(!html.contains("secretvalue"));
         let one = panel(

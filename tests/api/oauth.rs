@@ -21,7 +21,10 @@ pub const CONNECT_SECRET: &str = "whsec_connect_test_secret_0001";
 
 /// An app whose "Connect with Stripe" uses `flow` against `fake`, and the fake told about it.
 pub async fn oauth_app(backend: Backend, fake: &FakeStripe, flow: OauthFlow) -> TestApp {
-    let install = format!("{}/oauth/v2/test/authorize?client_id={APP_CLIENT_ID}", fake.base_url);
+    let install = format!(
+        "{}/oauth/v2/test/authorize?client_id={APP_CLIENT_ID}",
+        fake.base_url
+    );
     let mut vars = vec![
         ("STRIPE_API_BASE", fake.base_url.as_str()),
         ("STRIPE_CONNECT_BASE", fake.base_url.as_str()),
@@ -42,10 +45,16 @@ pub async fn oauth_app(backend: Backend, fake: &FakeStripe, flow: OauthFlow) -> 
     let app = TestApp::spawn_at_own_url(backend, &vars).await;
     let callback = app.url("/connections/oauth/callback");
     match flow {
-        OauthFlow::Connect => fake.register_oauth_client(flow, PLATFORM_CLIENT_ID, ACCOUNT, &[&callback]),
+        OauthFlow::Connect => {
+            fake.register_oauth_client(flow, PLATFORM_CLIENT_ID, ACCOUNT, &[&callback])
+        }
         OauthFlow::App => {
             fake.add_account(APP_ACCOUNT);
-            fake.add_key(APP_KEY, APP_ACCOUNT, crate::support::fake_stripe::Access::Full);
+            fake.add_key(
+                APP_KEY,
+                APP_ACCOUNT,
+                crate::support::fake_stripe::Access::Full,
+            );
             fake.register_oauth_client(flow, APP_CLIENT_ID, APP_ACCOUNT, &[&callback]);
         }
     }
@@ -57,15 +66,28 @@ pub async fn session(app: &TestApp, role: Role) -> (String, String) {
     let (email, password) = app.user(role);
     let opened = app
         .db
-        .run(move |conn| Ok(billmirror::people::sessions::sign_in(conn, &email, &password, "127.0.0.1")))
+        .run(move |conn| {
+            Ok(billmirror::people::sessions::sign_in(
+                conn,
+                &email,
+                &password,
+                "127.0.0.1",
+            ))
+        })
         .await
         .unwrap()
         .unwrap();
-    (format!("{}={}", billmirror::web::SESSION_COOKIE, opened.id), opened.staff.user_id)
+    (
+        format!("{}={}", billmirror::web::SESSION_COOKIE, opened.id),
+        opened.staff.user_id,
+    )
 }
 
 fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 fn location(response: &reqwest::Response) -> String {
@@ -100,7 +122,12 @@ async fn decide(url: &str, button: &str) -> String {
         .map(|input| {
             let attr = |name: &str| {
                 let start = input.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-                input[start..].split('"').next().unwrap().replace("&amp;", "&").replace("&quot;", "\"")
+                input[start..]
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .replace("&amp;", "&")
+                    .replace("&quot;", "\"")
             };
             (attr("name"), attr("value"))
         })
@@ -118,8 +145,17 @@ async fn decide(url: &str, button: &str) -> String {
 
 /// Follows Stripe's redirect into billmirror's callback as `cookie`: where it lands.
 async fn callback(_app: &TestApp, cookie: &str, url: &str) -> String {
-    let response = no_redirects().get(url).header("cookie", cookie).send().await.unwrap();
-    assert_eq!(response.status(), 303, "the callback redirects to the Connections page");
+    let response = no_redirects()
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        303,
+        "the callback redirects to the Connections page"
+    );
     let landing = location(&response);
     assert!(landing.starts_with("/connections?"), "{landing}");
     landing
@@ -134,8 +170,14 @@ pub async fn connect(app: &TestApp, cookie: &str) -> String {
 
 pub fn connection_of(landing: &str) -> String {
     let query: HashMap<String, String> =
-        form_urlencoded::parse(landing.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
-    assert_eq!(query.get("oauth").map(String::as_str), Some("connected"), "{landing}");
+        form_urlencoded::parse(landing.split_once('?').unwrap().1.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(
+        query.get("oauth").map(String::as_str),
+        Some("connected"),
+        "{landing}"
+    );
     query["connection"].clone()
 }
 
@@ -149,7 +191,12 @@ fn holds_refresh_token(text: &str) -> bool {
 
 async fn connections(app: &TestApp) -> Vec<Value> {
     let admin = app.admin_token.clone();
-    let body: Value = app.get("/api/connections", &admin).await.json().await.unwrap();
+    let body: Value = app
+        .get("/api/connections", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
@@ -167,11 +214,20 @@ async fn audit(app: &TestApp, subject: &str) -> Vec<(String, Value)> {
 async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let view: Value = app.get(&format!("/api/connections/{id}"), &app.admin_token).await.json().await.unwrap();
+        let view: Value = app
+            .get(&format!("/api/connections/{id}"), &app.admin_token)
+            .await
+            .json()
+            .await
+            .unwrap();
         if view["status"] == status {
             return view;
         }
-        assert!(std::time::Instant::now() < deadline, "still {} : {view}", view["status"]);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} : {view}",
+            view["status"]
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -196,7 +252,10 @@ async fn set_expired(app: &TestApp, id: &str) {
             use billmirror::storage::schema::connections;
             use diesel::prelude::*;
             diesel::update(connections::table.find(&id))
-                .set(connections::access_expires_at.eq(billmirror::domain::time::now() - chrono::Duration::minutes(1)))
+                .set(
+                    connections::access_expires_at
+                        .eq(billmirror::domain::time::now() - chrono::Duration::minutes(1)),
+                )
                 .execute(conn)?;
             Ok(())
         })
@@ -256,8 +315,11 @@ on_both_backends! {
         assert_eq!(body["error"]["code"], "connection_read_only", "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("read-only"), "{body}");
 
-        assert!(fake.is_authorized(CONNECTED_ACCOUNT));
         let ops = app.token(Role::Ops);
+        let own_endpoint = app.post_json(&format!("/api/connections/{id}/webhook-endpoint"), &ops, &json!({})).await;
+        assert_eq!(own_endpoint.status(), 409, "events come through the Connect endpoint");
+
+        assert!(fake.is_authorized(CONNECTED_ACCOUNT));
         assert_eq!(app.delete(&format!("/api/connections/{id}"), &ops).await.status(), 200);
         assert!(!fake.is_authorized(CONNECTED_ACCOUNT), "disconnecting deauthorised billmirror at Stripe");
         let deauth = fake.calls().into_iter().find(|c| c.path == "/oauth/deauthorize").unwrap();
@@ -478,6 +540,8 @@ on_both_backends! {
         let view = wait_for_status(&app, &id, "revoked").await;
         assert_eq!(view["secret_key"], Value::Null, "a revoked connection keeps no token");
         assert!(audit(&app, &id).await.iter().any(|(a, d)| a == "connection.revoked" && d["reason"] == "Stripe answered 401"));
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains(&format!("billmirror_connection_key_report_ok{{connection=\"{id}\"}} 0")), "the health report shows it failing");
         let again = app.post_json(&format!("/api/connections/{id}/validate"), &ops, &json!({})).await;
         assert_eq!(again.status(), 409);
         assert_eq!(crate::support::error_code(again).await, "connection_revoked");

@@ -66,7 +66,12 @@ pub async fn deauthorize(
     account: &str,
 ) -> Result<(), ExchangeError> {
     let url = format!("{}/oauth/deauthorize", connect_base.trim_end_matches('/'));
-    post(http, &url, key, &[("client_id", client_id), ("stripe_user_id", account)])
-        .await
-        .map(|_| ())
+    post(
+        http,
+        &url,
+        key,
+        &[("client_id", client_id), ("stripe_user_id", account)],
+    )
+    .await
+    .map(|_| ())
 }

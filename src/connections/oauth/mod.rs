@@ -20,7 +20,7 @@ use crate::config::{OauthFlow, OauthMode, OauthSettings};
 use crate::domain::states::{ConnectionAuth, ConnectionOrigin};
 use crate::domain::{ids, time, Secret};
 use crate::people::sessions::Staff;
-use crate::storage::connections::{self as store, status, key_status, ConnectionRow, OauthTokens};
+use crate::storage::connections::{self as store, key_status, status, ConnectionRow, OauthTokens};
 use crate::storage::oauth_states::{self, OauthStateRow};
 use crate::storage::{tokens as audit_log, Db, StorageError};
 use crate::stripe::client::RefusedHook;
@@ -70,13 +70,21 @@ impl Connections {
 
     /// Where Stripe posts the events of every account connected in `mode`.
     pub fn connect_webhook_url(&self, mode: Mode) -> String {
-        format!("{}/webhooks/stripe/connect/{}", self.public_url, mode.as_str())
+        format!(
+            "{}/webhooks/stripe/connect/{}",
+            self.public_url,
+            mode.as_str()
+        )
     }
 
     /// Begins a "Connect with Stripe" for `staff`: stores a fresh state bound to their session
     /// and returns the Stripe page to send the browser to. `mode` picks the button; without it
     /// the first mode offered (live before test).
-    pub async fn oauth_start(&self, staff: &Staff, mode: Option<Mode>) -> Result<String, StartError> {
+    pub async fn oauth_start(
+        &self,
+        staff: &Staff,
+        mode: Option<Mode>,
+    ) -> Result<String, StartError> {
         let settings = self.oauth.as_ref().ok_or(StartError::NotConfigured)?;
         let offer = match mode {
             Some(mode) => settings
@@ -96,7 +104,9 @@ impl Connections {
             expires_at: now + state::LIFETIME,
             used_at: None,
         };
-        self.db.run(move |conn| oauth_states::insert(conn, &row)).await?;
+        self.db
+            .run(move |conn| oauth_states::insert(conn, &row))
+            .await?;
         let redirect = url::redirect_uri(&self.public_url);
         Ok(match (settings.flow, &offer.install_link) {
             (OauthFlow::App, Some(link)) => url::app_install(link, &state, &redirect),
@@ -124,14 +134,25 @@ impl Connections {
             } else {
                 Failure::InvalidClient
             };
-            self.audit_quietly(&actor, "connection.oauth_failed", &staff.user_id, json!({"reason": failure.code()}))
-                .await;
+            self.audit_quietly(
+                &actor,
+                "connection.oauth_failed",
+                &staff.user_id,
+                json!({"reason": failure.code()}),
+            )
+            .await;
             return Err(failure);
         }
         let mode = Mode::parse(&started.mode).ok_or(Failure::State)?;
         let offer = settings.mode(mode).ok_or(Failure::InvalidClient)?;
-        let code = callback.code.as_deref().filter(|c| !c.is_empty()).ok_or(Failure::InvalidGrant)?;
-        let flow = OauthFlow::parse(&started.flow).filter(|f| *f == settings.flow).ok_or(Failure::State)?;
+        let code = callback
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or(Failure::InvalidGrant)?;
+        let flow = OauthFlow::parse(&started.flow)
+            .filter(|f| *f == settings.flow)
+            .ok_or(Failure::State)?;
         let exchanged = exchange::tokens(
             &self.http,
             &self.token_url(flow),
@@ -150,8 +171,13 @@ impl Connections {
                         Failure::Unreachable
                     }
                 };
-                self.audit_quietly(&actor, "connection.oauth_failed", &staff.user_id, json!({"reason": failure.code()}))
-                    .await;
+                self.audit_quietly(
+                    &actor,
+                    "connection.oauth_failed",
+                    &staff.user_id,
+                    json!({"reason": failure.code()}),
+                )
+                .await;
                 return Err(failure);
             }
         };
@@ -176,14 +202,24 @@ impl Connections {
     fn token_url(&self, flow: OauthFlow) -> String {
         match (flow, &self.oauth) {
             (OauthFlow::Connect, Some(settings)) => {
-                format!("{}/oauth/token", settings.connect_base.trim_end_matches('/'))
+                format!(
+                    "{}/oauth/token",
+                    settings.connect_base.trim_end_matches('/')
+                )
             }
-            _ => format!("{}/v1/oauth/token", self.stripe.api_base.trim_end_matches('/')),
+            _ => format!(
+                "{}/v1/oauth/token",
+                self.stripe.api_base.trim_end_matches('/')
+            ),
         }
     }
 
     /// Takes the callback's state (it is spent whatever happens next) and judges it.
-    async fn take_state(&self, staff: &Staff, given: Option<&str>) -> Result<OauthStateRow, Failure> {
+    async fn take_state(
+        &self,
+        staff: &Staff,
+        given: Option<&str>,
+    ) -> Result<OauthStateRow, Failure> {
         let hash = given.filter(|s| !s.is_empty()).map(state::hash);
         let (user, session) = (staff.user_id.clone(), staff.session.clone());
         let judged = match hash {
@@ -216,7 +252,13 @@ impl Connections {
         }
     }
 
-    async fn audit_quietly(&self, actor: &str, action: &'static str, subject: &str, details: serde_json::Value) {
+    async fn audit_quietly(
+        &self,
+        actor: &str,
+        action: &'static str,
+        subject: &str,
+        details: serde_json::Value,
+    ) {
         let (actor, subject) = (actor.to_owned(), subject.to_owned());
         if let Err(e) = self
             .db
@@ -231,7 +273,8 @@ impl Connections {
         // Connect reads with the platform key: its access token is not needed, so not kept.
         let access = (auth == ConnectionAuth::App).then_some(&grant.access_token);
         OauthTokens {
-            access_token_enc: access.map(|t| self.vault.seal(t, &secret_context(id, "access_token"))),
+            access_token_enc: access
+                .map(|t| self.vault.seal(t, &secret_context(id, "access_token"))),
             access_token_hint: access.map(Secret::masked),
             refresh_token_enc: grant
                 .refresh_token
@@ -242,7 +285,13 @@ impl Connections {
         }
     }
 
-    async fn save_grant(&self, flow: OauthFlow, mode: Mode, grant: Grant, actor: &str) -> Result<String, Failure> {
+    async fn save_grant(
+        &self,
+        flow: OauthFlow,
+        mode: Mode,
+        grant: Grant,
+        actor: &str,
+    ) -> Result<String, Failure> {
         let auth = match flow {
             OauthFlow::Connect => ConnectionAuth::Connect,
             OauthFlow::App => ConnectionAuth::App,
@@ -291,15 +340,23 @@ impl Connections {
             .db
             .run(move |conn| {
                 conn.write_transaction(|conn| {
-                    if let Some(twin) = store::active_oauth_for_account(conn, &account, &row.mode)? {
+                    if let Some(twin) = store::active_oauth_for_account(conn, &account, &row.mode)?
+                    {
                         // Sealed again for the row they go into: a sealed value opens only there.
                         let tokens = this.seal_tokens(&twin.id, twin.auth, &grant);
                         store::reauthorize(conn, &twin.id, &tokens, now)?;
-                        audit_log::audit(conn, &actor, "connection.oauth_reauthorize", &twin.id, details)?;
+                        audit_log::audit(
+                            conn,
+                            &actor,
+                            "connection.oauth_reauthorize",
+                            &twin.id,
+                            details,
+                        )?;
                         return Ok(Saved::Again(twin.id));
                     }
                     let pasted = store::active(conn)?.into_iter().any(|c| {
-                        c.stripe_account_id.as_deref() == Some(account.as_str()) && c.mode == row.mode
+                        c.stripe_account_id.as_deref() == Some(account.as_str())
+                            && c.mode == row.mode
                     });
                     if pasted {
                         return Ok(Saved::Taken);
@@ -335,12 +392,17 @@ impl Connections {
     }
 
     /// The client of an OAuth connection; an App token about to expire is refreshed first.
-    pub(super) async fn oauth_client(&self, row: &ConnectionRow) -> Result<Arc<StripeClient>, ConnectionError> {
+    pub(super) async fn oauth_client(
+        &self,
+        row: &ConnectionRow,
+    ) -> Result<Arc<StripeClient>, ConnectionError> {
         if row.status == status::REVOKED {
             return Err(ConnectionError::Revoked);
         }
         if row.status != status::ACTIVE {
-            return Err(ConnectionError::Conflict("This connection is disconnected.".into()));
+            return Err(ConnectionError::Conflict(
+                "This connection is disconnected.".into(),
+            ));
         }
         let offer = self.oauth_mode(&row.mode).ok_or_else(|| {
             ConnectionError::Invalid(format!(
@@ -369,9 +431,15 @@ impl Connections {
                     .for_account(account)
             }
             _ => {
-                let sealed = row.secret_key_enc.as_deref().ok_or(ConnectionError::Revoked)?;
-                let token = self.vault.open(sealed, &secret_context(&row.id, "access_token"))?;
-                self.new_client(token, mode).map_err(ConnectionError::Stripe)?
+                let sealed = row
+                    .secret_key_enc
+                    .as_deref()
+                    .ok_or(ConnectionError::Revoked)?;
+                let token = self
+                    .vault
+                    .open(sealed, &secret_context(&row.id, "access_token"))?;
+                self.new_client(token, mode)
+                    .map_err(ConnectionError::Stripe)?
             }
         };
         let client = Arc::new(client.on_refused(self.refused_hook(&row)));
@@ -403,7 +471,11 @@ impl Connections {
     }
 
     /// The report of an OAuth connection.
-    pub(super) async fn oauth_report(&self, row: &ConnectionRow, client: &StripeClient) -> report::KeyReport {
+    pub(super) async fn oauth_report(
+        &self,
+        row: &ConnectionRow,
+        client: &StripeClient,
+    ) -> report::KeyReport {
         let mode = Mode::parse(&row.mode);
         let how = match row.auth {
             ConnectionAuth::App => "the Stripe App",
@@ -421,7 +493,11 @@ impl Connections {
     /// time: the instance that claims the refresh spends the rolling refresh token and stores
     /// the new pair in one statement; any other waits and re-reads what the winner stored.
     /// Returns the row with current tokens.
-    pub async fn refresh_tokens(&self, id: &str, ahead: Duration) -> Result<ConnectionRow, ConnectionError> {
+    pub async fn refresh_tokens(
+        &self,
+        id: &str,
+        ahead: Duration,
+    ) -> Result<ConnectionRow, ConnectionError> {
         let deadline = std::time::Instant::now() + WAIT_FOR_WINNER;
         loop {
             let row = self.row(id).await?;
@@ -453,24 +529,38 @@ impl Connections {
         let release = |db: Db, id: String| async move {
             let _ = db.run(move |conn| store::release_refresh(conn, &id)).await;
         };
-        let (Some(offer), Some(sealed)) = (self.oauth_mode(&row.mode), row.refresh_token_enc.as_deref()) else {
+        let (Some(offer), Some(sealed)) =
+            (self.oauth_mode(&row.mode), row.refresh_token_enc.as_deref())
+        else {
             release(self.db.clone(), row.id.clone()).await;
             return Err(ConnectionError::Invalid(
                 "this connection has no refresh token, or its mode is no longer configured".into(),
             ));
         };
-        let refresh_token = self.vault.open(sealed, &secret_context(&row.id, "refresh_token"))?;
+        let refresh_token = self
+            .vault
+            .open(sealed, &secret_context(&row.id, "refresh_token"))?;
         let answer = exchange::tokens(
             &self.http,
             &self.token_url(OauthFlow::App),
             &offer.key,
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose())],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose()),
+            ],
         )
         .await;
         let grant = match answer {
             Ok(grant) => grant,
             Err(ExchangeError::Refused(Refused::InvalidGrant)) => {
-                revoke(&self.db, &Arc::downgrade(&self.clients), &row.id, "billmirror", "Stripe refused the refresh token").await;
+                revoke(
+                    &self.db,
+                    &Arc::downgrade(&self.clients),
+                    &row.id,
+                    "billmirror",
+                    "Stripe refused the refresh token",
+                )
+                .await;
                 return Err(ConnectionError::Revoked);
             }
             Err(ExchangeError::Refused(_)) => {
@@ -510,7 +600,10 @@ impl Connections {
                 return;
             }
         };
-        for row in rows.iter().filter(|r| r.auth == ConnectionAuth::App && expires_within(r, REFRESH_AHEAD)) {
+        for row in rows
+            .iter()
+            .filter(|r| r.auth == ConnectionAuth::App && expires_within(r, REFRESH_AHEAD))
+        {
             if let Err(e) = self.refresh_tokens(&row.id, REFRESH_AHEAD).await {
                 tracing::warn!(connection.id = %row.id, error = %e, "cannot refresh the access token");
             }
@@ -518,7 +611,11 @@ impl Connections {
     }
 
     /// The active OAuth connection of `account` in `mode`: where a Connect event goes.
-    pub async fn oauth_connection_of(&self, account: &str, mode: Mode) -> Result<Option<ConnectionRow>, ConnectionError> {
+    pub async fn oauth_connection_of(
+        &self,
+        account: &str,
+        mode: Mode,
+    ) -> Result<Option<ConnectionRow>, ConnectionError> {
         let account = account.to_owned();
         Ok(self
             .db
@@ -533,13 +630,23 @@ impl Connections {
 
     /// Disconnecting a Connect connection lets go of the account at Stripe too.
     pub(super) async fn deauthorize(&self, row: &ConnectionRow) {
-        let (Some(settings), Some(offer), Some(account)) =
-            (&self.oauth, self.oauth_mode(&row.mode), &row.stripe_account_id)
-        else {
+        let (Some(settings), Some(offer), Some(account)) = (
+            &self.oauth,
+            self.oauth_mode(&row.mode),
+            &row.stripe_account_id,
+        ) else {
             return;
         };
         let client_id = settings.client_id.as_deref().unwrap_or_default();
-        match exchange::deauthorize(&self.http, &settings.connect_base, &offer.key, client_id, account).await {
+        match exchange::deauthorize(
+            &self.http,
+            &settings.connect_base,
+            &offer.key,
+            client_id,
+            account,
+        )
+        .await
+        {
             Ok(()) => tracing::info!(connection.id = %row.id, "deauthorised at Stripe"),
             Err(e) => tracing::warn!(
                 connection.id = %row.id,

@@ -90,15 +90,33 @@ mod tests {
     #[test]
     fn only_a_fresh_state_of_this_person_and_session_within_ten_minutes_passes() {
         let now = crate::domain::time::now();
-        assert!(judge(Taken::Fresh(row(now)), "usr_1", "sess_1", now + Duration::minutes(9)).is_ok());
+        assert!(judge(
+            Taken::Fresh(row(now)),
+            "usr_1",
+            "sess_1",
+            now + Duration::minutes(9)
+        )
+        .is_ok());
         assert_eq!(
             judge(Taken::Fresh(row(now)), "usr_1", "sess_1", now + LIFETIME).unwrap_err(),
             Refusal::Expired
         );
-        assert_eq!(judge(Taken::Fresh(row(now)), "usr_2", "sess_1", now).unwrap_err(), Refusal::OtherUser);
-        assert_eq!(judge(Taken::Fresh(row(now)), "usr_1", "sess_2", now).unwrap_err(), Refusal::OtherSession);
-        assert_eq!(judge(Taken::Reused(row(now)), "usr_1", "sess_1", now).unwrap_err(), Refusal::Reused);
-        assert_eq!(judge(Taken::Unknown, "usr_1", "sess_1", now).unwrap_err(), Refusal::Unknown);
+        assert_eq!(
+            judge(Taken::Fresh(row(now)), "usr_2", "sess_1", now).unwrap_err(),
+            Refusal::OtherUser
+        );
+        assert_eq!(
+            judge(Taken::Fresh(row(now)), "usr_1", "sess_2", now).unwrap_err(),
+            Refusal::OtherSession
+        );
+        assert_eq!(
+            judge(Taken::Reused(row(now)), "usr_1", "sess_1", now).unwrap_err(),
+            Refusal::Reused
+        );
+        assert_eq!(
+            judge(Taken::Unknown, "usr_1", "sess_1", now).unwrap_err(),
+            Refusal::Unknown
+        );
     }
 
     #[test]

@@ -34,7 +34,12 @@ pub enum Refused {
 
 /// Reads a 2xx token answer. `None` when a field billmirror needs is missing.
 pub fn parse_grant(body: &Value) -> Option<Grant> {
-    let text = |name: &str| body[name].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    let text = |name: &str| {
+        body[name]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     Some(Grant {
         access_token: Secret::new(text("access_token")?),
         refresh_token: text("refresh_token").map(Secret::new),
@@ -90,18 +95,33 @@ mod tests {
         assert!(parse_grant(&json!({"access_token": "x", "livemode": true})).is_none());
         assert!(parse_grant(&json!({"stripe_user_id": "acct_1", "livemode": true})).is_none());
         assert!(parse_grant(&json!({"access_token": "x", "stripe_user_id": "acct_1"})).is_none());
-        assert!(parse_grant(&json!({"access_token": "x", "stripe_user_id": "cus_1", "livemode": true})).is_none());
+        assert!(parse_grant(
+            &json!({"access_token": "x", "stripe_user_id": "cus_1", "livemode": true})
+        )
+        .is_none());
     }
 
     #[test]
     fn refusals_read_from_either_error_shape() {
-        assert_eq!(parse_refusal(400, &json!({"error": "invalid_grant"})), Refused::InvalidGrant);
         assert_eq!(
-            parse_refusal(400, &json!({"error": {"code": "invalid_grant", "type": "invalid_request_error"}})),
+            parse_refusal(400, &json!({"error": "invalid_grant"})),
             Refused::InvalidGrant
         );
-        assert_eq!(parse_refusal(401, &json!({"error": "invalid_client"})), Refused::InvalidClient);
+        assert_eq!(
+            parse_refusal(
+                400,
+                &json!({"error": {"code": "invalid_grant", "type": "invalid_request_error"}})
+            ),
+            Refused::InvalidGrant
+        );
+        assert_eq!(
+            parse_refusal(401, &json!({"error": "invalid_client"})),
+            Refused::InvalidClient
+        );
         assert_eq!(parse_refusal(401, &json!(null)), Refused::InvalidClient);
-        assert_eq!(parse_refusal(400, &json!({"error": "invalid_scope"})), Refused::Other);
+        assert_eq!(
+            parse_refusal(400, &json!({"error": "invalid_scope"})),
+            Refused::Other
+        );
     }
 }

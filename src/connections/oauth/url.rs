@@ -5,7 +5,10 @@ use crate::stripe::Mode;
 
 /// The callback Stripe sends the browser back to; registered with Stripe as the redirect URI.
 pub fn redirect_uri(public_url: &str) -> String {
-    format!("{}/connections/oauth/callback", public_url.trim_end_matches('/'))
+    format!(
+        "{}/connections/oauth/callback",
+        public_url.trim_end_matches('/')
+    )
 }
 
 fn encode(value: &str) -> String {
@@ -76,10 +79,17 @@ mod tests {
             "https://marketplace.stripe.com/oauth/v2/chnlink_1/authorize?client_id=ca_1&state=s1&redirect_uri=https%3A%2F%2Fb%2Fcb"
         );
         assert_eq!(
-            app_install("https://m/x/authorize?redirect_uri=https%3A%2F%2Fb%2Fcb", "s1", "https://b/cb"),
+            app_install(
+                "https://m/x/authorize?redirect_uri=https%3A%2F%2Fb%2Fcb",
+                "s1",
+                "https://b/cb"
+            ),
             "https://m/x/authorize?redirect_uri=https%3A%2F%2Fb%2Fcb&state=s1"
         );
-        assert_eq!(app_install("https://m/x", "s", "r"), "https://m/x?state=s&redirect_uri=r");
+        assert_eq!(
+            app_install("https://m/x", "s", "r"),
+            "https://m/x?state=s&redirect_uri=r"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ async fn wait_for_path(browser: &Browser, prefix: &str) -> String {
         if path.starts_with(prefix) {
             return path;
         }
-        assert!(Instant::now() < deadline, "still at {path}, waiting for {prefix}");
+        assert!(
+            Instant::now() < deadline,
+            "still at {path}, waiting for {prefix}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

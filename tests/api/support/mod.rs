@@ -93,7 +93,11 @@ impl TestApp {
         TestApp::spawn_on(backend, listener, &vars).await
     }
 
-    async fn spawn_on(backend: Backend, listener: TcpListener, extra_vars: &[(&str, &str)]) -> TestApp {
+    async fn spawn_on(
+        backend: Backend,
+        listener: TcpListener,
+        extra_vars: &[(&str, &str)],
+    ) -> TestApp {
         let test_db = TestDb::create(backend);
         let config = config_for(&test_db, extra_vars);
         let db = test_db.open_migrated();

@@ -722,7 +722,10 @@ fn respond(
         );
         return Answer::fresh(status, body);
     }
-    if info.expires.is_some_and(|at| std::time::Instant::now() >= at) {
+    if info
+        .expires
+        .is_some_and(|at| std::time::Instant::now() >= at)
+    {
         let (status, body) = error(
             401,
             "invalid_request_error",

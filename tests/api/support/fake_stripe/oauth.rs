@@ -89,7 +89,13 @@ pub const CONNECTED_ACCOUNT: &str = "acct_fake_connected";
 
 impl FakeStripe {
     /// Registers a Connect platform (`ca_…`), owned by `account`, allowing `redirect_uris`.
-    pub fn register_oauth_client(&self, flow: Flow, client_id: &str, account: &str, redirect_uris: &[&str]) {
+    pub fn register_oauth_client(
+        &self,
+        flow: Flow,
+        client_id: &str,
+        account: &str,
+        redirect_uris: &[&str],
+    ) {
         self.with(|s| {
             s.oauth.clients.insert(
                 client_id.to_owned(),
@@ -134,7 +140,12 @@ impl FakeStripe {
 
     /// Whether `connected` still has an active grant.
     pub fn is_authorized(&self, connected: &str) -> bool {
-        self.with(|s| s.oauth.grants.iter().any(|g| g.connected == connected && g.active))
+        self.with(|s| {
+            s.oauth
+                .grants
+                .iter()
+                .any(|g| g.connected == connected && g.active)
+        })
     }
 }
 
@@ -170,11 +181,16 @@ fn page(status: u16, body: &str) -> HttpResponse {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
-    let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
     format!("{url}{}{query}", if url.contains('?') { '&' } else { '?' })
 }
 
@@ -196,12 +212,18 @@ fn key_livemode(key: &str) -> bool {
 }
 
 /// The OAuth paths, or `None` for any other path.
-pub(super) fn handle(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes) -> Option<HttpResponse> {
+pub(super) fn handle(
+    state: &Arc<Mutex<State>>,
+    req: &HttpRequest,
+    body: &Bytes,
+) -> Option<HttpResponse> {
     let path = req.path();
     let method = req.method().as_str();
     let down = state.lock().unwrap().down;
     let answer = match (method, path) {
-        _ if down.is_some() && path.starts_with("/oauth/token") || down.is_some() && path == "/v1/oauth/token" => {
+        _ if down.is_some() && path.starts_with("/oauth/token")
+            || down.is_some() && path == "/v1/oauth/token" =>
+        {
             oauth_error(down.unwrap_or(503), "api_error", "Stripe is down (fake).")
         }
         ("GET", "/oauth/authorize") => authorize_page(state, req, None),
@@ -232,39 +254,68 @@ pub(super) fn handle(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes)
 }
 
 fn query_pairs(req: &HttpRequest) -> HashMap<String, String> {
-    form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect()
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect()
 }
 
-fn authorize_page(state: &Arc<Mutex<State>>, req: &HttpRequest, livemode: Option<bool>) -> HttpResponse {
+fn authorize_page(
+    state: &Arc<Mutex<State>>,
+    req: &HttpRequest,
+    livemode: Option<bool>,
+) -> HttpResponse {
     let q = query_pairs(req);
     let s = state.lock().unwrap();
     let Some(client_id) = q.get("client_id") else {
-        return page(400, "<p id=\"error\">invalid_request: No client_id provided.</p>");
+        return page(
+            400,
+            "<p id=\"error\">invalid_request: No client_id provided.</p>",
+        );
     };
     let Some(client) = s.oauth.clients.get(client_id) else {
-        return page(400, "<p id=\"error\">invalid_client: No such application.</p>");
+        return page(
+            400,
+            "<p id=\"error\">invalid_client: No such application.</p>",
+        );
     };
     if livemode.is_none() && q.get("response_type").map(String::as_str) != Some("code") {
-        return page(400, "<p id=\"error\">invalid_request: response_type must be code.</p>");
+        return page(
+            400,
+            "<p id=\"error\">invalid_request: response_type must be code.</p>",
+        );
     }
-    let scope = q.get("scope").cloned().unwrap_or_else(|| "read_only".into());
+    let scope = q
+        .get("scope")
+        .cloned()
+        .unwrap_or_else(|| "read_only".into());
     if livemode.is_none() && !["read_only", "read_write"].contains(&scope.as_str()) {
         return page(400, "<p id=\"error\">invalid_scope</p>");
     }
-    let redirect = q.get("redirect_uri").cloned().or_else(|| client.redirect_uris.first().cloned());
+    let redirect = q
+        .get("redirect_uri")
+        .cloned()
+        .or_else(|| client.redirect_uris.first().cloned());
     let Some(redirect) = redirect.filter(|r| client.redirect_uris.contains(r)) else {
         return page(400, "<p id=\"error\">invalid_redirect_uri: The redirect_uri is not one of this application's.</p>");
     };
     let state_param = q.get("state").cloned().unwrap_or_default();
     let account = CONNECTED_ACCOUNT.to_owned();
-    let hidden = |name: &str, value: &str| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value));
+    let hidden = |name: &str, value: &str| {
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape(value)
+        )
+    };
     let fields = [
         hidden("client_id", client_id),
         hidden("redirect_uri", &redirect),
         hidden("state", &state_param),
         hidden("scope", &scope),
         hidden("account", &account),
-        hidden("livemode", &livemode.map(|l| l.to_string()).unwrap_or_default()),
+        hidden(
+            "livemode",
+            &livemode.map(|l| l.to_string()).unwrap_or_default(),
+        ),
     ]
     .join("");
     page(
@@ -291,7 +342,10 @@ fn decide(state: &Arc<Mutex<State>>, body: &Bytes) -> HttpResponse {
         return page(400, "<p id=\"error\">invalid_redirect_uri</p>");
     }
     let target = if get("decision") == "allow" {
-        let code = format!("ac_{}", hex::encode(billmirror::domain::ids::random_bytes::<12>()));
+        let code = format!(
+            "ac_{}",
+            hex::encode(billmirror::domain::ids::random_bytes::<12>())
+        );
         s.oauth.codes.insert(
             code.clone(),
             Code {
@@ -303,14 +357,27 @@ fn decide(state: &Arc<Mutex<State>>, body: &Bytes) -> HttpResponse {
                 used: false,
             },
         );
-        with_query(&redirect, &[("code", &code), ("scope", &get("scope")), ("state", &get("state"))])
+        with_query(
+            &redirect,
+            &[
+                ("code", &code),
+                ("scope", &get("scope")),
+                ("state", &get("state")),
+            ],
+        )
     } else {
         with_query(
             &redirect,
-            &[("error", "access_denied"), ("error_description", "The user denied your request"), ("state", &get("state"))],
+            &[
+                ("error", "access_denied"),
+                ("error_description", "The user denied your request"),
+                ("state", &get("state")),
+            ],
         )
     };
-    HttpResponse::Found().insert_header(("location", target)).finish()
+    HttpResponse::Found()
+        .insert_header(("location", target))
+        .finish()
 }
 
 /// Who the key belongs to, when it is a usable key of a platform or app with a client.
@@ -329,9 +396,15 @@ fn client_of_key(s: &State, key: &str, flow: Flow) -> Option<(String, Client)> {
 fn token(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes, flow: Flow) -> HttpResponse {
     let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     let mut s = state.lock().unwrap();
-    let key = basic_key(req).or_else(|| form.get("client_secret").cloned()).unwrap_or_default();
+    let key = basic_key(req)
+        .or_else(|| form.get("client_secret").cloned())
+        .unwrap_or_default();
     let Some((client_id, client)) = client_of_key(&s, &key, flow) else {
-        return oauth_error(401, "invalid_client", "No such API key, or it belongs to no OAuth application.");
+        return oauth_error(
+            401,
+            "invalid_client",
+            "No such API key, or it belongs to no OAuth application.",
+        );
     };
     let key_live = key_livemode(&key);
     let grant_index = match form.get("grant_type").map(String::as_str) {
@@ -340,23 +413,46 @@ fn token(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes, flow: Flow)
                 return oauth_error(400, "invalid_request", "No code provided.");
             };
             let Some(code) = s.oauth.codes.get_mut(code_text) else {
-                return oauth_error(400, "invalid_grant", &format!("Authorization code does not exist: {code_text}"));
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    &format!("Authorization code does not exist: {code_text}"),
+                );
             };
             if code.used {
-                return oauth_error(400, "invalid_grant", &format!("Authorization code already used: {code_text}"));
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    &format!("Authorization code already used: {code_text}"),
+                );
             }
             if code.issued.elapsed() > CODE_LIFETIME {
-                return oauth_error(400, "invalid_grant", &format!("Authorization code expired: {code_text}"));
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    &format!("Authorization code expired: {code_text}"),
+                );
             }
             if code.client_id != client_id {
-                return oauth_error(400, "invalid_grant", "Authorization code provided does not belong to you.");
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    "Authorization code provided does not belong to you.",
+                );
             }
             if code.livemode.is_some_and(|l| l != key_live) {
-                return oauth_error(400, "invalid_grant", "This authorization code was issued in the other mode.");
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    "This authorization code was issued in the other mode.",
+                );
             }
             code.used = true;
             let code = code.clone();
-            let livemode = s.oauth.livemode_override.unwrap_or(code.livemode.unwrap_or(key_live));
+            let livemode = s
+                .oauth
+                .livemode_override
+                .unwrap_or(code.livemode.unwrap_or(key_live));
             s.oauth.grants.push(Grant {
                 client_id: client_id.clone(),
                 platform: client.account.clone(),
@@ -382,13 +478,25 @@ fn token(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes, flow: Flow)
             }
             index
         }
-        _ => return oauth_error(400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token."),
+        _ => {
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "grant_type must be authorization_code or refresh_token.",
+            )
+        }
     };
     let grant = s.oauth.grants[grant_index].clone();
     s.add_connected_account(&grant.connected);
     let mode = if grant.livemode { "live" } else { "test" };
-    let access = format!("sk_{mode}_oauth{}", hex::encode(billmirror::domain::ids::random_bytes::<16>()));
-    let refresh = format!("rt_{}", hex::encode(billmirror::domain::ids::random_bytes::<16>()));
+    let access = format!(
+        "sk_{mode}_oauth{}",
+        hex::encode(billmirror::domain::ids::random_bytes::<16>())
+    );
+    let refresh = format!(
+        "rt_{}",
+        hex::encode(billmirror::domain::ids::random_bytes::<16>())
+    );
     let expires = match flow {
         Flow::App => Some(Instant::now() + Duration::from_secs(3600)),
         Flow::Connect => None,
@@ -402,8 +510,11 @@ fn token(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes, flow: Flow)
             expires,
         },
     );
-    s.oauth.grants[grant_index].access_tokens.push(access.clone());
-    let give_refresh = flow == Flow::App || form.get("grant_type").map(String::as_str) == Some("authorization_code");
+    s.oauth.grants[grant_index]
+        .access_tokens
+        .push(access.clone());
+    let give_refresh = flow == Flow::App
+        || form.get("grant_type").map(String::as_str) == Some("authorization_code");
     if give_refresh {
         s.oauth.refresh_tokens.insert(refresh.clone(), grant_index);
     }
@@ -423,16 +534,33 @@ fn deauthorize(state: &Arc<Mutex<State>>, req: &HttpRequest, body: &Bytes) -> Ht
     let mut s = state.lock().unwrap();
     let key = basic_key(req).unwrap_or_default();
     let Some((client_id, _)) = client_of_key(&s, &key, Flow::Connect) else {
-        return oauth_error(401, "invalid_client", "No such API key, or it belongs to no platform.");
+        return oauth_error(
+            401,
+            "invalid_client",
+            "No such API key, or it belongs to no platform.",
+        );
     };
     if form.get("client_id") != Some(&client_id) {
-        return oauth_error(401, "invalid_client", "No such application, or it is not yours.");
+        return oauth_error(
+            401,
+            "invalid_client",
+            "No such application, or it is not yours.",
+        );
     }
     let Some(account) = form.get("stripe_user_id").cloned() else {
         return oauth_error(400, "invalid_request", "No stripe_user_id provided.");
     };
-    if !s.oauth.grants.iter().any(|g| g.connected == account && g.client_id == client_id && g.active) {
-        return oauth_error(401, "invalid_client", &format!("Stripe user {account} is not connected to client {client_id}."));
+    if !s
+        .oauth
+        .grants
+        .iter()
+        .any(|g| g.connected == account && g.client_id == client_id && g.active)
+    {
+        return oauth_error(
+            401,
+            "invalid_client",
+            &format!("Stripe user {account} is not connected to client {client_id}."),
+        );
     }
     revoke_grants(&mut s, &account);
     HttpResponse::Ok().json(json!({"stripe_user_id": account}))
