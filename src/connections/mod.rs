@@ -125,8 +125,11 @@ pub struct Connections {
     http: reqwest::Client,
     /// One client per connection, so the rate limit covers every caller of that connection,
     /// with the token version it was made for (an OAuth refresh makes a new one).
-    clients: Arc<Mutex<HashMap<String, (i32, Arc<StripeClient>)>>>,
+    clients: Arc<Mutex<ClientCache>>,
 }
+
+/// Each connection's client, with the token version it was made for.
+type ClientCache = HashMap<String, (i32, Arc<StripeClient>)>;
 
 /// A client with these timeouts and retries and the mode's rate limit.
 pub fn new_client(

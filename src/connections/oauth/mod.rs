@@ -664,7 +664,7 @@ fn expires_within(row: &ConnectionRow, ahead: Duration) -> bool {
         .is_none_or(|at: NaiveDateTime| at <= time::now() + ahead)
 }
 
-type Clients = Weak<Mutex<std::collections::HashMap<String, (i32, Arc<StripeClient>)>>>;
+type Clients = Weak<Mutex<super::ClientCache>>;
 
 /// Marks the connection revoked (its tokens dropped), audits it and says so loudly.
 async fn revoke(db: &Db, clients: &Clients, id: &str, actor: &str, why: &str) -> bool {

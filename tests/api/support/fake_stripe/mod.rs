@@ -23,6 +23,7 @@ mod oauth;
 mod resources;
 mod v2;
 
+#[allow(unused_imports)] // the benches include this module but use no OAuth
 pub use oauth::{Flow as OauthFlow, CONNECTED_ACCOUNT};
 
 pub use resources::parse_form;
