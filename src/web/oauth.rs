@@ -50,18 +50,33 @@ pub async fn start(
 pub async fn callback(
     state: web::Data<AppState>,
     staff: Staff,
-    query: web::Query<Callback>,
+    req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, WebError> {
     require(&staff, Role::Ops)?;
     let to = match state
         .connections
-        .oauth_finish(&staff, query.into_inner())
+        .oauth_finish(&staff, read_callback(req.query_string()))
         .await
     {
         Ok(id) => connected_location(&id),
         Err(failure) => failed_location(failure),
     };
     Ok(see_other(&to))
+}
+
+/// The callback's parameters, each its first value: whatever the query holds, the person lands
+/// on the Connections page with an outcome code, never on an error page about the URL.
+fn read_callback(query: &str) -> Callback {
+    let first = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    Callback {
+        code: first("code"),
+        state: first("state"),
+        error: first("error"),
+    }
 }
 
 fn capitalised(text: &str) -> String {
@@ -197,6 +212,16 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_callback_reads_the_first_of_each_parameter_whatever_else_comes() {
+        let read = read_callback("state=s1&state=s2&code=ac_1&scope=read_only&error=%ZZ");
+        assert_eq!(read.state.as_deref(), Some("s1"));
+        assert_eq!(read.code.as_deref(), Some("ac_1"));
+        assert!(read.error.is_some());
+        let empty = read_callback("");
+        assert!(empty.state.is_none() && empty.code.is_none() && empty.error.is_none());
     }
 
     #[test]

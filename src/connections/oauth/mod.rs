@@ -39,7 +39,7 @@ const CLAIM: Duration = Duration::seconds(30);
 const WAIT_FOR_WINNER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What Stripe's redirect brings back to the callback.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default)]
 pub struct Callback {
     pub code: Option<String>,
     pub state: Option<String>,
