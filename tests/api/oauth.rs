@@ -343,6 +343,16 @@ on_both_backends! {
         let exchange = fake.calls().into_iter().find(|c| c.path == "/v1/oauth/token").unwrap();
         assert_eq!(exchange.params["grant_type"], "authorization_code");
 
+        // Catch-up lists the connected account's events with the access token.
+        let seen = json!({"id": "evt_app_1", "object": "event", "api_version": "2024-06-20",
+            "created": chrono::Utc::now().timestamp(), "livemode": false, "type": "customer.created",
+            "data": {"object": customer("cus_app1")}});
+        fake.seed(CONNECTED_ACCOUNT, "events", vec![seen]);
+        let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        let caught = billmirror::sync::catch_up(&app.db, &app.connections, &id, since).await.unwrap();
+        assert_eq!((caught.listed, caught.new), (1, 1), "{caught:?}");
+        app.settle().await;
+
         let again = connection_of(&connect(&app, &cookie).await);
         assert_eq!(again, id, "the same account connects into the same connection");
         assert_eq!(connections(&app).await.iter().filter(|c| c["auth"] == "app").count(), 1);
