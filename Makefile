@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`. Everything else is for us.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt bench browser
+.PHONY: run test lint fmt bench browser screenshots
 
 ## Start billmirror on SQLite (./billmirror.db), migrating it first. Prints the first admin token.
 run:
@@ -22,6 +22,12 @@ browser:
 			echo "then make test again (the browser tests are never skipped)." >&2; \
 			exit 1; }; \
 	fi
+
+## A PNG of every page at 1440 px and 360 px wide in target/screenshots/ (not part of `make test`):
+## the real app on SQLite with data seeded through the fake Stripe, in Chromium.
+screenshots: browser
+	SCREENSHOTS_DIR=$(CURDIR)/target/screenshots $(CARGO) test --locked --test api -- \
+		--ignored --exact browser::screenshots::every_page_at_desktop_and_narrow_widths --nocapture
 
 ## Webhook ingest and apply throughput (then one and two instances on one PostgreSQL database),
 ## billing-context latency and backfill throughput, on SQLite and PostgreSQL (release build; see

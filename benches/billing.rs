@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/api/support/fake_stripe/mod.rs"]
 #[allow(dead_code)]
 mod fake_stripe;
@@ -24,29 +26,19 @@ use billmirror::domain::Secret;
 use billmirror::storage::{events, DatabaseTarget, Db, DbConnection};
 use billmirror::stripe::report::KeyInput;
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use serde_json::json;
+
+use common::{drop_database, fresh_database, list_from_env, number_from_env};
 
 const MASTER_KEY: &str = "1f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
 const ADMIN: &str = "bm_benchmark_admin_token_000000000000";
 const CUSTOMERS: i64 = 100_000;
 const PAYMENTS: i64 = 1_000_000;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let lookups = env_number("BENCH_LOOKUPS", 2000);
-    let objects = env_number("BENCH_BACKFILL_OBJECTS", 100_000);
-    let backends: Vec<String> = std::env::var("BENCH_BACKENDS")
-        .unwrap_or_else(|_| "sqlite,postgres".into())
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let lookups = number_from_env("BENCH_LOOKUPS", 2000);
+    let objects = number_from_env("BENCH_BACKFILL_OBJECTS", 100_000);
+    let backends = list_from_env("BENCH_BACKENDS", "sqlite,postgres");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,44 +87,6 @@ fn backfill_table(runtime: &tokio::runtime::Runtime, backends: &[String], object
 }
 
 /// The shared database server or a temporary SQLite file; dropped with the guard.
-fn fresh_database(backend: &str, what: &str) -> (DatabaseTarget, Option<tempfile::TempDir>) {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(format!("{what}.db")).display().to_string();
-        (DatabaseTarget::Sqlite(path), Some(dir))
-    } else {
-        let name = format!("billmirror_bench_{what}_{}", uuid::Uuid::new_v4().simple());
-        let mut admin =
-            diesel::PgConnection::establish("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        (
-            DatabaseTarget::Postgres(format!(
-                "postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable"
-            )),
-            None,
-        )
-    }
-}
-
-fn drop_database(target: &DatabaseTarget) {
-    if let DatabaseTarget::Postgres(url) = target {
-        let name = url
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default();
-        if let Ok(mut admin) =
-            diesel::PgConnection::establish("postgres://postgres@127.0.0.1:5432/postgres")
-        {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
 /// Rows made by the database itself from a number sequence: fast, and the same on both backends.
 fn generate(conn: &mut DbConnection) {
     events::ensure_connection(

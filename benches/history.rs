@@ -19,26 +19,27 @@ use std::time::{Duration, Instant};
 
 use billmirror::domain::states::ConnectionOrigin;
 use billmirror::ledger;
-use billmirror::storage::{events, DatabaseTarget, Db, DbConnection};
+use billmirror::storage::{events, Db, DbConnection};
 use billmirror::webhook::{self, Envelope};
-use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
+use diesel::connection::{Connection, InstrumentationEvent};
 use serde_json::Value;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{drop_database, fresh_database, list_from_env, number_from_env};
 
 const SAMPLES: usize = 21;
 const CONNECTION: &str = "conn_history";
 
 fn main() {
-    let history: usize = std::env::var("BENCH_HISTORY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let history = number_from_env("BENCH_HISTORY", 10_000);
     let template = template();
     println!("| backend | history order | first event ms | statements | event {} (newest) ms | statements | ratio | one late event ms | statements |", history + 1);
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for backend in list_from_env("BENCH_BACKENDS", "sqlite,postgres") {
         for order in list_from_env("BENCH_ORDERS", "in-order,shuffled") {
             let shuffled = order == "shuffled";
-            let (target, _guard) = fresh_database(&backend);
+            let (target, _guard) = fresh_database(&backend, "history");
             let db = Db::connect(&target, 2).unwrap();
             db.migrate().unwrap();
             let mut conn = db.blocking().unwrap();
@@ -101,14 +102,6 @@ fn main() {
             );
         }
     }
-}
-
-fn list_from_env(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .collect()
 }
 
 /// Counts the statements the connection sends from now on.
@@ -192,38 +185,4 @@ fn median(mut samples: Vec<(f64, usize)>) -> (f64, usize) {
         samples[samples.len() / 2].0,
         statements[statements.len() / 2],
     )
-}
-
-/// The shared database server or a temporary SQLite file; dropped with the guard.
-fn fresh_database(backend: &str) -> (DatabaseTarget, Option<tempfile::TempDir>) {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history.db").display().to_string();
-        (DatabaseTarget::Sqlite(path), Some(dir))
-    } else {
-        let name = format!("billmirror_bench_history_{}", uuid::Uuid::new_v4().simple());
-        let mut admin =
-            diesel::PgConnection::establish("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        (
-            DatabaseTarget::Postgres(format!(
-                "postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable"
-            )),
-            None,
-        )
-    }
-}
-
-fn drop_database(target: &DatabaseTarget) {
-    if let DatabaseTarget::Postgres(url) = target {
-        let name = url.rsplit('/').next().unwrap_or_default();
-        let name = name.split('?').next().unwrap_or_default();
-        let mut admin =
-            diesel::PgConnection::establish("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .unwrap();
-    }
 }

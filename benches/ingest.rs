@@ -14,6 +14,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/api/support/fake_stripe/mod.rs"]
 #[allow(dead_code)]
 mod fake_stripe;
@@ -30,6 +32,8 @@ use billmirror::webhook::signature::sign;
 use diesel::prelude::*;
 use diesel::{Connection, PgConnection};
 use serde_json::Value;
+
+use common::list_from_env;
 
 const SECRET: &str = "whsec_benchmark_secret_0000000000";
 const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -88,14 +92,6 @@ fn single_table(runtime: &tokio::runtime::Runtime, events_per_run: usize, templa
             );
         }
     }
-}
-
-fn list_from_env(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .collect()
 }
 
 struct RunResult {

@@ -27,8 +27,13 @@ use crate::stripe::{ClientSettings, Mode, StripeClient, StripeError};
 use crate::vault::{Vault, VaultError};
 use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
 
+mod activity;
+mod drafts;
 pub mod oauth;
 mod webhooks;
+
+pub use activity::HourActivity;
+pub use drafts::{merge as merge_draft, Draft, DRAFT_LIFETIME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -151,6 +156,17 @@ pub fn new_client(
             backoff: settings.backoff,
             requests_per_second: rate,
         },
+    )
+}
+
+/// What a disconnect means, with what it leaves running in Stripe: the API's answer and the
+/// web page say the same.
+pub fn disconnect_message(affected: &Affected) -> String {
+    format!(
+        "Disconnected: billmirror no longer receives this account's events or pushes invoices to \
+         it; the ledger keeps its rows. Still running in Stripe: {} active subscription(s) and {} \
+         open invoice(s); {} invoice(s) created here were not pushed and will not be.",
+        affected.active_subscriptions, affected.open_invoices, affected.unpushed_invoices
     )
 }
 
@@ -803,6 +819,16 @@ impl Connections {
         }
         tracing::info!(connection.id = %row.id, "connection disconnected");
         Ok(affected)
+    }
+
+    /// What a disconnect would leave running in Stripe, for the step that confirms it; refused
+    /// as `disconnect` refuses (the environment's connection, or one already disconnected).
+    pub async fn impact(&self, id: &str) -> Result<Affected, ConnectionError> {
+        let row = self.api_row(id).await?;
+        Ok(self
+            .db
+            .run(move |conn| store::affected(conn, &row.id))
+            .await?)
     }
 
     /// Runs every active connection's key report again; one failing does not stop the others.

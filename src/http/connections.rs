@@ -252,12 +252,7 @@ pub async fn disconnect(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let affected = state.connections.disconnect(&id, &principal.name).await?;
-    let message = format!(
-        "Disconnected: billmirror no longer receives this account's events or pushes invoices to \
-         it; the ledger keeps its rows. Still running in Stripe: {} active subscription(s) and {} \
-         open invoice(s); {} invoice(s) created here were not pushed and will not be.",
-        affected.active_subscriptions, affected.open_invoices, affected.unpushed_invoices
-    );
+    let message = crate::connections::disconnect_message(&affected);
     Ok(HttpResponse::Ok().json(json!({
         "id": id.as_str(),
         "status": "disconnected",

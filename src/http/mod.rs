@@ -95,8 +95,14 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<Server>
     Ok(server)
 }
 
-async fn not_found() -> HttpResponse {
+/// No route matched: the JSON error shape where programs call (`/api`, Stripe's and Slack's
+/// webhooks), the HTML error page everywhere else, where a person followed a link.
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
+    if crate::web::is_for_people(req.path()) {
+        return crate::web::WebError::NotFound("There is no page at this address".into())
+            .error_response();
+    }
     ApiError::new(
         actix_web::http::StatusCode::NOT_FOUND,
         "not_found",

@@ -573,12 +573,7 @@ pub fn webhook_health(
     let signature_failures_last_24h = webhook_rejections::table
         .filter(webhook_rejections::connection_id.eq(connection_id))
         .filter(webhook_rejections::at.ge(since))
-        .filter(webhook_rejections::reason.eq_any([
-            "missing_signature",
-            "malformed_signature",
-            "timestamp_outside_tolerance",
-            "signature_mismatch",
-        ]))
+        .filter(webhook_rejections::reason.eq_any(SIGNATURE_FAILURES))
         .count()
         .get_result(conn)?;
     Ok(WebhookHealth {
@@ -587,6 +582,43 @@ pub fn webhook_health(
         signature_failures_last_24h,
         dead_events,
     })
+}
+
+/// The rejection reasons that are signature failures (not, say, a disconnected connection).
+const SIGNATURE_FAILURES: [&str; 4] = [
+    "missing_signature",
+    "malformed_signature",
+    "timestamp_outside_tolerance",
+    "signature_mismatch",
+];
+
+/// Deliveries received and signature failures in each span `[bounds[i], bounds[i + 1])`: one
+/// counted range per span on the `(connection_id, received_at)` and `(connection_id, at)`
+/// indexes, the same on both backends (which truncate times to the hour differently).
+pub fn webhook_activity(
+    conn: &mut DbConnection,
+    connection_id: &str,
+    bounds: &[NaiveDateTime],
+) -> Result<Vec<(i64, i64)>, StorageError> {
+    let mut spans = Vec::with_capacity(bounds.len().saturating_sub(1));
+    for span in bounds.windows(2) {
+        let (from, to) = (span[0], span[1]);
+        let deliveries = webhook_events::table
+            .filter(webhook_events::connection_id.eq(connection_id))
+            .filter(webhook_events::received_at.ge(from))
+            .filter(webhook_events::received_at.lt(to))
+            .count()
+            .get_result(conn)?;
+        let failures = webhook_rejections::table
+            .filter(webhook_rejections::connection_id.eq(connection_id))
+            .filter(webhook_rejections::at.ge(from))
+            .filter(webhook_rejections::at.lt(to))
+            .filter(webhook_rejections::reason.eq_any(SIGNATURE_FAILURES))
+            .count()
+            .get_result(conn)?;
+        spans.push((deliveries, failures));
+    }
+    Ok(spans)
 }
 
 /// When an event signed by the secret with this hint last arrived.

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod billing;
 pub mod chat;
 mod connection;
+pub mod connection_drafts;
 pub mod connections;
 pub mod events;
 pub mod invoices;

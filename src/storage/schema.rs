@@ -590,6 +590,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    connection_drafts (id) {
+        id -> Text,
+        session_hash -> Text,
+        publishable_key -> Nullable<Text>,
+        secret_key_enc -> Nullable<Text>,
+        webhook_secret_enc -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(web_sessions -> users (user_id));
 diesel::joinable!(ledger_event_keys -> webhook_events (event_id));
@@ -634,5 +646,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     web_sessions,
     sign_in_failures,
     sidebar_keys,
+    connection_drafts,
     oauth_states,
 );

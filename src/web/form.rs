@@ -38,6 +38,16 @@ impl Form {
             .filter(|v| !v.is_empty())
     }
 
+    /// The first value of `name` exactly as posted, untrimmed (pasted keys: stray spaces are for
+    /// the key report to find, not for us to hide); `None` when absent or empty.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
     /// Every value of `name`, in order, blanks included (so repeated fields stay aligned).
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.pairs

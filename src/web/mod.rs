@@ -4,6 +4,7 @@
 //! for people in browsers.
 
 mod assets;
+mod connections;
 mod context;
 pub mod csp;
 mod customers;
@@ -41,6 +42,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/connections/oauth/callback",
             web::get().to(oauth::callback),
         )
+        .route("/connections", web::get().to(connections::list))
+        .route("/connections/new", web::get().to(connections::connect_form))
+        .route(
+            "/connections/new",
+            web::post().to(connections::connect_submit),
+        )
+        .route("/connections/{id}", web::get().to(connections::detail))
+        .route(
+            "/connections/{id}/validate",
+            web::post().to(connections::validate),
+        )
+        .route(
+            "/connections/{id}/webhook-endpoint",
+            web::post().to(connections::register_endpoint),
+        )
+        .route(
+            "/connections/{id}/webhook-secrets",
+            web::post().to(connections::add_secret),
+        )
+        .route(
+            "/connections/{id}/webhook-secrets/{secret_id}/retire",
+            web::post().to(connections::retire_secret),
+        )
+        .route(
+            "/connections/{id}/disconnect",
+            web::get().to(connections::confirm_disconnect),
+        )
+        .route(
+            "/connections/{id}/disconnect",
+            web::post().to(connections::disconnect),
+        )
         .route("/customers", web::get().to(customers::page))
         .route("/customers/refresh", web::post().to(customers::refresh))
         .route("/sidebar", web::get().to(sidebar::page))
@@ -56,6 +88,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/users", web::post().to(users::create))
         .route("/users/{id}/disable", web::post().to(users::disable))
         .route("/users/{id}/enable", web::post().to(users::enable));
+}
+
+/// Whether an unknown `path` is answered with the HTML error page (a person followed a link)
+/// rather than the JSON error shape (a program called `/api`, or Stripe or Slack a webhook).
+pub fn is_for_people(path: &str) -> bool {
+    const FOR_PROGRAMS: [&str; 3] = ["/api", "/webhooks", "/slack"];
+    !FOR_PROGRAMS.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// Refuses a person whose role is below `role`, whatever page or form they reached.
@@ -95,4 +137,32 @@ pub fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_owned()))
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_for_people;
+
+    #[test]
+    fn unknown_paths_for_programs_keep_the_json_answer() {
+        for path in [
+            "/api",
+            "/api/nothing",
+            "/webhooks/stripe/x/y",
+            "/slack",
+            "/slack/x",
+        ] {
+            assert!(!is_for_people(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/nothing",
+            "/connections/x/y",
+            "/apis",
+            "/api-docs",
+            "/webhooksx",
+        ] {
+            assert!(is_for_people(path), "{path}");
+        }
+    }
 }

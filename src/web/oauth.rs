@@ -95,6 +95,22 @@ pub struct PanelQuery {
     pub oauth_error: Option<String>,
 }
 
+impl PanelQuery {
+    /// From the Connections page's query string; anything else in it is left alone.
+    pub fn read(query: &str) -> PanelQuery {
+        let first = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        PanelQuery {
+            oauth: first("oauth"),
+            connection: first("connection"),
+            oauth_error: first("oauth_error"),
+        }
+    }
+}
+
 struct Button {
     mode: &'static str,
     href: String,

@@ -14,11 +14,12 @@ pub struct Link {
 }
 
 /// The pages and the role each needs: the navigation and the handlers' checks read one table.
-/// Only pages that exist are listed (invoices, connections, events and the audit log are not
+/// Only pages that exist are listed (invoices, events and the audit log are not
 /// built yet; their work is done through `/api` meanwhile).
 pub const PAGES: &[(&str, &str, Role)] = &[
     ("/", "Home", Role::Support),
     ("/customers", "Customers", Role::Support),
+    ("/connections", "Connections", Role::Ops),
     ("/users", "Users and tokens", Role::Admin),
 ];
 
@@ -115,7 +116,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(hrefs(Role::Support), vec!["/", "/customers"]);
-        assert_eq!(hrefs(Role::Ops), vec!["/", "/customers"]);
+        assert_eq!(hrefs(Role::Ops), vec!["/", "/customers", "/connections"]);
         assert!(hrefs(Role::Admin).contains(&"/users"));
         assert_eq!(role_for("/users"), Role::Admin);
         assert_eq!(role_for("/customers"), Role::Support);

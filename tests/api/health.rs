@@ -28,11 +28,23 @@ on_both_backends! {
         assert!(text.contains("billmirror_http_request_duration_seconds_bucket"), "{text}");
     }
 
-    async fn unknown_routes_get_a_json_404(backend: Backend) {
+    /// Programs (`/api`, Stripe's and Slack's webhooks) get the JSON error shape; a person who
+    /// followed a link elsewhere gets the HTML error page.
+    async fn unknown_routes_get_a_json_404_for_programs_and_an_html_one_for_people(backend: Backend) {
         let app = TestApp::spawn(backend).await;
-        let response = app.client.get(app.url("/nowhere")).send().await.unwrap();
-        assert_eq!(response.status(), 404);
-        assert_eq!(error_code(response).await, "not_found");
+        for path in ["/api/nowhere", "/api", "/webhooks/nowhere", "/slack/nowhere"] {
+            let response = app.client.get(app.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), 404, "{path}");
+            assert_eq!(error_code(response).await, "not_found", "{path}");
+        }
+        for path in ["/nowhere", "/connections/conn_x/nowhere", "/apis"] {
+            let response = app.client.get(app.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), 404, "{path}");
+            assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8", "{path}");
+            assert!(response.headers().contains_key("content-security-policy"), "{path}");
+            let page = response.text().await.unwrap();
+            assert!(page.contains("<h1>Not found</h1>") && page.contains("There is no page at this address."), "{path}: {page}");
+        }
     }
 }
 

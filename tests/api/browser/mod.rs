@@ -5,8 +5,10 @@
 //! Chromium and chromedriver are required, never skipped: `make test` installs them
 //! (`apt-get install -y chromium chromium-driver`).
 
+mod connections;
 mod oauth;
 mod pages;
+mod screenshots;
 
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -40,9 +40,8 @@ on_both_backends! {
         browser.goto("/connections/oauth/start?mode=test").await;
         assert!(browser.text_of("h1").await.contains("Authorize access"), "on Stripe's page");
         browser.click("#authorize").await;
-        // Until the Connections page exists (another branch), the landing page is a 404: the
-        // landing URL and the stored connection say that it worked.
         let landing = wait_for_path(&browser, "/connections?").await;
+        assert!(browser.text_of("#oauth-outcome").await.starts_with("Connected with Stripe, read-only"));
         let id = connection_of(&landing);
         let view: Value = app.get(&format!("/api/connections/{id}"), &app.admin_token).await.json().await.unwrap();
         assert_eq!(view["auth"], "app");
@@ -63,6 +62,10 @@ on_both_backends! {
         browser.goto("/connections/oauth/start").await;
         browser.click("#deny").await;
         assert_eq!(wait_for_path(&browser, "/connections?").await, "/connections?oauth_error=access_denied");
+        assert!(browser.text_of("#oauth-outcome").await.contains("access was denied on Stripe's page"));
+        // The page offers the button again, and following it starts over.
+        browser.click("#oauth-connect-test").await;
+        assert!(browser.text_of("h1").await.contains("Authorize access"));
         browser.close().await;
     }
 }
