@@ -53,7 +53,7 @@ struct ListPage {
     disconnected: Vec<Listed>,
     notice: Option<String>,
     /// Stripe OAuth (issue 18) renders its panel here: pre-rendered HTML from its own askama
-    /// template (escaped there), shown with `|safe`. None until that work is merged.
+    /// template (escaped there), shown with `|safe`: `web::oauth::panel`.
     oauth_panel: Option<String>,
 }
 
@@ -120,9 +120,12 @@ struct DetailPage {
     nav: Nav,
     c: ConnectionView,
     health: Health,
-    /// The API may change its keys and secrets (not the environment's, not a disconnected one).
+    /// The API may change its keys and secrets (not the environment's, not a disconnected one,
+    /// not one made with "Connect with Stripe").
     changeable: bool,
     from_env: bool,
+    /// Made with "Connect with Stripe": read-only, its events come through the Connect endpoint.
+    oauth: bool,
     active: bool,
     secrets: Vec<SecretRow>,
     report: Option<ReportView>,
@@ -158,11 +161,13 @@ async fn detail_page(
     let hours = state.connections.activity(id).await.map_err(internal)?;
     let active = c.status == ConnectionStatus::Active;
     let from_env = c.origin == ConnectionOrigin::Env;
+    let oauth = c.auth != crate::domain::states::ConnectionAuth::Key;
     let page = DetailPage {
         nav: Nav::new(staff, "/connections"),
         health: health(&c),
-        changeable: active && !from_env,
+        changeable: active && !from_env && !oauth,
         from_env,
+        oauth,
         active,
         secrets: c
             .webhook_secrets

@@ -48,6 +48,10 @@ on_both_backends! {
         assert_eq!(view["status"], "active");
         assert_eq!(view["stripe_account_id"], CONNECTED_ACCOUNT);
         assert_eq!(view["key_status"], "verified", "{view}");
+        // Its page says it is read-only and offers no signing secrets of its own.
+        browser.goto(&format!("/connections/{id}")).await;
+        assert!(browser.text_of("#oauth-note").await.contains("read-only"));
+        assert!(browser.client.find(fantoccini::Locator::Css("#register-endpoint")).await.is_err());
         browser.close().await;
     }
 
