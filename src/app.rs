@@ -84,6 +84,7 @@ pub fn connections(config: &Config, db: &Db, endpoints: Endpoints) -> anyhow::Re
         endpoints,
         config.stripe.clone(),
         config.public_url.clone(),
+        config.oauth.clone(),
     ))
 }
 
@@ -251,6 +252,7 @@ async fn keep_connections_current(
         if let Err(e) = connections.load_endpoints().await {
             tracing::warn!(error = %e, "cannot reload the connections' webhook secrets");
         }
+        connections.refresh_expiring().await;
         if let (Some(due), Some(every)) = (next_recheck, recheck) {
             if tokio::time::Instant::now() >= due {
                 connections.recheck_all().await;

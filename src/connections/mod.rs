@@ -11,9 +11,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::EnvConnection;
-use crate::config::StripeSettings;
+use crate::config::{OauthSettings, StripeSettings};
 use crate::domain::secret::mask;
-use crate::domain::states::{ConnectionOrigin, ConnectionStatus, KeyVerdict, SecretStatus};
+use crate::domain::states::{
+    ConnectionAuth, ConnectionOrigin, ConnectionStatus, KeyVerdict, SecretStatus,
+};
 use crate::domain::{ids, time, Secret};
 use crate::storage::connections::{
     self as store, status, Affected, ConnectionRow, EnvConnectionKeys, EnvKeyChange, SealedKey,
@@ -27,6 +29,7 @@ use crate::webhook::{Endpoint, Endpoints, ENV_CONNECTION_ID};
 
 mod activity;
 mod drafts;
+pub mod oauth;
 mod webhooks;
 
 pub use activity::HourActivity;
@@ -51,6 +54,9 @@ pub enum ConnectionError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// Stripe said the OAuth authorisation is gone: the connection is now `revoked`.
+    #[error("Stripe revoked this connection's authorisation; connect it again with Stripe")]
+    Revoked,
 }
 
 /// A connection as the API shows it: keys masked, secrets never.
@@ -60,6 +66,8 @@ pub struct ConnectionView {
     pub name: String,
     pub mode: String,
     pub origin: ConnectionOrigin,
+    /// `key` (pasted keys), or `connect` / `app` for a read-only "Connect with Stripe".
+    pub auth: ConnectionAuth,
     pub status: ConnectionStatus,
     pub stripe_account_id: Option<String>,
     pub publishable_key: Option<String>,
@@ -78,6 +86,9 @@ pub struct ConnectionView {
     pub created_at: NaiveDateTime,
     #[serde(with = "time::serde_rfc3339::option")]
     pub disconnected_at: Option<NaiveDateTime>,
+    /// When Stripe said the OAuth authorisation was revoked (`status` is then `revoked`).
+    #[serde(with = "time::serde_rfc3339::option")]
+    pub revoked_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -113,9 +124,17 @@ pub struct Connections {
     endpoints: Endpoints,
     stripe: StripeSettings,
     public_url: String,
-    /// One client per connection, so the rate limit covers every caller of that connection.
-    clients: Arc<Mutex<HashMap<String, Arc<StripeClient>>>>,
+    /// "Connect with Stripe", when configured.
+    oauth: Option<OauthSettings>,
+    /// Talks to Stripe's OAuth endpoints (not the API: no retries, one answer each).
+    http: reqwest::Client,
+    /// One client per connection, so the rate limit covers every caller of that connection,
+    /// with the token version it was made for (an OAuth refresh makes a new one).
+    clients: Arc<Mutex<ClientCache>>,
 }
+
+/// Each connection's client, with the token version it was made for.
+type ClientCache = HashMap<String, (i32, Arc<StripeClient>)>;
 
 /// A client with these timeouts and retries and the mode's rate limit.
 pub fn new_client(
@@ -188,13 +207,21 @@ impl Connections {
         endpoints: Endpoints,
         stripe: StripeSettings,
         public_url: String,
+        oauth: Option<OauthSettings>,
     ) -> Connections {
+        let http = reqwest::Client::builder()
+            .timeout(stripe.timeout)
+            .user_agent(concat!("billmirror/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
         Connections {
             db,
             vault,
             endpoints,
             stripe,
             public_url,
+            oauth,
+            http,
             clients: Arc::default(),
         }
     }
@@ -217,14 +244,34 @@ impl Connections {
         new_client(&self.stripe, key, mode)
     }
 
-    /// The shared client of a saved connection.
-    pub fn client_for(&self, row: &ConnectionRow) -> Result<Arc<StripeClient>, ConnectionError> {
-        if let Some(client) = self
-            .clients
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&row.id).cloned())
-        {
+    /// The shared client of a saved connection: its key's, or, for an OAuth connection, one
+    /// with the platform key and `Stripe-Account` (Connect) or a current access token (App).
+    pub async fn client_for(
+        &self,
+        row: &ConnectionRow,
+    ) -> Result<Arc<StripeClient>, ConnectionError> {
+        match row.auth {
+            ConnectionAuth::Key => self.key_client(row),
+            ConnectionAuth::Connect | ConnectionAuth::App => self.oauth_client(row).await,
+        }
+    }
+
+    /// The cached client of connection `id`, when it was made for `version` of its tokens or a
+    /// later one.
+    fn cached_client(&self, id: &str, version: i32) -> Option<Arc<StripeClient>> {
+        let clients = self.clients.lock().ok()?;
+        let (made_for, client) = clients.get(id)?;
+        (*made_for >= version).then(|| client.clone())
+    }
+
+    fn cache_client(&self, id: &str, version: i32, client: Arc<StripeClient>) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(id.to_owned(), (version, client));
+        }
+    }
+
+    fn key_client(&self, row: &ConnectionRow) -> Result<Arc<StripeClient>, ConnectionError> {
+        if let Some(client) = self.cached_client(&row.id, row.token_version) {
             return Ok(client);
         }
         let sealed = row
@@ -238,9 +285,7 @@ impl Connections {
             self.new_client(key, Mode::parse(&row.mode))
                 .map_err(ConnectionError::Stripe)?,
         );
-        if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(row.id.clone(), client.clone());
-        }
+        self.cache_client(&row.id, row.token_version, client.clone());
         Ok(client)
     }
 
@@ -308,6 +353,12 @@ impl Connections {
             disconnected_at: None,
             key_status: report.verdict(),
             secret_key_fingerprint: Some(fingerprint.clone()),
+            auth: ConnectionAuth::Key,
+            refresh_token_enc: None,
+            access_expires_at: None,
+            token_version: 0,
+            refresh_claimed_until: None,
+            revoked_at: None,
         };
         let secrets: Vec<WebhookSecretRow> = new
             .keys
@@ -415,6 +466,9 @@ impl Connections {
     /// A saved connection that still syncs, from the API or the environment.
     async fn active_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
         let row = self.row(id).await?;
+        if row.status == status::REVOKED {
+            return Err(ConnectionError::Revoked);
+        }
         if row.status != status::ACTIVE {
             return Err(ConnectionError::Conflict(
                 "This connection is disconnected.".into(),
@@ -438,6 +492,21 @@ impl Connections {
             return Err(ConnectionError::Conflict(
                 "This connection is disconnected.".into(),
             ));
+        }
+        Ok(row)
+    }
+
+    /// An API connection with pasted keys: the only kind with its own webhook endpoint and
+    /// secrets (an OAuth connection's events come through the platform's Connect endpoint).
+    async fn keyed_row(&self, id: &str) -> Result<ConnectionRow, ConnectionError> {
+        let row = self.api_row(id).await?;
+        if row.auth != ConnectionAuth::Key {
+            return Err(ConnectionError::Conflict(format!(
+                "This connection was made with \"Connect with Stripe\": its events come through \
+                 the platform's Connect webhook endpoint ({}), configured with \
+                 STRIPE_CONNECT_WEBHOOK_SECRET_LIVE or _TEST, not through an endpoint of its own.",
+                Mode::parse(&row.mode).map_or_else(String::new, |m| self.connect_webhook_url(m))
+            )));
         }
         Ok(row)
     }
@@ -469,12 +538,20 @@ impl Connections {
                 Ok((health, secrets))
             })
             .await?;
+        let webhook_url = match (row.auth, Mode::parse(&row.mode)) {
+            // Every OAuth connection of a mode shares the platform's Connect endpoint.
+            (ConnectionAuth::Connect | ConnectionAuth::App, Some(mode)) => {
+                self.connect_webhook_url(mode)
+            }
+            _ => self.webhook_url(&row.id),
+        };
         Ok(ConnectionView {
-            webhook_url: self.webhook_url(&row.id),
+            webhook_url,
             id: row.id,
             name: row.name,
             mode: row.mode,
             origin: row.origin,
+            auth: row.auth,
             status: row.status,
             stripe_account_id: row.stripe_account_id,
             publishable_key: row.publishable_key.as_deref().map(mask),
@@ -490,6 +567,7 @@ impl Connections {
             webhook_health: health,
             created_at: row.created_at,
             disconnected_at: row.disconnected_at,
+            revoked_at: row.revoked_at,
         })
     }
 
@@ -512,14 +590,18 @@ impl Connections {
     /// Runs the key report again with the stored keys and keeps it.
     pub async fn validate(&self, id: &str, actor: &str) -> Result<KeyReport, ConnectionError> {
         let row = self.active_row(id).await?;
-        let client = self.client_for(&row)?;
-        let keys = KeyInput {
-            publishable_key: row.publishable_key.clone(),
-            secret_key: Some(self.secret_key(&row)?),
-            webhook_secrets: self.signing_secrets(&row).await?,
+        let client = self.client_for(&row).await?;
+        let report = if row.auth == ConnectionAuth::Key {
+            let keys = KeyInput {
+                publishable_key: row.publishable_key.clone(),
+                secret_key: Some(self.secret_key(&row)?),
+                webhook_secrets: self.signing_secrets(&row).await?,
+            };
+            let url = self.webhook_url(&row.id);
+            report::run(&keys, Some(&client), ExpectedWebhook::Exact(&url)).await
+        } else {
+            self.oauth_report(&row, &client).await
         };
-        let url = self.webhook_url(&row.id);
-        let report = report::run(&keys, Some(&client), ExpectedWebhook::Exact(&url)).await;
         let text = serde_json::to_string(&report).unwrap_or_default();
         let (id, actor) = (row.id.clone(), actor.to_owned());
         let (account, can_push, ok) =
@@ -731,6 +813,9 @@ impl Connections {
         self.endpoints.remove(&row.id);
         if let Ok(mut clients) = self.clients.lock() {
             clients.remove(&row.id);
+        }
+        if row.auth == ConnectionAuth::Connect {
+            self.deauthorize(&row).await;
         }
         tracing::info!(connection.id = %row.id, "connection disconnected");
         Ok(affected)

@@ -33,7 +33,7 @@ impl Connections {
         secret: Secret,
         actor: &str,
     ) -> Result<ConnectionView, ConnectionError> {
-        let row = self.api_row(id).await?;
+        let row = self.keyed_row(id).await?;
         let (check, _) = crate::stripe::keys::format_check(
             crate::stripe::keys::Field::WebhookSecret,
             Some(secret.expose()),
@@ -76,7 +76,7 @@ impl Connections {
         secret_id: &str,
         actor: &str,
     ) -> Result<ConnectionView, ConnectionError> {
-        let row = self.api_row(id).await?;
+        let row = self.keyed_row(id).await?;
         let (cid, sid, actor) = (row.id.clone(), secret_id.to_owned(), actor.to_owned());
         let retired = self
             .db
@@ -109,7 +109,7 @@ impl Connections {
         id: &str,
         actor: &str,
     ) -> Result<(ConnectionView, &'static str), ConnectionError> {
-        let row = self.api_row(id).await?;
+        let row = self.keyed_row(id).await?;
         let url = self.webhook_url(&row.id);
         // Stripe would accept the URL and then fail every delivery: refuse before calling it.
         if crate::config::is_loopback_url(&url) {
@@ -120,7 +120,7 @@ impl Connections {
                  localhost:8080/webhooks/stripe` instead."
             )));
         }
-        let client = self.client_for(&row)?;
+        let client = self.client_for(&row).await?;
         let existing = typed::list_all(&client, &ListWebhookEndpoint::new())
             .await
             .map_err(ConnectionError::Stripe)?

@@ -286,6 +286,21 @@ text_enum! {
         Active = "active",
         /// Stopped by ops; its ledger stays, its webhooks are refused.
         Disconnected = "disconnected",
+        /// Stripe said the OAuth authorisation is gone (deauthorised there, or a 401): no more
+        /// reads; connecting again makes a new authorisation.
+        Revoked = "revoked",
+    }
+}
+
+text_enum! {
+    /// How billmirror reads a connection's account.
+    pub enum ConnectionAuth {
+        /// With a pasted (or `STRIPE_*`) secret or restricted key.
+        Key = "key",
+        /// Stripe Connect OAuth (Standard account): the platform key with `Stripe-Account`.
+        Connect = "connect",
+        /// Stripe App OAuth: a short-lived access token, refreshed with a rolling refresh token.
+        App = "app",
     }
 }
 

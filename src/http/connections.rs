@@ -43,6 +43,11 @@ impl From<ConnectionError> for ApiError {
             }
             ConnectionError::Storage(e) => e.into(),
             ConnectionError::Vault(e) => ApiError::internal(e),
+            ConnectionError::Revoked => ApiError::conflict(
+                "connection_revoked",
+                "Stripe revoked this connection's authorisation: it no longer syncs. Connect the \
+                 account with Stripe again.",
+            ),
         }
     }
 }

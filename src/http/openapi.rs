@@ -40,6 +40,7 @@ const BEARER: &str = "bearer";
         pay::pay,
         webhooks::receive_env,
         webhooks::receive_for,
+        webhooks::receive_connect,
         tokens::list,
         tokens::create,
         tokens::revoke,

@@ -245,6 +245,9 @@ pub fn other_routes() -> Vec<OtherRoute> {
         other(Method::POST, "/webhooks/stripe/{connection_id}", || {
             web::post().to(webhooks::receive_for)
         }),
+        other(Method::POST, "/webhooks/stripe/connect/{mode}", || {
+            web::post().to(webhooks::receive_connect)
+        }),
     ]
 }
 

@@ -72,11 +72,30 @@ async fn receive(
             format!("There is no connection with this id.{hint}"),
         ));
     };
+    let (envelope, body, signed_with) =
+        match verified(state, &endpoint, connection_id, req, payload).await? {
+            Ok(verified) => verified,
+            Err(answer) => return Ok(answer),
+        };
+    store(state, connection_id, envelope, body, signed_with).await
+}
+
+/// A delivery read within its limits and verified against `endpoint`'s secrets: the envelope,
+/// the body and the hint of the secret that signed it. A refusal is an `Err` (counted against
+/// `counted_as`), or an answer that closes the connection (`Ok(Err(…))`).
+async fn verified(
+    state: &AppState,
+    endpoint: &webhook::Endpoint,
+    counted_as: &str,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Result<(webhook::Envelope, String, String), HttpResponse>, ApiError> {
+    let connection_id = counted_as;
     let limit = state.config.webhooks.max_body_bytes;
     // A declared length over the limit is refused before a byte of the body is read.
     if declared_length(req).is_some_and(|length| length > limit as u64) {
         reject(state, connection_id, "payload_too_large");
-        return Ok(closing(too_large(limit)));
+        return Ok(Err(closing(too_large(limit))));
     }
     // actix bounds only the wait for the headers; a client that stops halfway through its body
     // would otherwise hold the request, and a graceful shutdown, for as long as it likes.
@@ -85,18 +104,18 @@ async fn receive(
         Ok(Ok(body)) => body,
         Ok(Err(error)) => {
             reject(state, connection_id, error.code);
-            return Ok(closing(error));
+            return Ok(Err(closing(error)));
         }
         Err(_) => {
             reject(state, connection_id, "body_timeout");
-            return Ok(closing(ApiError::new(
+            return Ok(Err(closing(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 format!(
                     "The body did not arrive within {} s (WEBHOOK_BODY_TIMEOUT_SECS).",
                     wait.as_secs()
                 ),
-            )));
+            ))));
         }
     };
     let signature = req
@@ -104,7 +123,7 @@ async fn receive(
         .get("stripe-signature")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let verified = webhook::verify_delivery(
-        &endpoint,
+        endpoint,
         signature,
         &body,
         chrono::Utc::now().timestamp(),
@@ -127,6 +146,17 @@ async fn receive(
         reject(state, connection_id, rejection.code());
         return Err(ApiError::bad_request(rejection.code(), rejection.message()));
     };
+    Ok(Ok((envelope, body, signed_with)))
+}
+
+/// Stores a verified event for `connection_id` and answers Stripe.
+async fn store(
+    state: &AppState,
+    connection_id: &str,
+    envelope: webhook::Envelope,
+    body: String,
+    signed_with: String,
+) -> Result<HttpResponse, ApiError> {
     let maps = webhook::maps(&envelope);
     let stripe_event_id = envelope.id.clone();
     let row = webhook::inbox_row(
@@ -151,6 +181,99 @@ async fn receive(
         received: true,
         duplicate: !new,
     }))
+}
+
+/// Stripe's Connect webhooks for every account connected with "Connect with Stripe" in one mode.
+#[utoipa::path(post, path = "/webhooks/stripe/connect/{mode}",
+    params(
+        ("mode" = String, Path, description = "`live` or `test`: the mode of the platform's Connect endpoint."),
+        ("Stripe-Signature" = String, Header, description = "`t=…,v1=…`, signed with the Connect endpoint's secret (`STRIPE_CONNECT_WEBHOOK_SECRET_LIVE` or `_TEST`)."),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A Connect event: a Stripe event with a top-level `account` (`acct_…`) naming the connected account it is about."),
+    responses(
+        (status = 200, description = "Stored for that account's connection (or already known), or an `account.application.deauthorized` taken: the connection is revoked.", body = Received),
+        (status = 400, description = "Bad or missing signature, not an event, no `account` (`missing_account`), or an account that is not connected (`unconnected_account`, counted).", body = ErrorBody),
+        (status = 404, description = "No Connect endpoint is configured for this mode (`unknown_connection`).", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time (`body_timeout`).", body = ErrorBody),
+        (status = 413, description = "The body is over `WEBHOOK_MAX_BODY_BYTES` (`payload_too_large`).", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached; Stripe retries.", body = ErrorBody),
+    ))]
+pub async fn receive_connect(
+    state: web::Data<AppState>,
+    mode: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use crate::stripe::Mode;
+    let offer = Mode::parse(&mode).and_then(|mode| {
+        state
+            .config
+            .oauth
+            .as_ref()?
+            .mode(mode)
+            .filter(|m| !m.webhook_secrets.is_empty())
+    });
+    let Some(offer) = offer else {
+        count_rejection("unknown", "unknown_connection");
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+            "No Connect webhook endpoint of this mode is configured: set \
+             STRIPE_CONNECT_WEBHOOK_SECRET_LIVE or STRIPE_CONNECT_WEBHOOK_SECRET_TEST.",
+        ));
+    };
+    // Counted under the endpoint until the event says which connection it belongs to.
+    let counted_as = format!("connect_{}", offer.mode.as_str());
+    let endpoint = webhook::Endpoint {
+        connection_id: counted_as.clone(),
+        mode: Some(offer.mode.as_str()),
+        secrets: offer.webhook_secrets.clone(),
+    };
+    let (envelope, body, signed_with) =
+        match verified(&state, &endpoint, &counted_as, &req, payload).await? {
+            Ok(verified) => verified,
+            Err(answer) => return Ok(answer),
+        };
+    let account = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["account"].as_str().map(str::to_owned))
+        .filter(|a| a.starts_with("acct_"));
+    let Some(account) = account else {
+        reject(&state, &counted_as, "missing_account");
+        return Err(ApiError::bad_request(
+            "missing_account",
+            "A Connect event names its account in a top-level `account` (acct_…); this one does not.",
+        ));
+    };
+    let connection = state
+        .connections
+        .oauth_connection_of(&account, offer.mode)
+        .await?;
+    if envelope.event_type == "account.application.deauthorized" {
+        if let Some(row) = &connection {
+            state
+                .connections
+                .revoke(&row.id, "account.application.deauthorized")
+                .await;
+        }
+        // Also when the connection is gone already (disconnected here first): Stripe need not retry.
+        return Ok(HttpResponse::Ok().json(Received {
+            received: true,
+            duplicate: connection.is_none(),
+        }));
+    }
+    let Some(connection) = connection else {
+        reject(&state, &counted_as, "unconnected_account");
+        tracing::warn!(stripe.account = %account, mode = offer.mode.as_str(), "a Connect event for an account that is not connected");
+        return Err(ApiError::bad_request(
+            "unconnected_account",
+            format!(
+                "The account {account} is not connected in {} mode.",
+                offer.mode.as_str()
+            ),
+        ));
+    };
+    store(&state, &connection.id, envelope, body, signed_with).await
 }
 
 /// The answer to a delivery that was stored.

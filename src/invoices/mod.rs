@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::connections::{ConnectionError, Connections};
-use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
+use crate::domain::states::{ConnectionAuth, InvoiceOrigin, InvoiceStatus, SyncState};
 use crate::domain::{ids, time};
 use crate::jobs::{self, JobKind, JobState, NewJob};
 use crate::storage::connections::{
@@ -65,7 +65,9 @@ fn choose_connection(
             )
         })?,
         None => {
-            let active = connection_store::active_with_keys(conn)?;
+            let mut active = connection_store::active_with_keys(conn)?;
+            // "Connect with Stripe" connections are read-only: never a default for pushing.
+            active.retain(|c| c.auth == ConnectionAuth::Key);
             let live: Vec<_> = active.iter().filter(|c| c.mode == "live").collect();
             match (live.as_slice(), active.as_slice()) {
                 ([one], _) => (*one).clone(),
@@ -84,6 +86,9 @@ fn choose_connection(
                 row.id
             ),
         ));
+    }
+    if row.auth != ConnectionAuth::Key {
+        return Err(input_error("connection_read_only", "connection_id", format!("connection_id `{}` was connected with \"Connect with Stripe\", which grants billmirror read-only access: it mirrors the account but cannot push invoices through it. To push invoices, connect the account with a secret or restricted key that may write.", row.id)));
     }
     if row.secret_key_enc.is_none() {
         return Err(input_error("connection_no_key", "connection_id", format!("connection_id `{}` has no secret key (only STRIPE_WEBHOOK_SECRET or STRIPE_PUBLISHABLE_KEY is set): set STRIPE_SECRET_KEY and restart to push invoices through it.", row.id)));
@@ -317,7 +322,7 @@ pub async fn void(
                 .await?
                 .ok_or(ConnectionError::NotFound)?
         };
-        let client = connections.client_for(&row)?;
+        let client = connections.client_for(&row).await?;
         let retrieve = stripe_billing::invoice::RetrieveInvoice::new(stripe_id.as_str());
         let current = match crate::stripe::typed::send(&client, &retrieve, None).await {
             Ok(current) => Some(current),

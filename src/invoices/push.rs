@@ -153,7 +153,7 @@ impl PushWorker {
         if connection.status == connection_status::DISCONNECTED {
             return Outcome::Failed("the connection was disconnected; nothing was pushed".into());
         }
-        let client = match self.connections.client_for(&connection) {
+        let client = match self.connections.client_for(&connection).await {
             Ok(client) => client,
             Err(e) => return e.into(),
         };
@@ -244,7 +244,7 @@ impl PushWorker {
             },
         )
         .await?;
-        if let Some(url) = text(&finalized, "invoice_pdf") {
+        if let Some(url) = finalized.invoice_pdf.clone() {
             let id = invoice.id.clone();
             self.db
                 .run(move |conn| store::set_pdf(conn, &id, &url))

@@ -169,7 +169,7 @@ impl ChatActor {
             Ok(None) => return Ok(failed("the connection no longer exists")),
             Err(e) => return Err(e.into()),
         };
-        let client = match self.connections.client_for(&row) {
+        let client = match self.connections.client_for(&row).await {
             Ok(client) => client,
             Err(e) => return Ok(failed(&format!("the connection cannot call Stripe: {e}"))),
         };

@@ -9,8 +9,8 @@ use super::schema::{
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{
-    ConnectionOrigin, ConnectionStatus, EventStatus, InvoiceStatus, KeyVerdict, SecretStatus,
-    SyncState,
+    ConnectionAuth, ConnectionOrigin, ConnectionStatus, EventStatus, InvoiceStatus, KeyVerdict,
+    SecretStatus, SyncState,
 };
 
 /// A connection's statuses, by their short names.
@@ -19,6 +19,7 @@ pub mod status {
 
     pub const ACTIVE: ConnectionStatus = ConnectionStatus::Active;
     pub const DISCONNECTED: ConnectionStatus = ConnectionStatus::Disconnected;
+    pub const REVOKED: ConnectionStatus = ConnectionStatus::Revoked;
 }
 
 /// What Stripe last said about a connection's secret key.
@@ -55,6 +56,15 @@ pub struct ConnectionRow {
     pub key_status: KeyVerdict,
     /// The vault's keyed fingerprint of the secret key; unique among active connections.
     pub secret_key_fingerprint: Option<String>,
+    pub auth: ConnectionAuth,
+    /// OAuth connections: the sealed refresh token.
+    pub refresh_token_enc: Option<String>,
+    /// App OAuth: when the access token (sealed in `secret_key_enc`) stops working.
+    pub access_expires_at: Option<NaiveDateTime>,
+    /// Bumped with every change of the stored tokens (see [`store_refreshed`]).
+    pub token_version: i32,
+    pub refresh_claimed_until: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -111,12 +121,17 @@ pub fn active(conn: &mut DbConnection) -> Result<Vec<ConnectionRow>, StorageErro
         .load(conn)?)
 }
 
-/// The active connections that hold a secret key: the ones that can be synced, re-checked and
-/// pushed through. (The environment's connection has none when only its webhook secret is set.)
+/// The active connections that can read from Stripe: those holding a secret key and those
+/// connected with OAuth: the ones that can be synced and re-checked. (The environment's
+/// connection has no key when only its webhook secret is set.)
 pub fn active_with_keys(conn: &mut DbConnection) -> Result<Vec<ConnectionRow>, StorageError> {
     Ok(connections::table
         .filter(connections::status.eq(status::ACTIVE))
-        .filter(connections::secret_key_enc.is_not_null())
+        .filter(
+            connections::secret_key_enc
+                .is_not_null()
+                .or(connections::auth.ne(ConnectionAuth::Key)),
+        )
         .select(ConnectionRow::as_select())
         .order(connections::id.asc())
         .load(conn)?)
@@ -349,6 +364,140 @@ pub fn mark_disconnected(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// The active OAuth connection of this Stripe account in this mode, if any.
+pub fn active_oauth_for_account(
+    conn: &mut DbConnection,
+    account: &str,
+    mode: &str,
+) -> Result<Option<ConnectionRow>, StorageError> {
+    Ok(connections::table
+        .filter(connections::status.eq(status::ACTIVE))
+        .filter(connections::auth.ne(ConnectionAuth::Key))
+        .filter(connections::stripe_account_id.eq(account))
+        .filter(connections::mode.eq(mode))
+        .select(ConnectionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The OAuth tokens an authorisation (or a refresh) gave, sealed.
+pub struct OauthTokens {
+    pub access_token_enc: Option<String>,
+    pub access_token_hint: Option<String>,
+    pub refresh_token_enc: Option<String>,
+    pub access_expires_at: Option<NaiveDateTime>,
+}
+
+/// Stores a new authorisation's tokens over an existing OAuth connection (connecting the same
+/// account again), making it active again.
+pub fn reauthorize(
+    conn: &mut DbConnection,
+    id: &str,
+    tokens: &OauthTokens,
+    at: NaiveDateTime,
+) -> Result<(), StorageError> {
+    diesel::update(connections::table.find(id))
+        .set((
+            connections::secret_key_enc.eq(&tokens.access_token_enc),
+            connections::secret_key_hint.eq(&tokens.access_token_hint),
+            connections::refresh_token_enc.eq(&tokens.refresh_token_enc),
+            connections::access_expires_at.eq(tokens.access_expires_at),
+            connections::token_version.eq(connections::token_version + 1),
+            connections::refresh_claimed_until.eq(None::<NaiveDateTime>),
+            connections::status.eq(status::ACTIVE),
+            connections::revoked_at.eq(None::<NaiveDateTime>),
+            connections::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Claims the refresh of a connection's tokens until `until`, if nobody holds the claim and the
+/// tokens are still those of `version`. Returns whether this caller may refresh.
+pub fn claim_refresh(
+    conn: &mut DbConnection,
+    id: &str,
+    version: i32,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> Result<bool, StorageError> {
+    let claimed = diesel::update(
+        connections::table
+            .find(id)
+            .filter(connections::status.eq(status::ACTIVE))
+            .filter(connections::token_version.eq(version))
+            .filter(
+                connections::refresh_claimed_until
+                    .is_null()
+                    .or(connections::refresh_claimed_until.lt(now)),
+            ),
+    )
+    .set(connections::refresh_claimed_until.eq(until))
+    .execute(conn)?;
+    Ok(claimed == 1)
+}
+
+/// Stores refreshed tokens in place of those of `version` and releases the claim; false when
+/// the tokens changed meanwhile (they are then not stored).
+pub fn store_refreshed(
+    conn: &mut DbConnection,
+    id: &str,
+    version: i32,
+    tokens: &OauthTokens,
+    at: NaiveDateTime,
+) -> Result<bool, StorageError> {
+    let stored = diesel::update(
+        connections::table
+            .find(id)
+            .filter(connections::token_version.eq(version)),
+    )
+    .set((
+        connections::secret_key_enc.eq(&tokens.access_token_enc),
+        connections::secret_key_hint.eq(&tokens.access_token_hint),
+        connections::refresh_token_enc.eq(&tokens.refresh_token_enc),
+        connections::access_expires_at.eq(tokens.access_expires_at),
+        connections::token_version.eq(version + 1),
+        connections::refresh_claimed_until.eq(None::<NaiveDateTime>),
+        connections::updated_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(stored == 1)
+}
+
+/// Gives up a refresh claim without storing anything (the refresh failed).
+pub fn release_refresh(conn: &mut DbConnection, id: &str) -> Result<(), StorageError> {
+    diesel::update(connections::table.find(id))
+        .set(connections::refresh_claimed_until.eq(None::<NaiveDateTime>))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Marks an active OAuth connection revoked by Stripe; returns whether it was active. Its tokens
+/// are dropped: they no longer work, and a revoked row keeps no secret.
+pub fn mark_revoked(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+) -> Result<bool, StorageError> {
+    let revoked = diesel::update(
+        connections::table
+            .find(id)
+            .filter(connections::status.eq(status::ACTIVE))
+            .filter(connections::auth.ne(ConnectionAuth::Key)),
+    )
+    .set((
+        connections::status.eq(status::REVOKED),
+        connections::revoked_at.eq(at),
+        connections::secret_key_enc.eq(None::<String>),
+        connections::secret_key_hint.eq(None::<String>),
+        connections::refresh_token_enc.eq(None::<String>),
+        connections::can_push.eq(false),
+        connections::updated_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(revoked == 1)
 }
 
 pub fn insert_secret(conn: &mut DbConnection, row: &WebhookSecretRow) -> Result<(), StorageError> {

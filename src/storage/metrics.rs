@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::connections::status as connection_status;
 use super::schema::{connections, webhook_events};
 use super::{DbConnection, StorageError};
-use crate::domain::states::{EventStatus, JobKind, JobState};
+use crate::domain::states::{ConnectionStatus, EventStatus, JobKind, JobState};
 
 pub struct Snapshot {
     pub events_by_status: Vec<(EventStatus, i64)>,
@@ -28,21 +28,28 @@ pub fn snapshot(conn: &mut DbConnection) -> Result<Snapshot, StorageError> {
         .filter(webhook_events::status.eq_any(EventStatus::DUE))
         .select(diesel::dsl::min(webhook_events::received_at))
         .get_result(conn)?;
-    let rows: Vec<(String, Option<String>, bool)> = connections::table
-        .filter(connections::status.eq(connection_status::ACTIVE))
+    // A connection Stripe revoked stays in the health report, failing, until it is connected
+    // again or disconnected: nobody removed it on purpose.
+    let rows: Vec<(String, Option<String>, bool, ConnectionStatus)> = connections::table
+        .filter(connections::status.eq_any([connection_status::ACTIVE, connection_status::REVOKED]))
         .select((
             connections::id,
             connections::last_report,
             connections::can_push,
+            connections::status,
         ))
         .load(conn)?;
     let connections = rows
         .into_iter()
-        .map(|(id, report, can_push)| ConnectionHealth {
+        .map(|(id, report, can_push, status)| ConnectionHealth {
             id,
-            report_ok: report
-                .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
-                .and_then(|r| r["ok"].as_bool()),
+            report_ok: if status == connection_status::REVOKED {
+                Some(false)
+            } else {
+                report
+                    .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+                    .and_then(|r| r["ok"].as_bool())
+            },
             can_push,
         })
         .collect();

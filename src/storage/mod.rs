@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migrate;
 pub mod notify;
+pub mod oauth_states;
 pub mod ops_alerts;
 pub mod reconcile;
 pub mod schema;

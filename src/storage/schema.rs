@@ -45,6 +45,25 @@ diesel::table! {
         disconnected_at -> Nullable<Timestamp>,
         key_status -> Text,
         secret_key_fingerprint -> Nullable<Text>,
+        auth -> Text,
+        refresh_token_enc -> Nullable<Text>,
+        access_expires_at -> Nullable<Timestamp>,
+        token_version -> Integer,
+        refresh_claimed_until -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_states (state_hash) {
+        state_hash -> Text,
+        user_id -> Text,
+        session_hash -> Text,
+        flow -> Text,
+        mode -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
     }
 }
 
@@ -636,4 +655,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sign_in_failures,
     sidebar_keys,
     connection_drafts,
+    oauth_states,
 );

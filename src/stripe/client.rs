@@ -100,6 +100,18 @@ impl StripeError {
         }
     }
 
+    /// Stripe refused the credentials: 401, or 403 `account_invalid` (the key may no longer act
+    /// on the connected account named in `Stripe-Account`).
+    pub fn is_refused_credential(&self) -> bool {
+        match self {
+            StripeError::Api { status: 401, .. } => true,
+            StripeError::Api {
+                status: 403, code, ..
+            } => code.as_deref() == Some("account_invalid"),
+            _ => false,
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             StripeError::Api { code, .. } => code.as_deref(),
@@ -137,11 +149,18 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
+/// Told when Stripe refuses the credentials themselves (401, or 403 `account_invalid` for a
+/// connected account): how an OAuth connection learns that its authorisation was revoked.
+pub type RefusedHook = std::sync::Arc<dyn Fn(&StripeError) + Send + Sync>;
+
 pub struct StripeClient {
     http: reqwest::Client,
     key: Secret,
     settings: ClientSettings,
     limiter: RateLimiter,
+    /// `Stripe-Account`: a Connect platform reading a connected account with its own key.
+    account: Option<String>,
+    on_refused: Option<RefusedHook>,
 }
 
 impl StripeClient {
@@ -157,7 +176,21 @@ impl StripeClient {
             limiter: RateLimiter::new(settings.requests_per_second),
             key,
             settings,
+            account: None,
+            on_refused: None,
         })
+    }
+
+    /// Every request acts on the connected account `account` (`Stripe-Account: acct_…`).
+    pub fn for_account(mut self, account: &str) -> StripeClient {
+        self.account = Some(account.to_owned());
+        self
+    }
+
+    /// `hook` is called whenever Stripe refuses the credentials (see [`RefusedHook`]).
+    pub fn on_refused(mut self, hook: RefusedHook) -> StripeClient {
+        self.on_refused = Some(hook);
+        self
     }
 
     /// The key this client sends, masked: for log lines and answers.
@@ -292,6 +325,9 @@ impl StripeClient {
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
+            if let Some(account) = &self.account {
+                request = request.header("Stripe-Account", account);
+            }
             if let Some(version) = version {
                 request = request.header("Stripe-Version", version);
             }
@@ -314,6 +350,11 @@ impl StripeClient {
                 Err(failure) => failure,
             };
             if !failure.retry || attempt >= self.settings.max_attempts {
+                if let (Some(hook), true) =
+                    (&self.on_refused, failure.error.is_refused_credential())
+                {
+                    hook(&failure.error);
+                }
                 return Err(failure.error);
             }
             let delay = failure

@@ -265,6 +265,94 @@ pub async fn run(
     report.finish()
 }
 
+/// The report of a read-only OAuth connection: no pasted keys to check offline; Stripe is asked
+/// whether the authorisation still opens the account, what it may read, and the account's state.
+/// `how` names the flow for the sentences (`Stripe Connect`, `the Stripe App`); `webhooks` says
+/// where its events arrive (`None`: the platform's Connect endpoint has no signing secret yet).
+pub async fn run_oauth(
+    client: &StripeClient,
+    mode: Option<Mode>,
+    how: &str,
+    webhooks: Option<&str>,
+) -> KeyReport {
+    let offline = "Connected with Stripe (OAuth): there are no pasted keys to check.";
+    let mut report = KeyReport {
+        ok: false,
+        mode,
+        checks: vec![
+            Check::skipped(CheckName::PublishableKeyFormat, offline),
+            Check::skipped(CheckName::SecretKeyFormat, offline),
+            Check::skipped(CheckName::WebhookSecretFormat, offline),
+            Check::skipped(CheckName::ModeMatch, offline),
+        ],
+        stripe_account_id: None,
+        can_push: false,
+    };
+    let account = typed::send(
+        client,
+        &stripe_connect::account::RetrieveForMyAccountAccount::new(),
+        None,
+    )
+    .await;
+    let (mut authentication, account) = authentication_check(&account);
+    if authentication.code == Some("key_rejected") {
+        authentication.message = format!(
+            "Stripe no longer accepts this connection's authorisation through {how}: it was \
+             revoked in Stripe. Connect the account with Stripe again."
+        );
+    }
+    let reached = authentication.status != Status::Fail;
+    report.checks.push(authentication);
+    if !reached {
+        let why = if report.key_rejected() {
+            "Not checked: Stripe refused the authorisation."
+        } else {
+            "Not checked: Stripe could not be reached."
+        };
+        report.checks.extend(
+            [
+                CheckName::Permissions,
+                CheckName::AccountStatus,
+                CheckName::WebhookEndpoint,
+            ]
+            .map(|name| Check::skipped(name, why)),
+        );
+        return report.finish();
+    }
+    report.stripe_account_id = account.as_ref().map(|a| a.id.as_str().to_owned());
+    let (mut permissions, _) =
+        permissions_check(client, KeyKind::Restricted(mode.unwrap_or(Mode::Test))).await;
+    if permissions.code == Some("read_only") || permissions.status == Status::Pass {
+        permissions = Check::warn(
+            CheckName::Permissions,
+            "read_only",
+            format!(
+                "Connected with Stripe through {how}, read-only: billmirror mirrors this account \
+                 but never pushes invoices through it. To push invoices, connect the account \
+                 with a secret or restricted key that may write instead."
+            ),
+        );
+    }
+    report.checks.push(permissions);
+    // Read-only by construction, whatever the probes found.
+    report.can_push = false;
+    report.checks.push(account_status_check(account));
+    report.checks.push(match webhooks {
+        Some(url) => Check::pass(
+            CheckName::WebhookEndpoint,
+            format!("Events arrive through the platform's Connect webhook endpoint, {url}."),
+        ),
+        None => Check::warn(
+            CheckName::WebhookEndpoint,
+            "connect_endpoint_missing",
+            "No signing secret is configured for the platform's Connect webhook endpoint of this \
+             mode (STRIPE_CONNECT_WEBHOOK_SECRET_LIVE or _TEST): events are only caught up, not \
+             received as they happen.",
+        ),
+    });
+    report.finish()
+}
+
 fn authentication_check(answer: &Result<Account, StripeError>) -> (Check, Option<&Account>) {
     let name = CheckName::Authentication;
     match answer {

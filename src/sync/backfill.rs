@@ -107,7 +107,7 @@ pub async fn backfill(
             "the connection `{connection_id}` is disconnected"
         )));
     }
-    let client = connections.client_for(&row)?;
+    let client = connections.client_for(&row).await?;
     let livemode = row.mode == "live";
 
     let cid = connection_id.to_owned();
@@ -319,7 +319,7 @@ pub async fn refresh_customers(
     let mut stored = Vec::new();
     let mut fetched = 0usize;
     for row in rows {
-        let client = connections.client_for(&row)?;
+        let client = connections.client_for(&row).await?;
         let livemode = row.mode == "live";
         let mut customers: Vec<Value> = Vec::new();
         for email in emails {

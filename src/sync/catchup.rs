@@ -32,7 +32,7 @@ pub async fn catch_up(
         .run(move |conn| connection_store::find(conn, &cid))
         .await?
         .ok_or(ConnectionError::NotFound)?;
-    let client = connections.client_for(&row)?;
+    let client = connections.client_for(&row).await?;
     let oldest = chrono::Utc::now() - chrono::Duration::days(MAX_DAYS);
     let since = since.max(oldest).timestamp();
     let mut report = CatchUpReport::default();

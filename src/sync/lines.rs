@@ -60,7 +60,7 @@ impl Handler for LinesReader {
             Ok(_) => return Outcome::Cancelled("the connection is disconnected".into()),
             Err(e) => return e.into(),
         };
-        let client = match self.connections.client_for(&row) {
+        let client = match self.connections.client_for(&row).await {
             Ok(client) => client,
             Err(e) => return Outcome::Failed(e.to_string()),
         };

@@ -283,6 +283,7 @@ pub async fn run(
         .ok_or_else(|| Outcome::Cancelled("the connection is disconnected".into()))?;
     let client = connections
         .client_for(&row)
+        .await
         .map_err(|e| Outcome::Failed(e.to_string()))?;
     let mut report: Report = serde_json::from_str(&run.report).unwrap_or_default();
     for resource in RESOURCES {

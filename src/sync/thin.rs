@@ -74,6 +74,7 @@ impl ThinFetcher {
         let client = self
             .connections
             .client_for(&connection)
+            .await
             .map_err(|e| Outcome::Failed(format!("thin events are read from Stripe: {e}")))?;
         let event_path = thin::event_path(&row.stripe_event_id)
             .ok_or_else(|| Outcome::Failed("the event's id cannot be looked up".into()))?;

@@ -26,7 +26,8 @@ pub const JOBS: &str = "billmirror_jobs";
 pub const STRIPE_REQUESTS: &str = "billmirror_stripe_requests_total";
 /// Stripe call latency (every attempt) by endpoint template and method. Histogram.
 pub const STRIPE_REQUEST_DURATION: &str = "billmirror_stripe_request_duration_seconds";
-/// The last key report of each active connection: 1 when every check passed. Gauge.
+/// The last key report of each active connection: 1 when every check passed (0 for one Stripe
+/// revoked). Gauge.
 pub const CONNECTION_KEY_REPORT_OK: &str = "billmirror_connection_key_report_ok";
 /// Whether each active connection's key may push invoices (1) or not (0). Gauge.
 pub const CONNECTION_CAN_PUSH: &str = "billmirror_connection_can_push";

@@ -16,6 +16,7 @@ mod home;
 mod invoice_form;
 mod invoices;
 mod login;
+pub mod oauth;
 mod session;
 mod sidebar;
 mod users;
@@ -40,6 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(login::logout_everywhere),
         )
         .route("/", web::get().to(home::page))
+        .route("/connections/oauth/start", web::get().to(oauth::start))
+        .route(
+            "/connections/oauth/callback",
+            web::get().to(oauth::callback),
+        )
         .route("/connections", web::get().to(connections::list))
         .route("/connections/new", web::get().to(connections::connect_form))
         .route(

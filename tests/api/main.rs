@@ -19,6 +19,7 @@ mod invoices;
 mod jobs;
 mod mapping;
 mod notify;
+mod oauth;
 mod openapi;
 mod ordering;
 mod properties;

@@ -4,7 +4,9 @@
 use serde_json::Value;
 
 use crate::connections::ConnectionView;
-use crate::domain::states::{ConnectionOrigin, ConnectionStatus, KeyVerdict, SecretStatus};
+use crate::domain::states::{
+    ConnectionAuth, ConnectionOrigin, ConnectionStatus, KeyVerdict, SecretStatus,
+};
 use crate::web::view::When;
 
 /// A badge: `level` is the stylesheet's class (`good`, `warn`, `bad`, or none).
@@ -35,7 +37,9 @@ pub fn health(view: &ConnectionView) -> Health {
         .and_then(|r| r["ok"].as_bool())
         .unwrap_or(true);
     // The environment's secrets come from STRIPE_WEBHOOK_SECRET, not from this list.
+    // An OAuth connection's events come through the platform's Connect endpoint.
     let no_secret = view.origin != ConnectionOrigin::Env
+        && view.auth == ConnectionAuth::Key
         && !view
             .webhook_secrets
             .iter()
@@ -45,6 +49,13 @@ pub fn health(view: &ConnectionView) -> Health {
             "",
             "disconnected",
             "Disconnected: no events are received or invoices pushed.",
+        )
+    } else if view.status == ConnectionStatus::Revoked {
+        Health::new(
+            "bad",
+            "revoked",
+            "Stripe revoked this connection's authorisation: it no longer syncs. Connect the \
+             account with Stripe again.",
         )
     } else if view.key_status == KeyVerdict::Rejected {
         Health::new(
@@ -178,6 +189,7 @@ mod tests {
             name: "Shop".into(),
             mode: "test".into(),
             origin: ConnectionOrigin::Api,
+            auth: ConnectionAuth::Key,
             status: ConnectionStatus::Active,
             stripe_account_id: Some("acct_1".into()),
             publishable_key: None,
@@ -203,6 +215,7 @@ mod tests {
             },
             created_at: at,
             disconnected_at: None,
+            revoked_at: None,
         }
     }
 
@@ -224,8 +237,19 @@ mod tests {
         );
         v.key_status = KeyVerdict::Rejected;
         assert_eq!(health(&v).label, "key rejected");
+        v.status = ConnectionStatus::Revoked;
+        assert_eq!(health(&v).label, "revoked");
         v.status = ConnectionStatus::Disconnected;
         assert_eq!(health(&v).label, "disconnected");
+
+        let mut oauth = view();
+        oauth.auth = ConnectionAuth::Connect;
+        oauth.webhook_secrets.clear();
+        assert_eq!(
+            health(&oauth).label,
+            "healthy",
+            "its events come through the Connect endpoint"
+        );
 
         let mut env = view();
         env.origin = ConnectionOrigin::Env;

@@ -53,7 +53,7 @@ struct ListPage {
     disconnected: Vec<Listed>,
     notice: Option<String>,
     /// Stripe OAuth (issue 18) renders its panel here: pre-rendered HTML from its own askama
-    /// template (escaped there), shown with `|safe`. None until that work is merged.
+    /// template (escaped there), shown with `|safe`: `web::oauth::panel`.
     oauth_panel: Option<String>,
 }
 
@@ -61,6 +61,7 @@ async fn list_page(
     state: &AppState,
     staff: &Staff,
     notice: Option<String>,
+    oauth: &super::oauth::PanelQuery,
 ) -> Result<HttpResponse, WebError> {
     let views = state
         .connections
@@ -85,13 +86,22 @@ async fn list_page(
         active,
         disconnected,
         notice,
-        oauth_panel: None,
+        oauth_panel: Some(super::oauth::panel(
+            state.connections.oauth_settings(),
+            staff,
+            oauth,
+        )),
     })
 }
 
-pub async fn list(state: web::Data<AppState>, staff: Staff) -> Result<HttpResponse, WebError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    staff: Staff,
+    req: HttpRequest,
+) -> Result<HttpResponse, WebError> {
     require(&staff, role())?;
-    list_page(&state, &staff, None).await
+    let oauth = super::oauth::PanelQuery::read(req.query_string());
+    list_page(&state, &staff, None, &oauth).await
 }
 
 /// A signing secret as the page lists it.
@@ -110,9 +120,12 @@ struct DetailPage {
     nav: Nav,
     c: ConnectionView,
     health: Health,
-    /// The API may change its keys and secrets (not the environment's, not a disconnected one).
+    /// The API may change its keys and secrets (not the environment's, not a disconnected one,
+    /// not one made with "Connect with Stripe").
     changeable: bool,
     from_env: bool,
+    /// Made with "Connect with Stripe": read-only, its events come through the Connect endpoint.
+    oauth: bool,
     active: bool,
     secrets: Vec<SecretRow>,
     report: Option<ReportView>,
@@ -148,11 +161,13 @@ async fn detail_page(
     let hours = state.connections.activity(id).await.map_err(internal)?;
     let active = c.status == ConnectionStatus::Active;
     let from_env = c.origin == ConnectionOrigin::Env;
+    let oauth = c.auth != crate::domain::states::ConnectionAuth::Key;
     let page = DetailPage {
         nav: Nav::new(staff, "/connections"),
         health: health(&c),
-        changeable: active && !from_env,
+        changeable: active && !from_env && !oauth,
         from_env,
+        oauth,
         active,
         secrets: c
             .webhook_secrets
@@ -326,7 +341,7 @@ pub async fn disconnect(
     match state.connections.disconnect(&id, &staff.email).await {
         Ok(affected) => {
             let said = crate::connections::disconnect_message(&affected);
-            list_page(&state, &staff, Some(said)).await
+            list_page(&state, &staff, Some(said), &Default::default()).await
         }
         Err(e) => {
             let problem = sentence(e)?;
@@ -361,6 +376,12 @@ fn sentence(error: ConnectionError) -> Result<(StatusCode, String), WebError> {
         ConnectionError::Stripe(e) => (StatusCode::BAD_GATEWAY, format!("Stripe refused: {e}")),
         ConnectionError::Storage(e) => return Err(e.into()),
         ConnectionError::Vault(e) => return Err(WebError::Internal(e.to_string())),
+        ConnectionError::Revoked => (
+            StatusCode::CONFLICT,
+            "Stripe revoked this connection's authorisation: it no longer syncs. Connect the \
+             account with Stripe again."
+                .into(),
+        ),
     })
 }
 

@@ -6,6 +6,7 @@
 //! (`apt-get install -y chromium chromium-driver`).
 
 mod connections;
+mod oauth;
 mod pages;
 mod screenshots;
 mod staff;

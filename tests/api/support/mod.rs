@@ -79,6 +79,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, extra_vars: &[(&str, &str)]) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        TestApp::spawn_on(backend, listener, extra_vars).await
+    }
+
+    /// Starts the app with `PUBLIC_URL` its own address, for redirects that must come back to
+    /// it (an OAuth callback).
+    pub async fn spawn_at_own_url(backend: Backend, extra_vars: &[(&str, &str)]) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let own = format!("http://{}", listener.local_addr().unwrap());
+        let mut vars = extra_vars.to_vec();
+        vars.push(("PUBLIC_URL", &own));
+        TestApp::spawn_on(backend, listener, &vars).await
+    }
+
+    async fn spawn_on(
+        backend: Backend,
+        listener: TcpListener,
+        extra_vars: &[(&str, &str)],
+    ) -> TestApp {
         let test_db = TestDb::create(backend);
         let config = config_for(&test_db, extra_vars);
         let db = test_db.open_migrated();
@@ -89,7 +108,6 @@ impl TestApp {
                 .expect("a fresh database has no token")
                 .token
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let state = app::state(config, db.clone()).await.unwrap();
         let workers = app::Workers::start(&state);

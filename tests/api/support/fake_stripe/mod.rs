@@ -19,9 +19,13 @@ use actix_web::web::Bytes;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Map, Value};
 
+mod oauth;
 mod resources;
 mod shapes;
 mod v2;
+
+#[allow(unused_imports)] // the benches include this module but use no OAuth
+pub use oauth::{Flow as OauthFlow, CONNECTED_ACCOUNT};
 
 pub use resources::parse_form;
 use resources::*;
@@ -82,6 +86,8 @@ struct KeyInfo {
     access: Access,
     /// `None` while usable; else the 401 code Stripe answers with.
     revoked: Option<&'static str>,
+    /// When an OAuth access token stops working.
+    expires: Option<std::time::Instant>,
 }
 
 /// A failure to inject into the next matching requests.
@@ -165,6 +171,8 @@ struct State {
     /// How long an idempotent POST takes to execute; a second request with its key meanwhile
     /// gets Stripe's 409 `idempotency_key_in_use`.
     processing_delay: Option<Duration>,
+    /// OAuth clients, codes, grants and refresh tokens.
+    oauth: oauth::OauthState,
 }
 
 impl State {
@@ -265,6 +273,7 @@ impl FakeStripe {
                     account: account.to_owned(),
                     access,
                     revoked: None,
+                    expires: None,
                 },
             )
         });
@@ -468,6 +477,9 @@ async fn handle(
     req: HttpRequest,
     body: Bytes,
 ) -> HttpResponse {
+    if let Some(answer) = oauth::handle(&state, &req, &body) {
+        return answer;
+    }
     let method = req.method().as_str().to_owned();
     let path = req.path().to_owned();
     let raw = if method == "GET" {
@@ -491,6 +503,11 @@ async fn handle(
     let stripe_version = req
         .headers()
         .get("stripe-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let stripe_account = req
+        .headers()
+        .get("stripe-account")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
@@ -563,6 +580,7 @@ async fn handle(
                 &key,
                 idempotency_key.as_deref(),
                 stripe_version.as_deref(),
+                stripe_account.as_deref(),
                 &params,
                 fault,
             ),
@@ -685,10 +703,11 @@ fn respond(
     key: &str,
     idempotency_key: Option<&str>,
     stripe_version: Option<&str>,
+    stripe_account: Option<&str>,
     params: &Value,
     fault: Option<Fault>,
 ) -> Answer {
-    let Some(info) = s.keys.get(key).cloned() else {
+    let Some(mut info) = s.keys.get(key).cloned() else {
         let (status, body) = error(
             401,
             "invalid_request_error",
@@ -707,6 +726,45 @@ fn respond(
             None,
         );
         return Answer::fresh(status, body);
+    }
+    if info
+        .expires
+        .is_some_and(|at| std::time::Instant::now() >= at)
+    {
+        let (status, body) = error(
+            401,
+            "invalid_request_error",
+            Some("api_key_expired"),
+            &format!("Expired API Key provided: {}", star(key)),
+            None,
+        );
+        return Answer::fresh(status, body);
+    }
+    if let Some(connected) = stripe_account {
+        // A platform's own key acting on an account connected to it; nothing else may.
+        let access = matches!(info.access, Access::Full)
+            .then(|| s.oauth.access_for(&info.account, connected))
+            .flatten();
+        let Some(access) = access else {
+            let (status, body) = error(
+                403,
+                "invalid_request_error",
+                Some("account_invalid"),
+                &format!(
+                    "The provided key '{}' does not have access to account '{connected}' (or \
+                     that account does not exist). Application access may have been revoked.",
+                    star(key)
+                ),
+                None,
+            );
+            return Answer::fresh(status, body);
+        };
+        info = KeyInfo {
+            account: connected.to_owned(),
+            access,
+            revoked: None,
+            expires: None,
+        };
     }
     if let Some(rest) = path.strip_prefix("/v2/") {
         let (status, body) = match fault {
