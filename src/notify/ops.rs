@@ -1,6 +1,6 @@
 //! Ops alerts: a checker that looks at every active connection every `NOTIFY_ALERTS_INTERVAL`
 //! and sends an `ops` message once each time an alert changes state: a connection's key report
-//! starts failing (or passes again), webhook signature failures rise (or stop), events die (or
+//! starts failing or its OAuth authorisation is revoked (or it passes again), webhook signature failures rise (or stop), events die (or
 //! none is left dead), a push waits too long (or none does any more).
 //!
 //! The state of each alert is a row (`notify_ops_alerts`); a change is one conditional statement
@@ -139,6 +139,12 @@ pub fn read(signals: &ConnectionSignals, t: &Thresholds) -> Vec<Reading> {
         .as_deref()
         .and_then(|r| serde_json::from_str::<Value>(r).ok());
     let key_report = match report.as_ref().and_then(|r| r["ok"].as_bool()) {
+        // Whatever its last report said: nothing is read from it any more.
+        _ if signals.revoked => State::Firing(format!(
+            "Connection {name} was revoked in Stripe: its read-only authorisation was withdrawn \
+             (the account deauthorized billmirror, or Stripe refused its token), so nothing is \
+             read from it any more. Connect it with Stripe again from the Connections page."
+        )),
         None => State::Hold,
         Some(true) => State::Clear(format!("The key report of connection {name} passes again.")),
         Some(false) => {
@@ -338,6 +344,7 @@ mod tests {
         ConnectionSignals {
             connection_id: "conn_1".into(),
             name: "Acme EU".into(),
+            revoked: false,
             mode: "live".into(),
             last_report: None,
             signature_failures: 0,
@@ -367,6 +374,26 @@ mod tests {
                 matches!(state_of(&readings, kind), State::Clear(_)),
                 "{kind:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_revoked_connection_fires_the_key_alert_whatever_its_last_report_said() {
+        let passing = r#"{"ok": true, "checks": []}"#;
+        for last_report in [None, Some(passing.to_owned())] {
+            let revoked = ConnectionSignals {
+                revoked: true,
+                last_report,
+                ..signals()
+            };
+            let readings = read(&revoked, &Thresholds::default());
+            match state_of(&readings, AlertKind::KeyReport) {
+                State::Firing(detail) => assert!(
+                    detail.contains("was revoked in Stripe") && detail.contains("Acme EU (conn_1)"),
+                    "{detail}"
+                ),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

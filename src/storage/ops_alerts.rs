@@ -1,4 +1,5 @@
-//! Ops alerts: the signals the checker reads for every active connection (its last key report,
+//! Ops alerts: the signals the checker reads for every active or revoked connection (whether it
+//! was revoked, its last key report,
 //! webhook signature failures, dead events, pushes waiting too long), and whether each alert is
 //! firing, flipped by one statement so that of several instances checking at once exactly one
 //! sees each change.
@@ -11,14 +12,17 @@ use diesel::prelude::*;
 use super::connections::{status as connection_status, SIGNATURE_FAILURES};
 use super::schema::{connections, jobs, notify_ops_alerts, webhook_events, webhook_rejections};
 use super::{DbConnection, StorageError};
-use crate::domain::states::{EventStatus, JobKind, JobState};
+use crate::domain::states::{ConnectionStatus, EventStatus, JobKind, JobState};
 use crate::domain::time;
 
-/// What one active connection looks like to the ops checker.
+/// What one active or revoked connection looks like to the ops checker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSignals {
     pub connection_id: String,
     pub name: String,
+    /// Its OAuth authorisation was withdrawn in Stripe (deauthorized, or a read answered 401):
+    /// billmirror reads it no more until it is connected again.
+    pub revoked: bool,
     /// `live` or `test`.
     pub mode: String,
     /// The last key report, as JSON; `None` before any.
@@ -32,7 +36,7 @@ pub struct ConnectionSignals {
     pub oldest_stuck: Option<String>,
 }
 
-/// Every active connection's signals: signature failures since `failures_since`, pushes pending
+/// Every active or revoked connection's signals (a disconnected one is gone on purpose): signature failures since `failures_since`, pushes pending
 /// since before `stuck_before`. Each read uses an index: the dead events by status, the pending
 /// pushes by the job queue's, the rejections by connection and time.
 pub fn signals(
@@ -40,16 +44,20 @@ pub fn signals(
     failures_since: NaiveDateTime,
     stuck_before: NaiveDateTime,
 ) -> Result<Vec<ConnectionSignals>, StorageError> {
-    let active: Vec<(String, String, String, Option<String>)> = connections::table
-        .filter(connections::status.eq(connection_status::ACTIVE))
-        .select((
-            connections::id,
-            connections::name,
-            connections::mode,
-            connections::last_report,
-        ))
-        .order(connections::id.asc())
-        .load(conn)?;
+    let active: Vec<(String, String, ConnectionStatus, String, Option<String>)> =
+        connections::table
+            .filter(
+                connections::status.eq_any([connection_status::ACTIVE, connection_status::REVOKED]),
+            )
+            .select((
+                connections::id,
+                connections::name,
+                connections::status,
+                connections::mode,
+                connections::last_report,
+            ))
+            .order(connections::id.asc())
+            .load(conn)?;
     // One range read per connection on `webhook_rejections (connection_id, at)`: rejections
     // (a flood of forged posts) may be many, connections are few.
     let mut failures: HashMap<String, i64> = HashMap::new();
@@ -83,7 +91,7 @@ pub fn signals(
     }
     Ok(active
         .into_iter()
-        .map(|(id, name, mode, last_report)| {
+        .map(|(id, name, status, mode, last_report)| {
             let stuck = stuck_by.remove(&id);
             ConnectionSignals {
                 signature_failures: failures.get(&id).copied().unwrap_or(0),
@@ -92,6 +100,7 @@ pub fn signals(
                 oldest_stuck: stuck.map(|(_, invoice)| invoice),
                 connection_id: id,
                 name,
+                revoked: status == connection_status::REVOKED,
                 mode,
                 last_report,
             }

@@ -21,6 +21,16 @@ pub const CONNECT_SECRET: &str = "whsec_connect_test_secret_0001";
 
 /// An app whose "Connect with Stripe" uses `flow` against `fake`, and the fake told about it.
 pub async fn oauth_app(backend: Backend, fake: &FakeStripe, flow: OauthFlow) -> TestApp {
+    oauth_app_with(backend, fake, flow, &[]).await
+}
+
+/// [`oauth_app`] with more settings (`extra` wins).
+pub async fn oauth_app_with(
+    backend: Backend,
+    fake: &FakeStripe,
+    flow: OauthFlow,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let install = format!(
         "{}/oauth/v2/test/authorize?client_id={APP_CLIENT_ID}",
         fake.base_url
@@ -42,6 +52,7 @@ pub async fn oauth_app(backend: Backend, fake: &FakeStripe, flow: OauthFlow) -> 
             ("STRIPE_APP_INSTALL_LINK_TEST", install.as_str()),
         ]),
     }
+    vars.extend(extra.iter().copied());
     let app = TestApp::spawn_at_own_url(backend, &vars).await;
     let callback = app.url("/connections/oauth/callback");
     match flow {
@@ -232,7 +243,7 @@ async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
     }
 }
 
-fn event(id: &str, kind: &str, account: Option<&str>, object: Value) -> String {
+pub fn event(id: &str, kind: &str, account: Option<&str>, object: Value) -> String {
     let mut event = json!({"id": id, "object": "event", "api_version": "2024-06-20",
         "created": chrono::Utc::now().timestamp(), "livemode": false, "type": kind, "data": {"object": object}});
     if let Some(account) = account {

@@ -9,9 +9,12 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::invoices::{invoice_body, wait_for};
+use crate::oauth::{connect, connection_of, oauth_app_with, session, CONNECT_SECRET};
 use crate::on_both_backends;
 use crate::support::fake_chat::{FakeChat, Request};
-use crate::support::fake_stripe::{Access, FakeStripe, ACCOUNT, SECRET_KEY};
+use crate::support::fake_stripe::{
+    Access, FakeStripe, OauthFlow, ACCOUNT, CONNECTED_ACCOUNT, SECRET_KEY,
+};
 use crate::support::TestApp;
 
 /// Checked every 100 ms; three signature failures in a 3 s window fire, as one dead event does,
@@ -220,6 +223,28 @@ on_both_backends! {
         let relapse = wait_titled(&chat, &KEY, 3).await;
         assert!(header(&relapse[2]).starts_with("Stripe key report failing") && is_root(&relapse[2]));
         assert_eq!(after_a_while(&chat, &KEY).await, 3);
+        settle_all(&app).await;
+    }
+
+    async fn a_connection_revoked_in_stripe_alerts_once(backend: Backend) {
+        let chat = FakeChat::start().await;
+        let stripe = FakeStripe::start().await;
+        let app = oauth_app_with(backend, &stripe, OauthFlow::Connect, &FAST_ALERTS).await;
+        ops_channel(&app, &chat).await;
+        let (cookie, _) = session(&app, Role::Ops).await;
+        let id = connection_of(&connect(&app, &cookie).await);
+        const KEY: [&str; 2] = ["Stripe key report failing", "Stripe key report passes again"];
+        // Read-only is what such a connection is: its report warns, it does not fail.
+        assert_eq!(after_a_while(&chat, &KEY).await, 0);
+
+        // The account owner removes billmirror in their Dashboard; Stripe says so by webhook.
+        let deauthorized = stripe.deauthorize_in_dashboard(CONNECTED_ACCOUNT);
+        let answer = app.deliver_to("/webhooks/stripe/connect/test", CONNECT_SECRET, &deauthorized.to_string()).await;
+        assert_eq!(answer.status(), 200);
+        let fired = wait_titled(&chat, &KEY, 1).await;
+        let shown = slack_texts(&fired[0]);
+        assert!(shown.contains("was revoked in Stripe") && shown.contains(&id), "{shown}");
+        assert_eq!(after_a_while(&chat, &KEY).await, 1, "once, not at every check");
         settle_all(&app).await;
     }
 
