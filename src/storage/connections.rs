@@ -351,6 +351,8 @@ pub fn retire_env(
     Ok(retired > 0)
 }
 
+/// Marks a connection disconnected. An OAuth connection's tokens are dropped with it: nothing
+/// is read through it any more, and a kept App refresh token would still mint access tokens.
 pub fn mark_disconnected(
     conn: &mut DbConnection,
     id: &str,
@@ -360,9 +362,21 @@ pub fn mark_disconnected(
         .set((
             connections::status.eq(status::DISCONNECTED),
             connections::disconnected_at.eq(at),
+            connections::refresh_token_enc.eq(None::<String>),
+            connections::refresh_claimed_until.eq(None::<NaiveDateTime>),
             connections::updated_at.eq(at),
         ))
         .execute(conn)?;
+    diesel::update(
+        connections::table
+            .find(id)
+            .filter(connections::auth.ne(ConnectionAuth::Key)),
+    )
+    .set((
+        connections::secret_key_enc.eq(None::<String>),
+        connections::secret_key_hint.eq(None::<String>),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 
@@ -448,10 +462,13 @@ pub fn store_refreshed(
     tokens: &OauthTokens,
     at: NaiveDateTime,
 ) -> Result<bool, StorageError> {
+    // Only into an active row: a refresh that was under way when the connection was revoked or
+    // disconnected must not put tokens back.
     let stored = diesel::update(
         connections::table
             .find(id)
-            .filter(connections::token_version.eq(version)),
+            .filter(connections::token_version.eq(version))
+            .filter(connections::status.eq(status::ACTIVE)),
     )
     .set((
         connections::secret_key_enc.eq(&tokens.access_token_enc),

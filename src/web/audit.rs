@@ -4,8 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::customers::query_values;
 use super::form::encode;
+use super::form::query_first;
 use super::view::{role_for, Nav, When};
 use super::{require, WebError};
 use crate::http::AppState;
@@ -48,14 +48,6 @@ struct AuditPage {
     error: Option<String>,
 }
 
-fn first(req: &HttpRequest, name: &str) -> String {
-    query_values(req, name)
-        .into_iter()
-        .next()
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_default()
-}
-
 pub async fn page(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -63,9 +55,9 @@ pub async fn page(
 ) -> Result<HttpResponse, WebError> {
     require(&staff, role_for("/audit"))?;
     let (actor, action, after) = (
-        first(&req, "actor"),
-        first(&req, "action"),
-        first(&req, "after"),
+        query_first(&req, "actor"),
+        query_first(&req, "action"),
+        query_first(&req, "after"),
     );
     let query: String = [("actor", &actor), ("action", &action)]
         .iter()

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::context::{self, Context};
-use super::form::Posted;
+use super::form::{query_values, Posted};
 use super::view::{role_for, Nav};
 use super::{require, WebError};
 use crate::http::AppState;
@@ -20,14 +20,6 @@ struct CustomersPage {
     ctx: Option<Context>,
     error: Option<String>,
     refreshed: bool,
-}
-
-/// The `email` values of a query string, in order.
-pub fn query_values(req: &HttpRequest, name: &str) -> Vec<String> {
-    form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .collect()
 }
 
 /// `email=a&email=b`, to link back to the same lookup.

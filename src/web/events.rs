@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::customers::query_values;
+use super::form::query_first;
 use super::form::{encode, Posted};
 use super::invoices::ConnectionChoice;
 use super::view::{role_for, Nav, When};
@@ -108,14 +108,6 @@ struct ListPage {
     error: Option<String>,
 }
 
-fn first(req: &HttpRequest, name: &str) -> String {
-    query_values(req, name)
-        .into_iter()
-        .next()
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_default()
-}
-
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -123,11 +115,11 @@ pub async fn list(
 ) -> Result<HttpResponse, WebError> {
     require(&staff, role_for("/events"))?;
     let filters = Filters {
-        status: first(&req, "status"),
-        event_type: first(&req, "type"),
-        connection_id: first(&req, "connection_id"),
+        status: query_first(&req, "status"),
+        event_type: query_first(&req, "type"),
+        connection_id: query_first(&req, "connection_id"),
     };
-    let after = first(&req, "after");
+    let after = query_first(&req, "after");
     let snapshot = state.db.run(crate::storage::metrics::snapshot).await?;
     let connections = state
         .db
@@ -242,7 +234,7 @@ pub async fn show(
         may_replay: replay::worth_offering(row.status, &row.event_type),
         event: EventView::from(&row),
         payload,
-        notice: (first(&req, "done") == "replayed")
+        notice: (query_first(&req, "done") == "replayed")
             .then_some("Scheduled again: the apply worker takes it in a moment."),
     };
     super::ok(&page)

@@ -104,6 +104,23 @@ pub fn encode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// Every value of query parameter `name`, in order (`email=a&email=b`).
+pub fn query_values(req: &HttpRequest, name: &str) -> Vec<String> {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// The first value of query parameter `name`, trimmed; empty when absent (a list filter).
+pub fn query_first(req: &HttpRequest, name: &str) -> String {
+    query_values(req, name)
+        .into_iter()
+        .next()
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

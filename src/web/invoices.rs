@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::context::{Attempt, Method};
-use super::customers::query_values;
+use super::form::query_first;
 use super::form::{encode, Posted};
 use super::invoice_form::{FieldError, Intent, InvoiceForm};
 use super::view::{role_for, Nav, When};
@@ -130,14 +130,6 @@ struct ListPage {
     may_create: bool,
 }
 
-fn first(req: &HttpRequest, name: &str) -> String {
-    query_values(req, name)
-        .into_iter()
-        .next()
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_default()
-}
-
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -145,12 +137,12 @@ pub async fn list(
 ) -> Result<HttpResponse, WebError> {
     require(&staff, role_for("/invoices"))?;
     let filters = ListFilters {
-        status: first(&req, "status"),
-        sync: first(&req, "sync"),
-        email: first(&req, "email"),
-        connection_id: first(&req, "connection_id"),
+        status: query_first(&req, "status"),
+        sync: query_first(&req, "sync"),
+        email: query_first(&req, "email"),
+        connection_id: query_first(&req, "connection_id"),
     };
-    let after = first(&req, "after");
+    let after = query_first(&req, "after");
     let mut page = ListPage {
         nav: Nav::new(&staff, "/invoices"),
         statuses: InvoiceStatus::ALL,
@@ -459,7 +451,7 @@ pub async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     require(&staff, role_for("/invoices"))?;
-    let notice = match first(&req, "done").as_str() {
+    let notice = match query_first(&req, "done").as_str() {
         "voided" => Some("Voided."),
         "retried" => Some("The push is queued again."),
         _ => None,

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::context::{self, Context};
-use super::customers::query_values;
+use super::form::query_values;
 use super::WebError;
 use crate::http::AppState;
 use crate::people::sidebar_keys;

@@ -193,6 +193,23 @@ pub fn connection_of(landing: &str) -> String {
 }
 
 /// Whether `text` holds a refresh token as the fake makes them (`rt_` and 32 hex digits).
+/// Whether the connection's row holds a sealed (access token, refresh token).
+async fn sealed_tokens(app: &TestApp, id: &str) -> (bool, bool) {
+    let id = id.to_owned();
+    app.db
+        .run(move |conn| {
+            use billmirror::storage::schema::connections;
+            use diesel::prelude::*;
+            let (access, refresh): (Option<String>, Option<String>) = connections::table
+                .find(&id)
+                .select((connections::secret_key_enc, connections::refresh_token_enc))
+                .first(conn)?;
+            Ok((access.is_some(), refresh.is_some()))
+        })
+        .await
+        .unwrap()
+}
+
 fn holds_refresh_token(text: &str) -> bool {
     text.match_indices("rt_").any(|(at, _)| {
         let rest = &text[at + 3..];
@@ -292,6 +309,7 @@ on_both_backends! {
         assert_eq!(view["stripe_account_id"], CONNECTED_ACCOUNT);
         assert_eq!(view["can_push"], false);
         assert_eq!(view["secret_key"], Value::Null, "Connect reads with the platform key: no token kept");
+        assert_eq!(sealed_tokens(&app, &id).await, (false, false), "nor its refresh token, which could mint one");
         assert_eq!(view["key_status"], "verified", "{view}");
         let permissions = view["last_report"]["checks"].as_array().unwrap().iter().find(|c| c["name"] == "permissions").unwrap().clone();
         assert_eq!(permissions["code"], "read_only", "{permissions}");
@@ -367,6 +385,12 @@ on_both_backends! {
         let again = connection_of(&connect(&app, &cookie).await);
         assert_eq!(again, id, "the same account connects into the same connection");
         assert_eq!(connections(&app).await.iter().filter(|c| c["auth"] == "app").count(), 1);
+
+        // Stripe has no deauthorize call for Apps: disconnecting drops both tokens instead.
+        assert_eq!(sealed_tokens(&app, &id).await, (true, true));
+        let gone = app.delete(&format!("/api/connections/{id}"), &app.token(Role::Ops)).await;
+        assert!(gone.status().is_success(), "{}", gone.status());
+        assert_eq!(sealed_tokens(&app, &id).await, (false, false), "a disconnected App connection keeps no token");
     }
 
     /// Each failure lands on `/connections?oauth_error=CODE` and saves nothing.
@@ -549,6 +573,23 @@ on_both_backends! {
 
     /// An App authorisation removed at Stripe without an event reaching billmirror: the next
     /// read answers 401 and the connection is revoked.
+    async fn a_rolled_platform_key_revokes_no_connect_connection(backend: Backend) {
+        let fake = FakeStripe::start().await;
+        let app = oauth_app(backend, &fake, OauthFlow::Connect).await;
+        let (cookie, _) = session(&app, Role::Ops).await;
+        let id = connection_of(&connect(&app, &cookie).await);
+        // Stripe now answers 401 to the platform key: that key is wrong, not the account gone.
+        fake.revoke_key(SECRET_KEY, "api_key_expired");
+        let ops = app.token(Role::Ops);
+        let report: Value = app.post_json(&format!("/api/connections/{id}/validate"), &ops, &json!({})).await.json().await.unwrap();
+        assert_eq!(report["ok"], false, "{report}");
+        // The refusal is handled in the background: give it time to (wrongly) revoke.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let view: Value = app.get(&format!("/api/connections/{id}"), &app.admin_token).await.json().await.unwrap();
+        assert_eq!(view["status"], "active", "{view}");
+        assert!(!audit(&app, &id).await.iter().any(|(a, _)| a == "connection.revoked"));
+    }
+
     async fn a_refused_read_revokes_the_connection(backend: Backend) {
         let fake = FakeStripe::start().await;
         let app = oauth_app(backend, &fake, OauthFlow::App).await;

@@ -276,9 +276,11 @@ impl Connections {
             access_token_enc: access
                 .map(|t| self.vault.seal(t, &secret_context(id, "access_token"))),
             access_token_hint: access.map(Secret::masked),
+            // Connect's refresh token could mint account tokens billmirror never uses: not kept.
             refresh_token_enc: grant
                 .refresh_token
                 .as_ref()
+                .filter(|_| auth == ConnectionAuth::App)
                 .map(|t| self.vault.seal(t, &secret_context(id, "refresh_token"))),
             access_expires_at: (auth == ConnectionAuth::App)
                 .then(|| time::now() + Duration::seconds(grant.expires_in)),
@@ -448,7 +450,10 @@ impl Connections {
     }
 
     /// What a client does when Stripe refuses its credentials: the connection is marked revoked,
-    /// unless (App) a newer token exists or this one had simply expired.
+    /// unless (App) a newer token exists or this one had simply expired. A Connect connection
+    /// reads with the platform's key, so a 401 says that key is wrong or rolled, not that this
+    /// account left: only 403 `account_invalid` (no grant for the account) revokes it; a 401
+    /// fails the read and shows in the key report, and every account stays connected.
     fn refused_hook(&self, row: &ConnectionRow) -> RefusedHook {
         let db = self.db.clone();
         let clients = Arc::downgrade(&self.clients);
@@ -456,13 +461,16 @@ impl Connections {
         Arc::new(move |error: &StripeError| {
             let (db, clients, id) = (db.clone(), clients.clone(), id.clone());
             let why = format!("Stripe answered {}", error.status().unwrap_or_default());
+            let account_left = error.code() == Some("account_invalid");
             tokio::spawn(async move {
                 let lookup = id.clone();
                 let Ok(Some(row)) = db.run(move |conn| store::find(conn, &lookup)).await else {
                     return;
                 };
-                let still_valid = row.auth == ConnectionAuth::Connect
-                    || (row.token_version == version && !expires_within(&row, Duration::zero()));
+                let still_valid = match row.auth {
+                    ConnectionAuth::Connect => account_left,
+                    _ => row.token_version == version && !expires_within(&row, Duration::zero()),
+                };
                 if still_valid {
                     revoke(&db, &clients, &id, "billmirror", &why).await;
                 }

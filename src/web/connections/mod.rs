@@ -123,6 +123,9 @@ struct DetailPage {
     /// The API may change its keys and secrets (not the environment's, not a disconnected one,
     /// not one made with "Connect with Stripe").
     changeable: bool,
+    /// Disconnect is offered: any active connection but the environment's (a Connect one is
+    /// deauthorized in Stripe as it goes).
+    disconnectable: bool,
     from_env: bool,
     /// Made with "Connect with Stripe": read-only, its events come through the Connect endpoint.
     oauth: bool,
@@ -166,6 +169,7 @@ async fn detail_page(
         nav: Nav::new(staff, "/connections"),
         health: health(&c),
         changeable: active && !from_env && !oauth,
+        disconnectable: active && !from_env,
         from_env,
         oauth,
         active,
@@ -206,7 +210,7 @@ pub async fn detail(
     id: web::Path<String>,
 ) -> Result<HttpResponse, WebError> {
     require(&staff, role())?;
-    let done = super::customers::query_values(&req, "done");
+    let done = super::form::query_values(&req, "done");
     let shown = done.first().and_then(|d| notice(d));
     detail_page(&state, &staff, &id, shown, None).await
 }

@@ -52,6 +52,9 @@ on_both_backends! {
         browser.goto(&format!("/connections/{id}")).await;
         assert!(browser.text_of("#oauth-note").await.contains("read-only"));
         assert!(browser.client.find(fantoccini::Locator::Css("#register-endpoint")).await.is_err());
+        // Its report can be run again, and it can be disconnected from here like any other.
+        assert!(browser.client.find(fantoccini::Locator::Css("#validate-again")).await.is_ok());
+        assert!(browser.client.find(fantoccini::Locator::Css("#disconnect")).await.is_ok());
         browser.close().await;
     }
 
