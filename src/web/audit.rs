@@ -1,6 +1,5 @@
 //! `/audit` (ops): who did what to which object, newest first, filtered by actor or action.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
@@ -111,11 +110,7 @@ pub async fn page(
             }
         }
     }
-    let status = if page.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = super::refused_or_ok(page.error.is_some());
     Ok(super::html(status, &page))
 }
 

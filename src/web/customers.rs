@@ -54,11 +54,7 @@ async fn show(
             page.ctx = Some(context::load(state, emails).await?);
         }
     }
-    let status = if page.error.is_some() {
-        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        actix_web::http::StatusCode::OK
-    };
+    let status = super::refused_or_ok(page.error.is_some());
     Ok(super::html(status, &page))
 }
 

@@ -2,7 +2,6 @@
 //! apply worker lags, the list with its filters, an event's payload, and *Replay*
 //! (`webhook::replay`, the same function the API calls).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
@@ -193,11 +192,7 @@ pub async fn list(
             }
         }
     }
-    let code = if page.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let code = super::refused_or_ok(page.error.is_some());
     Ok(super::html(code, &page))
 }
 

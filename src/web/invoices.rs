@@ -200,11 +200,7 @@ pub async fn list(
             }
         }
     }
-    let status = if page.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = super::refused_or_ok(page.error.is_some());
     Ok(super::html(status, &page))
 }
 

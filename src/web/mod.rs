@@ -133,6 +133,16 @@ pub fn require(
 }
 
 /// Renders a template as an HTML answer with `status`.
+/// A page showing why what was asked was refused (a bad filter, a form's error) answers 422, so
+/// scripts and tests see the refusal; otherwise 200.
+pub fn refused_or_ok(refused: bool) -> StatusCode {
+    if refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
+}
+
 pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
         Ok(body) => HttpResponse::build(status)

@@ -133,11 +133,7 @@ async fn render_with(
             .collect(),
         token,
     };
-    let status = if page.error.is_some() || page.token.error.is_some() {
-        actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        actix_web::http::StatusCode::OK
-    };
+    let status = super::refused_or_ok(page.error.is_some() || page.token.error.is_some());
     Ok(super::html(status, &page))
 }
 
