@@ -63,36 +63,68 @@ fn main() {
 }
 
 fn single_table(runtime: &tokio::runtime::Runtime, events_per_run: usize, templates: &[Value]) {
+    let mut ceilings = std::collections::HashMap::new();
     for concurrency in list_from_env("BENCH_CONCURRENCY", "1,8,32,64")
         .iter()
         .map(|c| c.parse::<usize>().expect("a number"))
     {
         let (per_s, p99) = runtime.block_on(ceiling(concurrency, events_per_run, templates));
         println!("bare actix-web handler, concurrency {concurrency}: {per_s:.0} accepted/s, ack p99 {p99:.2} ms");
+        ceilings.insert(concurrency, per_s);
     }
-    println!("| backend | concurrency | events | accepted/s | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB | server CPU s |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    // BENCH_BACKENDS=postgres, BENCH_CONCURRENCY=32: run a subset, e.g. under a profiler.
+    // BENCH_SERVER_BIN=/path/to/billmirror measures another build (say, the one before a change)
+    // with this same generator, in the same window.
+    let binary = server_binary();
+    println!("server: {binary}");
+    println!("| backend | events | concurrency | n | accepted/s | share of bare actix | ack p50 ms | ack p99 ms | applied/s | apply lag after last ack s | peak RSS MB | server CPU µs/event | PostgreSQL CPU µs/event |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    // BENCH_BACKENDS=postgres, BENCH_CONCURRENCY=32, BENCH_MODES=mapped: run a subset, e.g. under
+    // a profiler. `mapped`: events the ledger folds; `unmapped`: the same payloads under a type
+    // billmirror stores as `ignored` (ingest alone).
     let backends = list_from_env("BENCH_BACKENDS", "sqlite,postgres");
     let concurrencies = list_from_env("BENCH_CONCURRENCY", "1,8,32,64");
+    let modes = list_from_env("BENCH_MODES", "mapped,unmapped");
+    let repeats = common::number_from_env("BENCH_REPEATS", 1);
     for backend in backends.iter().map(String::as_str) {
-        for concurrency in concurrencies
-            .iter()
-            .map(|c| c.parse::<usize>().expect("a number"))
-        {
-            let n = if concurrency == 1 {
-                events_per_run / 10
-            } else {
-                events_per_run
-            };
-            let result = runtime.block_on(run(backend, concurrency, n, templates));
-            println!(
-                "| {backend} | {concurrency} | {n} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} | {:.1} |",
-                result.accepted_per_s, result.p50_ms, result.p99_ms, result.applied_per_s, result.lag_s, result.peak_rss_mb, result.server_cpu_s
-            );
+        for mode in modes.iter().map(String::as_str) {
+            for concurrency in concurrencies
+                .iter()
+                .map(|c| c.parse::<usize>().expect("a number"))
+            {
+                let n = if concurrency == 1 {
+                    events_per_run / 10
+                } else {
+                    events_per_run
+                };
+                for _ in 0..repeats {
+                    let r = runtime.block_on(run(backend, mode, concurrency, n, templates));
+                    let share = ceilings
+                        .get(&concurrency)
+                        .map_or(String::from("-"), |c| format!("{:.1} %", 100.0 * r.accepted_per_s / c));
+                    let per_event = |s: f64| s * 1e6 / n as f64;
+                    let pg = if backend == "postgres" {
+                        format!("{:.0}", per_event(r.postgres_cpu_s))
+                    } else {
+                        "-".into()
+                    };
+                    println!(
+                        "| {backend} | {mode} | {concurrency} | {n} | {:.0} | {share} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0} | {pg} |",
+                        r.accepted_per_s, r.p50_ms, r.p99_ms, r.applied_per_s, r.lag_s, r.peak_rss_mb,
+                        per_event(r.server_cpu_s)
+                    );
+                }
+            }
         }
     }
 }
+
+/// The `billmirror` binary to measure: `BENCH_SERVER_BIN`, else this build's.
+fn server_binary() -> String {
+    std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_billmirror").into())
+}
+
+/// An event type billmirror stores and never folds (`ignored`).
+const UNMAPPED_TYPE: &str = "balance.available";
 
 struct RunResult {
     accepted_per_s: f64,
@@ -102,6 +134,8 @@ struct RunResult {
     lag_s: f64,
     peak_rss_mb: f64,
     server_cpu_s: f64,
+    /// CPU seconds of every PostgreSQL process during the run (0 on SQLite).
+    postgres_cpu_s: f64,
 }
 
 /// The real payloads, parsed; each run rewrites their ids so every event is new.
@@ -148,7 +182,13 @@ fn looks_like_stripe_id(s: &str) -> bool {
     })
 }
 
-async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -> RunResult {
+async fn run(
+    backend: &str,
+    mode: &str,
+    concurrency: usize,
+    n: usize,
+    templates: &[Value],
+) -> RunResult {
     let run_id = format!(
         "b{}",
         uuid::Uuid::new_v4()
@@ -175,12 +215,18 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
         (0..n)
             .map(|i| {
-                let body = body(templates, &run_id, i);
+                let mut body = body(templates, &run_id, i);
+                if mode == "unmapped" {
+                    let mut event: Value = serde_json::from_str(&body).unwrap();
+                    event["type"] = Value::String(UNMAPPED_TYPE.into());
+                    body = serde_json::to_string_pretty(&event).unwrap();
+                }
                 let header = sign(SECRET, now, body.as_bytes());
                 (body, header)
             })
             .collect(),
     );
+    let postgres_before = postgres_cpu_seconds();
     let started = Instant::now();
     let mut latencies = load(
         &client,
@@ -196,7 +242,7 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
             .run(|conn| {
                 use billmirror::storage::schema::webhook_events::dsl::*;
                 Ok(webhook_events
-                    .filter(status.eq("pending"))
+                    .filter(status.eq_any(["pending", "retrying"]))
                     .count()
                     .get_result::<i64>(conn)?)
             })
@@ -208,6 +254,11 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let applied = started.elapsed();
+    let postgres_cpu_s = if backend == "postgres" {
+        postgres_cpu_seconds() - postgres_before
+    } else {
+        0.0
+    };
     let peak_rss_mb = peak_rss_kb(server.id()) as f64 / 1024.0;
     let server_cpu_s = cpu_seconds(server.id());
     stop(&mut server);
@@ -225,6 +276,7 @@ async fn run(backend: &str, concurrency: usize, n: usize, templates: &[Value]) -
         lag_s: (applied - acked).as_secs_f64(),
         peak_rss_mb,
         server_cpu_s,
+        postgres_cpu_s,
     }
 }
 
@@ -358,7 +410,7 @@ fn database(backend: &str, run_id: &str) -> (String, Box<dyn std::any::Any>) {
 
 /// `billmirror serve` on `port`; `extra` adds or overrides environment variables.
 fn start_server(database_url: &str, port: u16, extra: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_billmirror"))
+    Command::new(server_binary())
         .arg("serve")
         .env_clear()
         .env("DATABASE_URL", database_url)
@@ -411,6 +463,22 @@ fn cpu_seconds(pid: u32) -> f64 {
         .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
         .sum();
     ticks as f64 / 100.0
+}
+
+/// User plus system CPU seconds of every process named `postgres` (the server and its backends,
+/// which come and go: a backend that ended during the run is missed, so this is a lower bound).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "postgres").then(|| cpu_seconds(pid))
+        })
+        .sum()
 }
 
 fn stop(server: &mut Child) {

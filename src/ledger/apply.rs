@@ -5,6 +5,7 @@
 use super::fold::{self, Fold, Folded};
 use super::keys::{self, Key, Kind};
 use super::{catalog, customers, disputes, invoices, payments, refunds, subscriptions, Event};
+use crate::notify::rules::Rule;
 use crate::storage::events::EventRow;
 use crate::storage::ledger::{self as ledger_store, StoredFold};
 use crate::storage::{attempts, DbConnection, StorageError};
@@ -22,12 +23,30 @@ pub enum ApplyError {
     Storage(#[from] StorageError),
 }
 
-/// Applies `row` inside the caller's transaction.
-pub fn apply(conn: &mut DbConnection, row: &EventRow) -> Result<(), ApplyError> {
+/// Applies `row` inside the caller's transaction. `rules` are the enabled notification rules
+/// (`notify::rules::enabled`), read once for the caller's batch.
+pub fn apply(conn: &mut DbConnection, row: &EventRow, rules: &[Rule]) -> Result<(), ApplyError> {
     let event = Event::parse(&row.payload).map_err(ApplyError::Payload)?;
-    let keys = keys::keys_of(&event).map_err(ApplyError::Payload)?;
+    apply_parsed(conn, row, &event, rules)
+}
+
+/// [`apply`] with `row`'s payload already parsed (the inbox parses it on the request's thread).
+pub fn apply_parsed(
+    conn: &mut DbConnection,
+    row: &EventRow,
+    event: &Event,
+    rules: &[Rule],
+) -> Result<(), ApplyError> {
+    let keys = keys::keys_of(event).map_err(ApplyError::Payload)?;
+    // Two workers sharing PostgreSQL must not each write a fold that misses the other's event. A
+    // worker that finds an object taken puts its event back instead of waiting, so workers that
+    // each hold several objects cannot deadlock. The event's own objects are taken as their keys
+    // are recorded (one statement each); the objects that depend on them, in `rebuild`.
     for key in &keys {
-        ledger_store::record_key(conn, &key.stored(&row.connection_id), &row.id)?;
+        let stored = key.stored(&row.connection_id);
+        if !ledger_store::record_key_and_lock(conn, &stored, &row.id)? {
+            return Err(ApplyError::Contended(stored));
+        }
     }
     let mut queue = keys.clone();
     let mut done = Vec::new();
@@ -36,30 +55,30 @@ pub fn apply(conn: &mut DbConnection, row: &EventRow) -> Result<(), ApplyError> 
             continue;
         }
         // The event being applied is already parsed: it is not read back for its own keys.
-        let applying = keys.contains(&key).then_some((row.id.as_str(), &event));
-        let dependents = rebuild(conn, &row.connection_id, &key, applying)?;
+        let own = keys.contains(&key);
+        let applying = own.then_some((row.id.as_str(), event));
+        let dependents = rebuild(conn, &row.connection_id, &key, applying, own)?;
         done.push(key);
         queue.extend(dependents);
     }
     // Chat notifications the event makes are enqueued in this transaction: applied once,
     // announced once.
-    crate::notify::produce(conn, row, &event)?;
+    crate::notify::produce(conn, row, event, rules)?;
     Ok(())
 }
 
 /// Rebuilds one object from its events; returns the objects whose state depends on it.
-/// `applying` is the event being applied (our id and its parsed form) when it describes `key`.
+/// `applying` is the event being applied (our id and its parsed form) when it describes `key`;
+/// `locked` says the object is already taken (see [`apply_parsed`]).
 fn rebuild(
     conn: &mut DbConnection,
     connection_id: &str,
     key: &Key,
     applying: Option<(&str, &Event)>,
+    locked: bool,
 ) -> Result<Vec<Key>, ApplyError> {
     let stored = key.stored(connection_id);
-    // Two workers sharing PostgreSQL must not each write a fold that misses the other's event. A
-    // worker that finds the object taken puts its event back instead of waiting, so workers that
-    // each hold several objects cannot deadlock.
-    if !ledger_store::try_lock_object(conn, &stored)? {
+    if !locked && !ledger_store::try_lock_object(conn, &stored)? {
         return Err(ApplyError::Contended(stored));
     }
     // Only invoices and payments still re-read their events each time (their folds also read

@@ -9,6 +9,7 @@ use chrono::TimeDelta;
 use tokio::sync::{watch, Notify};
 
 use super::apply::{self, ApplyError};
+use super::Event;
 
 use crate::config::WebhookSettings;
 use crate::domain::backoff::Backoff;
@@ -210,6 +211,8 @@ fn apply_batch(
         ..Batch::default()
     };
     let mut applied: Vec<&str> = Vec::with_capacity(due.len());
+    // One read for the whole batch; the rules cannot change under this transaction's feet.
+    let rules = crate::notify::rules::enabled(conn)?;
     for (n, row) in due.iter().enumerate() {
         // Every transaction applies at least one event, however long the claim took: a pass
         // that could end without progress would stall a large backlog forever.
@@ -219,9 +222,9 @@ fn apply_batch(
             break;
         }
         let outcome = if careful {
-            conn.savepoint(|conn| apply::apply(conn, row))
+            conn.savepoint(|conn| apply::apply(conn, row, &rules))
         } else {
-            apply::apply(conn, row)
+            apply::apply(conn, row, &rules)
         };
         match outcome {
             Ok(()) => applied.push(&row.id),
@@ -241,6 +244,55 @@ fn apply_batch(
     events::mark_applied(conn, &applied, time::now())?;
     batch.applied = applied.len();
     Ok(batch)
+}
+
+/// Applies events in the transaction that is storing them: SQLite's inbox writer, so one commit
+/// (one fsync) and one hold of the single write lock carry both, and the events need no claim.
+/// As in a pass, the events are first applied without a savepoint each; if one fails, that is
+/// undone and they are applied again each in its own savepoint, and one that fails stays pending
+/// for the worker, which counts its attempts. Events left when `budget` runs out stay pending
+/// too, so the acknowledgements waiting on this commit are not held up by a large batch. Returns
+/// how many were applied.
+pub fn apply_in_place(
+    conn: &mut DbConnection,
+    rows: &[(&EventRow, &Event)],
+    budget: Duration,
+) -> Result<usize, StorageError> {
+    let started = Instant::now();
+    let rules = crate::notify::rules::enabled(conn)?;
+    let in_time = |n: usize| n == 0 || started.elapsed() <= budget;
+    let all_at_once = conn.savepoint(|conn| {
+        let mut applied: Vec<&str> = Vec::with_capacity(rows.len());
+        for (n, (row, event)) in rows.iter().enumerate() {
+            if !in_time(n) {
+                break;
+            }
+            apply::apply_parsed(conn, row, event, &rules).map_err(|_| BatchError::Redo)?;
+            applied.push(&row.id);
+        }
+        events::mark_applied(conn, &applied, time::now())?;
+        Ok(applied.len())
+    });
+    match all_at_once {
+        Ok(applied) => return Ok(applied),
+        Err(BatchError::Storage(e)) => return Err(e),
+        Err(BatchError::Redo) => {}
+    }
+    let mut applied: Vec<&str> = Vec::with_capacity(rows.len());
+    for (n, (row, event)) in rows.iter().enumerate() {
+        if !in_time(n) {
+            break;
+        }
+        match conn.savepoint(|conn| apply::apply_parsed(conn, row, event, &rules)) {
+            Ok(()) => applied.push(&row.id),
+            Err(error) => tracing::debug!(
+                stripe.event_id = %row.stripe_event_id,
+                "not applied with its delivery, left to the apply worker: {error}"
+            ),
+        }
+    }
+    events::mark_applied(conn, &applied, time::now())?;
+    Ok(applied.len())
 }
 
 /// How many events the next pass should claim: as many as the last one had time to handle when

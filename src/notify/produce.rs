@@ -12,7 +12,7 @@ use crate::storage::{DbConnection, StorageError};
 
 use super::facts::{extract, previous_attributes};
 use super::queue::{about, queue};
-use super::rules::matches;
+use super::rules::{matches, Rule};
 
 /// Where a stored event came from, and whether that can be news. The backfill lists objects as
 /// they are now (a snapshot made into an event with a made-up id): it says nothing happened
@@ -23,11 +23,16 @@ fn is_news_source(source: &str) -> bool {
 
 /// Enqueues the notifications `event` (stored as `row`) makes; called once it applied, in the
 /// same transaction.
-pub fn produce(conn: &mut DbConnection, row: &EventRow, event: &Event) -> Result<(), StorageError> {
+/// `rules` are the enabled rules ([`super::rules::enabled`]), read once for a batch of events.
+pub fn produce(
+    conn: &mut DbConnection,
+    row: &EventRow,
+    event: &Event,
+    rules: &[Rule],
+) -> Result<(), StorageError> {
     if !is_news_source(&row.source) {
         return Ok(());
     }
-    let rules = super::rules::enabled(conn)?;
     if rules.is_empty() {
         return Ok(());
     }

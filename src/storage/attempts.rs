@@ -8,7 +8,11 @@ use super::schema::payment_attempts;
 use super::{DbConnection, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = payment_attempts, treat_none_as_null = true)]
+#[diesel(
+    table_name = payment_attempts,
+    treat_none_as_null = true,
+    treat_none_as_default_value = false
+)]
 pub struct AttemptRow {
     pub id: String,
     pub connection_id: String,
@@ -43,10 +47,7 @@ pub fn write_all(conn: &mut DbConnection, rows: &[AttemptRow]) -> Result<(), Sto
                     .set(row)
             };
         }
-        match conn {
-            DbConnection::Postgres(c) => statement!().execute(c)?,
-            DbConnection::Sqlite(c) => statement!().execute(c)?,
-        };
+        crate::on_backend!(conn, c => crate::fixed!(statement!()).execute(c)?);
     }
     Ok(())
 }

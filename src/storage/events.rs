@@ -10,7 +10,7 @@ use crate::domain::states::{ConnectionOrigin, ConnectionStatus, EventStatus};
 use crate::domain::{ids, time};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = webhook_events)]
+#[diesel(table_name = webhook_events, treat_none_as_default_value = false)]
 pub struct EventRow {
     pub id: String,
     pub connection_id: String,
@@ -70,14 +70,14 @@ pub fn insert_new<'r>(
         DbConnection::Sqlite(c) => {
             let mut inserted = Vec::with_capacity(rows.len());
             for row in rows {
-                let count = diesel::insert_into(webhook_events::table)
+                let count = crate::fixed!(diesel::insert_into(webhook_events::table)
                     .values(row)
                     .on_conflict((
                         webhook_events::connection_id,
                         webhook_events::stripe_event_id,
                     ))
-                    .do_nothing()
-                    .execute(c)?;
+                    .do_nothing())
+                .execute(c)?;
                 inserted.push(count == 1);
             }
             Ok(inserted)
@@ -121,12 +121,13 @@ pub fn claim_due(
         // Without statistics SQLite's planner preferred the status index and then sorted every
         // due event on each claim; `INDEXED BY` pins the queue index (and fails loudly if a
         // schema change ever makes it unusable).
-        DbConnection::Sqlite(c) => diesel::sql_query(format!(
+        // The text is the same every time (`due` is made of constants): prepared once.
+        DbConnection::Sqlite(c) => crate::fixed!(diesel::sql_query(format!(
             "SELECT id FROM webhook_events INDEXED BY webhook_events_queue \
              WHERE {due} AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
         ))
         .bind::<diesel::sql_types::Timestamp, _>(now)
-        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .bind::<diesel::sql_types::BigInt, _>(limit))
         .load::<DueId>(c)?
         .into_iter()
         .map(|row| row.id)
@@ -135,10 +136,10 @@ pub fn claim_due(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut rows: Vec<EventRow> = webhook_events::table
+    let mut rows: Vec<EventRow> = crate::on_backend!(conn, c => webhook_events::table
         .filter(webhook_events::id.eq_any(&ids))
         .select(EventRow::as_select())
-        .load(conn)?;
+        .load(c)?);
     rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
     Ok(rows)
 }
@@ -152,14 +153,22 @@ pub fn mark_applied(
     if ids.is_empty() {
         return Ok(());
     }
-    diesel::update(webhook_events::table.filter(webhook_events::id.eq_any(ids)))
-        .set((
-            webhook_events::status.eq(EventStatus::Applied),
-            webhook_events::attempts.eq(webhook_events::attempts + 1),
-            webhook_events::applied_at.eq(at),
-            webhook_events::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
+    macro_rules! statement {
+        () => {
+            diesel::update(webhook_events::table.filter(webhook_events::id.eq_any(ids))).set((
+                webhook_events::status.eq(EventStatus::Applied),
+                webhook_events::attempts.eq(webhook_events::attempts + 1),
+                webhook_events::applied_at.eq(at),
+                webhook_events::last_error.eq(None::<String>),
+            ))
+        };
+    }
+    match conn {
+        // `= ANY($1)`: one text for any number of ids.
+        DbConnection::Postgres(c) => crate::fixed!(statement!()).execute(c)?,
+        // One `?` per id: a text per batch size, so not kept.
+        DbConnection::Sqlite(c) => statement!().execute(c)?,
+    };
     Ok(())
 }
 

@@ -152,10 +152,7 @@ pub fn mark_lines_incomplete(
                 .set(incomplete_invoice_lines::known_lines.eq(known_lines))
         };
     }
-    match conn {
-        DbConnection::Postgres(c) => statement!().execute(c)?,
-        DbConnection::Sqlite(c) => statement!().execute(c)?,
-    };
+    crate::on_backend!(conn, c => crate::fixed!(statement!()).execute(c)?);
     jobs::enqueue(
         conn,
         &NewJob {
@@ -169,7 +166,8 @@ pub fn mark_lines_incomplete(
 }
 
 pub fn mark_lines_complete(conn: &mut DbConnection, invoice_id: &str) -> Result<(), StorageError> {
-    diesel::delete(incomplete_invoice_lines::table.find(invoice_id)).execute(conn)?;
+    crate::on_backend!(conn, c => diesel::delete(incomplete_invoice_lines::table.find(invoice_id))
+        .execute(c)?);
     Ok(())
 }
 
@@ -340,10 +338,7 @@ pub fn set_pdf(conn: &mut DbConnection, invoice_id: &str, url: &str) -> Result<(
                 .set(invoice_pdfs::url.eq(url))
         };
     }
-    match conn {
-        DbConnection::Postgres(c) => statement!().execute(c)?,
-        DbConnection::Sqlite(c) => statement!().execute(c)?,
-    };
+    crate::on_backend!(conn, c => crate::fixed!(statement!()).execute(c)?);
     Ok(())
 }
 

@@ -17,7 +17,8 @@ use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
 use crate::domain::{ids, time};
 
 /// Writes a mirrored object's fields into its row, found by (connection, Stripe id), creating the
-/// row on first sight. One statement (`INSERT … ON CONFLICT DO UPDATE`) on either backend.
+/// row on first sight. One statement (`INSERT … ON CONFLICT DO UPDATE`) on either backend,
+/// prepared once per connection.
 macro_rules! upsert {
     ($conn:expr, $table:ident, $connection_id:expr, $stripe_id:expr, $fields:expr) => {{
         macro_rules! statement {
@@ -35,16 +36,13 @@ macro_rules! upsert {
                     .set($fields)
             };
         }
-        match $conn {
-            DbConnection::Postgres(c) => statement!().execute(c)?,
-            DbConnection::Sqlite(c) => statement!().execute(c)?,
-        };
+        $crate::on_backend!($conn, c => $crate::fixed!(statement!()).execute(c)?);
         Ok(())
     }};
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = customers, treat_none_as_null = true)]
+#[diesel(table_name = customers, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct CustomerFields {
     pub email: Option<String>,
     pub email_normalized: Option<String>,
@@ -56,7 +54,7 @@ pub struct CustomerFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = subscriptions, treat_none_as_null = true)]
+#[diesel(table_name = subscriptions, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SubscriptionFields {
     pub stripe_customer_id: Option<String>,
     pub status: String,
@@ -81,7 +79,7 @@ pub struct SubscriptionFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable)]
-#[diesel(table_name = payments, treat_none_as_null = true)]
+#[diesel(table_name = payments, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct PaymentFields {
     pub payment_intent_id: Option<String>,
     pub charge_id: Option<String>,
@@ -104,7 +102,7 @@ pub struct PaymentFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = refunds, treat_none_as_null = true)]
+#[diesel(table_name = refunds, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct RefundFields {
     pub charge_id: Option<String>,
     pub payment_intent_id: Option<String>,
@@ -119,7 +117,7 @@ pub struct RefundFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = disputes, treat_none_as_null = true)]
+#[diesel(table_name = disputes, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct DisputeFields {
     pub charge_id: Option<String>,
     pub payment_intent_id: Option<String>,
@@ -134,7 +132,7 @@ pub struct DisputeFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset)]
-#[diesel(table_name = invoices, treat_none_as_null = true)]
+#[diesel(table_name = invoices, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct InvoiceFields {
     pub stripe_id: Option<String>,
     pub number: Option<String>,
@@ -163,7 +161,7 @@ pub struct InvoiceFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = prices, treat_none_as_null = true)]
+#[diesel(table_name = prices, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct PriceFields {
     pub stripe_product_id: Option<String>,
     pub nickname: Option<String>,
@@ -178,7 +176,7 @@ pub struct PriceFields {
 }
 
 #[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = products, treat_none_as_null = true)]
+#[diesel(table_name = products, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct ProductFields {
     pub name: Option<String>,
     pub active: bool,
@@ -256,17 +254,34 @@ pub fn record_key(conn: &mut DbConnection, key: &str, event_id: &str) -> Result<
         ledger_event_keys::ledger_key.eq(key),
         ledger_event_keys::event_id.eq(event_id),
     );
-    match conn {
-        DbConnection::Postgres(c) => diesel::insert_into(ledger_event_keys::table)
-            .values(row)
-            .on_conflict_do_nothing()
-            .execute(c)?,
-        DbConnection::Sqlite(c) => diesel::insert_into(ledger_event_keys::table)
-            .values(row)
-            .on_conflict_do_nothing()
-            .execute(c)?,
-    };
+    crate::on_backend!(conn, c => diesel::insert_into(ledger_event_keys::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(c)?);
     Ok(())
+}
+
+/// Records that `event_id` describes the ledger object `key` and takes the object for the rest of
+/// the transaction, as [`record_key`] then [`try_lock_object`] do, in one statement (one round
+/// trip on PostgreSQL): `false` when another worker holds it (the key is recorded either way).
+pub fn record_key_and_lock(
+    conn: &mut DbConnection,
+    key: &str,
+    event_id: &str,
+) -> Result<bool, StorageError> {
+    let DbConnection::Postgres(pg) = conn else {
+        record_key(conn, key, event_id)?;
+        return Ok(true);
+    };
+    let taken: Vec<Locked> = crate::fixed!(diesel::sql_query(
+        "WITH recorded AS (INSERT INTO ledger_event_keys (ledger_key, event_id) VALUES ($1, $2) \
+         ON CONFLICT DO NOTHING) \
+         SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked"
+    )
+    .bind::<Text, _>(key)
+    .bind::<Text, _>(event_id))
+    .load(pg)?;
+    Ok(taken.first().is_some_and(|t| t.locked))
 }
 
 /// The payloads of every event recorded for the ledger object `key`, but `except` (the event
@@ -276,15 +291,14 @@ pub fn payloads_of(
     key: &str,
     except: Option<&str>,
 ) -> Result<Vec<String>, StorageError> {
-    let mut query = ledger_event_keys::table
+    // `''` is no event id: one statement whether or not an event is left out.
+    let except = except.unwrap_or("");
+    Ok(crate::on_backend!(conn, c => ledger_event_keys::table
         .inner_join(webhook_events::table)
         .filter(ledger_event_keys::ledger_key.eq(key))
+        .filter(ledger_event_keys::event_id.ne(except))
         .select(webhook_events::payload)
-        .into_boxed();
-    if let Some(id) = except {
-        query = query.filter(ledger_event_keys::event_id.ne(id.to_owned()));
-    }
-    Ok(query.load(conn)?)
+        .load(c)?))
 }
 
 /// What is stored of the ledger object `key`'s fold.
@@ -299,11 +313,11 @@ pub enum StoredFold {
 }
 
 pub fn fold_of(conn: &mut DbConnection, key: &str) -> Result<StoredFold, StorageError> {
-    let row: Option<Option<String>> = ledger_folds::table
+    let row: Option<Option<String>> = crate::on_backend!(conn, c => ledger_folds::table
         .find(key)
         .select(ledger_folds::fold)
-        .first(conn)
-        .optional()?;
+        .first(c)
+        .optional()?);
     Ok(match row {
         None => StoredFold::None,
         Some(None) => StoredFold::Unknown,
@@ -317,20 +331,12 @@ pub fn keep_fold(conn: &mut DbConnection, key: &str, fold: &str) -> Result<(), S
         ledger_folds::ledger_key.eq(key),
         ledger_folds::fold.eq(fold),
     );
-    match conn {
-        DbConnection::Postgres(c) => diesel::insert_into(ledger_folds::table)
-            .values(row)
-            .on_conflict(ledger_folds::ledger_key)
-            .do_update()
-            .set(ledger_folds::fold.eq(fold))
-            .execute(c)?,
-        DbConnection::Sqlite(c) => diesel::insert_into(ledger_folds::table)
-            .values(row)
-            .on_conflict(ledger_folds::ledger_key)
-            .do_update()
-            .set(ledger_folds::fold.eq(fold))
-            .execute(c)?,
-    };
+    crate::on_backend!(conn, c => crate::fixed!(diesel::insert_into(ledger_folds::table)
+        .values(row)
+        .on_conflict(ledger_folds::ledger_key)
+        .do_update()
+        .set(ledger_folds::fold.eq(fold)))
+        .execute(c)?);
     Ok(())
 }
 
@@ -341,10 +347,11 @@ pub fn try_lock_object(conn: &mut DbConnection, key: &str) -> Result<bool, Stora
     let DbConnection::Postgres(pg) = conn else {
         return Ok(true);
     };
-    let taken: Vec<Locked> =
-        diesel::sql_query("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked")
-            .bind::<Text, _>(key)
-            .load(pg)?;
+    let taken: Vec<Locked> = crate::fixed!(diesel::sql_query(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked"
+    )
+    .bind::<Text, _>(key))
+    .load(pg)?;
     Ok(taken.first().is_some_and(|t| t.locked))
 }
 
@@ -369,7 +376,7 @@ pub fn payments_of_invoice(
     connection_id: &str,
     stripe_invoice_id: &str,
 ) -> Result<Vec<LinkedPayment>, StorageError> {
-    Ok(payments::table
+    Ok(crate::on_backend!(conn, c => payments::table
         .filter(payments::connection_id.eq(connection_id))
         .filter(payments::stripe_invoice_id.eq(stripe_invoice_id))
         .select((
@@ -379,7 +386,7 @@ pub fn payments_of_invoice(
             payments::stripe_created,
         ))
         .order((payments::stripe_created.asc(), payments::stripe_id.asc()))
-        .load(conn)?)
+        .load(c)?))
 }
 
 /// What an invoice row already holds that its events may not overrule.
@@ -405,24 +412,24 @@ pub fn invoice_row_for(
 ) -> Result<Option<(String, KnownInvoice)>, StorageError> {
     let mut id: Option<String> = None;
     if let Some(local) = local_id {
-        id = invoices::table
+        id = crate::on_backend!(conn, c => invoices::table
             .find(local)
             .select(invoices::id)
-            .first(conn)
-            .optional()?;
+            .first(c)
+            .optional()?);
     }
     if id.is_none() {
-        id = invoices::table
+        id = crate::on_backend!(conn, c => invoices::table
             .filter(invoices::connection_id.eq(connection_id))
             .filter(invoices::stripe_id.eq(stripe_id))
             .select(invoices::id)
-            .first(conn)
-            .optional()?;
+            .first(c)
+            .optional()?);
     }
     let Some(id) = id else {
         return Ok(None);
     };
-    let known = invoices::table
+    let known = crate::on_backend!(conn, c => invoices::table
         .find(&id)
         .select((
             invoices::origin,
@@ -434,7 +441,7 @@ pub fn invoice_row_for(
             invoices::amount_due,
             invoices::amount_remaining,
         ))
-        .first(conn)?;
+        .first(c)?);
     Ok(Some((id, known)))
 }
 
@@ -446,13 +453,13 @@ pub fn update_invoice(
     fields: &InvoiceFields,
     created_at: Option<NaiveDateTime>,
 ) -> Result<(), StorageError> {
-    diesel::update(invoices::table.find(id))
-        .set(fields)
-        .execute(conn)?;
+    crate::on_backend!(conn, c => crate::fixed!(diesel::update(invoices::table.find(id))
+        .set(fields))
+        .execute(c)?);
     if let Some(created) = created_at {
-        diesel::update(invoices::table.find(id))
-            .set(invoices::created_at.eq(created))
-            .execute(conn)?;
+        crate::on_backend!(conn, c => crate::fixed!(diesel::update(invoices::table.find(id))
+            .set(invoices::created_at.eq(created)))
+            .execute(c)?);
     }
     Ok(())
 }
@@ -504,10 +511,12 @@ pub fn replace_lines(
     invoice_id: &str,
     lines: &[MirroredLine],
 ) -> Result<(), StorageError> {
-    diesel::delete(invoice_lines::table.filter(invoice_lines::invoice_id.eq(invoice_id)))
-        .execute(conn)?;
+    crate::on_backend!(conn, c => diesel::delete(
+        invoice_lines::table.filter(invoice_lines::invoice_id.eq(invoice_id))
+    )
+    .execute(c)?);
     for (n, line) in lines.iter().enumerate() {
-        diesel::insert_into(invoice_lines::table)
+        let statement = diesel::insert_into(invoice_lines::table)
             .values((
                 invoice_lines::id.eq(ids::new_id("line")),
                 invoice_lines::invoice_id.eq(invoice_id),
@@ -521,8 +530,8 @@ pub fn replace_lines(
                 invoice_lines::stripe_price_id.eq(&line.stripe_price_id),
                 invoice_lines::period_start.eq(line.period_start),
                 invoice_lines::period_end.eq(line.period_end),
-            ))
-            .execute(conn)?;
+            ));
+        crate::on_backend!(conn, c => statement.execute(c)?);
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod connection;
 pub mod connection_drafts;
 pub mod connections;
 pub mod events;
+pub mod fixed;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;

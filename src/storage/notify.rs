@@ -285,11 +285,11 @@ pub fn insert_rule(conn: &mut DbConnection, row: &RuleRow) -> Result<(), Storage
 
 /// The rules' current version: a new random word after every change; `None` before the first.
 pub fn rules_version(conn: &mut DbConnection) -> Result<Option<String>, StorageError> {
-    Ok(notify_rules_version::table
+    Ok(crate::on_backend!(conn, c => notify_rules_version::table
         .find(1)
         .select(notify_rules_version::version)
-        .first(conn)
-        .optional()?)
+        .first(c)
+        .optional()?))
 }
 
 /// Gives the rules a new version, in the transaction that changed them.

@@ -3,6 +3,12 @@
 //! Committing each request on its own would cap ingest at the disk's commit rate. Instead, writer
 //! threads take every event that is waiting, insert them in one transaction and answer each
 //! request after that commit (group commit). An answer still never precedes its event's commit.
+//!
+//! The same transaction also applies the new events to the ledger, within a time budget: one
+//! commit carries both (on SQLite one fsync and one hold of the single write lock), and the events
+//! need not be claimed and read back from the inbox. An event that cannot be applied there (it
+//! fails, another worker holds an object it touches, the budget ran out) stays pending, and the
+//! apply worker takes it as before.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -11,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::domain::states::{EventStatus, JobKind};
+use crate::ledger::{worker, Event};
 use crate::storage::events::{self, EventRow};
 use crate::storage::jobs::{self, NewJob};
 use crate::storage::{Backend, Db, StorageError};
@@ -18,9 +25,16 @@ use crate::storage::{Backend, Db, StorageError};
 /// Most events one commit carries.
 const MAX_BATCH: usize = 256;
 
+/// The writer also applies the events it stores, in the same transaction, for at most this long
+/// per batch; the rest are left to the apply worker. The acknowledgements of the batch wait for
+/// its commit, so this bounds what applying adds to their latency.
+const APPLY_IN_PLACE_BUDGET: Duration = Duration::from_millis(10);
+
 enum Job {
     Store {
         row: Box<EventRow>,
+        /// The payload parsed for the ledger, when the event is to be applied and parses.
+        event: Option<Box<Event>>,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
     Reject {
@@ -77,8 +91,16 @@ impl Inbox {
     /// Returns `true` when the event is new. Returns only after the commit.
     pub async fn store(&self, row: EventRow) -> Result<bool, StorageError> {
         let (reply, answer) = oneshot::channel();
+        // Parsed here, on the request's thread, rather than by the writer, which on SQLite is
+        // the one thread every commit goes through. One that does not parse is left to the
+        // apply worker, which records why.
+        let event = (row.status == EventStatus::Pending)
+            .then(|| Event::parse(&row.payload).ok())
+            .flatten()
+            .map(Box::new);
         let job = Job::Store {
             row: Box::new(row),
+            event,
             reply,
         };
         self.jobs
@@ -120,12 +142,21 @@ fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, bells: &Bells) 
             batch
         };
         let outcome = write(db, &batch);
-        let mut any_new = false;
+        // Events stored but not applied with their delivery wake the apply worker.
+        let mut any_pending = false;
         let any_thin = batch.iter().any(
             |job| matches!(job, Job::Store { row, .. } if row.status == EventStatus::Fetching),
         );
         let mut results = match outcome {
-            Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>().into_iter(),
+            Ok(stored) => {
+                any_pending = stored.left_pending;
+                stored
+                    .inserted
+                    .into_iter()
+                    .map(Ok)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+            }
             Err(error) => {
                 tracing::error!(events = batch.len(), "cannot store webhook events: {error}");
                 let cause = error.to_string();
@@ -142,16 +173,15 @@ fn write_batches(db: &Db, receiver: &Mutex<mpsc::Receiver<Job>>, bells: &Bells) 
                         "the inbox lost track of a result".into(),
                     ))
                 });
-                any_new |= matches!(result, Ok(true));
                 // The request may have gone away; its event is stored all the same.
                 let _ = reply.send(result);
             }
         }
-        if any_new {
+        if any_pending {
             bells.stored.notify_one();
-            if any_thin {
-                bells.thin.notify_one();
-            }
+        }
+        if any_thin {
+            bells.thin.notify_one();
         }
     }
 }
@@ -166,9 +196,16 @@ const ATTEMPTS: u32 = 5;
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 const STATEMENT_WAIT: Duration = Duration::from_secs(10);
 
-/// Writes one batch in one transaction, again when PostgreSQL asks for it; returns one result
-/// per `Store` job, in order.
-fn write(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
+/// What a batch's commit stored.
+struct Stored {
+    /// Per `Store` job, in order: whether its event was new.
+    inserted: Vec<bool>,
+    /// Whether a new event was left for the apply worker.
+    left_pending: bool,
+}
+
+/// Writes one batch in one transaction, again when PostgreSQL asks for it.
+fn write(db: &Db, batch: &[Job]) -> Result<Stored, StorageError> {
     let mut attempt = 1;
     loop {
         match write_once(db, batch) {
@@ -188,15 +225,18 @@ fn write(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
     }
 }
 
-fn write_once(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
+fn write_once(db: &Db, batch: &[Job]) -> Result<Stored, StorageError> {
     db.with(|conn| {
         conn.write_transaction(|conn| {
             conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
-            let rows = batch.iter().filter_map(|job| match job {
-                Job::Store { row, .. } => Some(&**row),
-                Job::Reject { .. } => None,
-            });
-            let rows: Vec<&EventRow> = rows.collect();
+            let stored: Vec<(&EventRow, Option<&Event>)> = batch
+                .iter()
+                .filter_map(|job| match job {
+                    Job::Store { row, event, .. } => Some((&**row, event.as_deref())),
+                    Job::Reject { .. } => None,
+                })
+                .collect();
+            let rows: Vec<&EventRow> = stored.iter().map(|(row, _)| *row).collect();
             let inserted = events::insert_new(conn, rows.iter().copied())?;
             // A thin event's fetch is enqueued with it: once stored, it is read from Stripe,
             // even after a crash right after this commit.
@@ -223,7 +263,36 @@ fn write_once(db: &Db, batch: &[Job]) -> Result<Vec<bool>, StorageError> {
                     events::insert_rejection(conn, connection_id, reason)?;
                 }
             }
-            Ok(inserted)
+            let fresh: Vec<(&EventRow, &Event)> = stored
+                .iter()
+                .zip(&inserted)
+                .filter(|((row, _), new)| **new && row.status == EventStatus::Pending)
+                .filter_map(|((row, event), _)| Some((*row, (*event)?)))
+                .collect();
+            let unparsed = rows
+                .iter()
+                .zip(&inserted)
+                .filter(|(row, new)| **new && row.status == EventStatus::Pending)
+                .count()
+                - fresh.len();
+            let mut applied = 0;
+            if !fresh.is_empty() {
+                // Storing must not fail because applying did: a failure here undoes only the
+                // applying, and the events stay pending for the worker.
+                match conn.savepoint(|conn| {
+                    worker::apply_in_place(conn, &fresh, APPLY_IN_PLACE_BUDGET)
+                }) {
+                    Ok(n) => applied = n,
+                    Err(error) => tracing::warn!(
+                        events = fresh.len(),
+                        "cannot apply events with their delivery; the apply worker will: {error}"
+                    ),
+                }
+            }
+            Ok(Stored {
+                inserted,
+                left_pending: applied < fresh.len() || unparsed > 0,
+            })
         })
     })
 }
