@@ -98,9 +98,9 @@ fn single_table(runtime: &tokio::runtime::Runtime, events_per_run: usize, templa
                 };
                 for _ in 0..repeats {
                     let r = runtime.block_on(run(backend, mode, concurrency, n, templates));
-                    let share = ceilings
-                        .get(&concurrency)
-                        .map_or(String::from("-"), |c| format!("{:.1} %", 100.0 * r.accepted_per_s / c));
+                    let share = ceilings.get(&concurrency).map_or(String::from("-"), |c| {
+                        format!("{:.1} %", 100.0 * r.accepted_per_s / c)
+                    });
                     let per_event = |s: f64| s * 1e6 / n as f64;
                     let pg = if backend == "postgres" {
                         format!("{:.0}", per_event(r.postgres_cpu_s))
@@ -472,7 +472,12 @@ fn postgres_cpu_seconds() -> f64 {
         return 0.0;
     };
     dir.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;

@@ -516,21 +516,20 @@ pub fn replace_lines(
     )
     .execute(c)?);
     for (n, line) in lines.iter().enumerate() {
-        let statement = diesel::insert_into(invoice_lines::table)
-            .values((
-                invoice_lines::id.eq(ids::new_id("line")),
-                invoice_lines::invoice_id.eq(invoice_id),
-                invoice_lines::stripe_id.eq(&line.stripe_id),
-                invoice_lines::line_no.eq(i32::try_from(n + 1).unwrap_or(i32::MAX)),
-                invoice_lines::description.eq(&line.description),
-                invoice_lines::quantity.eq(line.quantity),
-                invoice_lines::unit_amount.eq(line.unit_amount),
-                invoice_lines::amount.eq(line.amount),
-                invoice_lines::currency.eq(&line.currency),
-                invoice_lines::stripe_price_id.eq(&line.stripe_price_id),
-                invoice_lines::period_start.eq(line.period_start),
-                invoice_lines::period_end.eq(line.period_end),
-            ));
+        let statement = diesel::insert_into(invoice_lines::table).values((
+            invoice_lines::id.eq(ids::new_id("line")),
+            invoice_lines::invoice_id.eq(invoice_id),
+            invoice_lines::stripe_id.eq(&line.stripe_id),
+            invoice_lines::line_no.eq(i32::try_from(n + 1).unwrap_or(i32::MAX)),
+            invoice_lines::description.eq(&line.description),
+            invoice_lines::quantity.eq(line.quantity),
+            invoice_lines::unit_amount.eq(line.unit_amount),
+            invoice_lines::amount.eq(line.amount),
+            invoice_lines::currency.eq(&line.currency),
+            invoice_lines::stripe_price_id.eq(&line.stripe_price_id),
+            invoice_lines::period_start.eq(line.period_start),
+            invoice_lines::period_end.eq(line.period_end),
+        ));
         crate::on_backend!(conn, c => statement.execute(c)?);
     }
     Ok(())

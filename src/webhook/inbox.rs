@@ -4,11 +4,13 @@
 //! threads take every event that is waiting, insert them in one transaction and answer each
 //! request after that commit (group commit). An answer still never precedes its event's commit.
 //!
-//! The same transaction also applies the new events to the ledger, within a time budget: one
-//! commit carries both (on SQLite one fsync and one hold of the single write lock), and the events
+//! On SQLite the same transaction also applies the new events to the ledger, within a time
+//! budget: one commit (one fsync, one hold of the single write lock) carries both, and the events
 //! need not be claimed and read back from the inbox. An event that cannot be applied there (it
-//! fails, another worker holds an object it touches, the budget ran out) stays pending, and the
-//! apply worker takes it as before.
+//! fails, the budget ran out) stays pending, and the apply worker takes it as before. PostgreSQL
+//! commits several batches at once and its apply workers run beside the writers, so there the
+//! writers only store: applying in place made acknowledgements twice as slow and applied no faster
+//! (BENCHMARKS.md).
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -25,9 +27,9 @@ use crate::storage::{Backend, Db, StorageError};
 /// Most events one commit carries.
 const MAX_BATCH: usize = 256;
 
-/// The writer also applies the events it stores, in the same transaction, for at most this long
-/// per batch; the rest are left to the apply worker. The acknowledgements of the batch wait for
-/// its commit, so this bounds what applying adds to their latency.
+/// On SQLite the writer also applies the events it stores, in the same transaction, for at most
+/// this long per batch; the rest are left to the apply worker. The acknowledgements of the batch
+/// wait for its commit, so this bounds what applying adds to their latency.
 const APPLY_IN_PLACE_BUDGET: Duration = Duration::from_millis(10);
 
 enum Job {
@@ -48,6 +50,8 @@ enum Job {
 #[derive(Clone)]
 pub struct Inbox {
     jobs: mpsc::Sender<Job>,
+    /// Whether the writer applies what it stores (SQLite), so payloads are parsed for it.
+    applies: bool,
     /// Woken after each commit that stored a new event, so the apply worker need not poll.
     pub stored: Arc<Notify>,
 }
@@ -63,6 +67,7 @@ struct Bells {
 impl Inbox {
     /// `thin` is the `fetch_thin_event` runner's bell, rung when a thin event was stored.
     pub fn start(db: Db, thin: Arc<Notify>) -> Inbox {
+        let db_is_sqlite = db.backend() == Backend::Sqlite;
         let (jobs, receiver) = mpsc::channel(8 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
         let stored = Arc::new(Notify::new());
@@ -84,7 +89,11 @@ impl Inbox {
                 tracing::error!("cannot start an inbox writer thread: {e}");
             }
         }
-        Inbox { jobs, stored }
+        Inbox {
+            jobs,
+            stored,
+            applies: db_is_sqlite,
+        }
     }
 
     /// Stores `row` unless an event with its Stripe id is already stored for its connection.
@@ -94,7 +103,7 @@ impl Inbox {
         // Parsed here, on the request's thread, rather than by the writer, which on SQLite is
         // the one thread every commit goes through. One that does not parse is left to the
         // apply worker, which records why.
-        let event = (row.status == EventStatus::Pending)
+        let event = (self.applies && row.status == EventStatus::Pending)
             .then(|| Event::parse(&row.payload).ok())
             .flatten()
             .map(Box::new);
@@ -226,6 +235,7 @@ fn write(db: &Db, batch: &[Job]) -> Result<Stored, StorageError> {
 }
 
 fn write_once(db: &Db, batch: &[Job]) -> Result<Stored, StorageError> {
+    let apply_in_place = db.backend() == Backend::Sqlite;
     db.with(|conn| {
         conn.write_transaction(|conn| {
             conn.bound_waits(LOCK_WAIT, STATEMENT_WAIT)?;
@@ -276,12 +286,12 @@ fn write_once(db: &Db, batch: &[Job]) -> Result<Stored, StorageError> {
                 .count()
                 - fresh.len();
             let mut applied = 0;
-            if !fresh.is_empty() {
+            if apply_in_place && !fresh.is_empty() {
                 // Storing must not fail because applying did: a failure here undoes only the
                 // applying, and the events stay pending for the worker.
-                match conn.savepoint(|conn| {
-                    worker::apply_in_place(conn, &fresh, APPLY_IN_PLACE_BUDGET)
-                }) {
+                match conn
+                    .savepoint(|conn| worker::apply_in_place(conn, &fresh, APPLY_IN_PLACE_BUDGET))
+                {
                     Ok(n) => applied = n,
                     Err(error) => tracing::warn!(
                         events = fresh.len(),

@@ -61,8 +61,8 @@ fn deliver_all(conn: &mut DbConnection, connection_id: &str, bodies: &[String]) 
 fn apply_all(conn: &mut DbConnection) -> usize {
     let mut applied = 0;
     loop {
-        let pass = ledger::worker::apply_due(conn, Default::default(), Duration::from_secs(1))
-            .unwrap();
+        let pass =
+            ledger::worker::apply_due(conn, Default::default(), Duration::from_secs(1)).unwrap();
         assert_eq!(pass.failed, 0, "an event failed to apply");
         if pass.applied == 0 {
             return applied;
