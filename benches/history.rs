@@ -4,8 +4,10 @@
 //! (default 10,000) `customer.subscription.updated` events (the real basil payload, 5 KB, one
 //! second apart), delivered in order or shuffled and applied by the apply worker's own
 //! `apply_due`. Then it times applying one more event, newer than all (the 10,001st), against
-//! applying the first event of a fresh subscription, and one event older than all the others (it
-//! arrived late). Each figure is the median of `SAMPLES` single-event passes (insert untimed,
+//! applying the first event of a fresh subscription, one event a few seconds older than the newest
+//! (it arrived late: it re-folds from the newest snapshot of the state before it, at most
+//! `ledger::fold::SNAPSHOT_EVERY` events back, plus the events after it), and one event older than
+//! all the others (late by the whole history: it re-folds all of it). Each figure is the median of `SAMPLES` single-event passes (insert untimed,
 //! `apply_due` timed: claim, fold, upserts, mark applied, commit), with the statements each pass
 //! sends, counted by diesel's instrumentation. `BENCH_BACKENDS=postgres`, `BENCH_ORDERS=in-order`
 //! run a subset (a shuffled history makes most events late: loading it costs the square of its
@@ -34,8 +36,8 @@ const CONNECTION: &str = "conn_history";
 fn main() {
     let history = number_from_env("BENCH_HISTORY", 10_000);
     let template = template();
-    println!("| backend | history order | first event ms | statements | event {} (newest) ms | statements | ratio | one late event ms | statements |", history + 1);
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| backend | history order | first event ms | statements | event {} (newest) ms | statements | ratio | late, near the newest ms | statements | late, oldest ms | statements |", history + 1);
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for backend in list_from_env("BENCH_BACKENDS", "sqlite,postgres") {
         for order in list_from_env("BENCH_ORDERS", "in-order,shuffled") {
             let shuffled = order == "shuffled";
@@ -82,7 +84,16 @@ fn main() {
                     time_one(&mut conn, &statements, &body)
                 })
                 .collect();
-            // Late events, older than every other: they need the whole history. Fewer samples.
+            // Late events a few seconds before the newest (and the 21 just added): bounded by a
+            // snapshot. Fewer samples.
+            let near: Vec<(f64, usize)> = (0..5)
+                .map(|n| {
+                    let created = (history + n) as i64 + 1_000 - 10;
+                    let body = event(&template, "sub_long", 2_000_000 + n, created);
+                    time_one(&mut conn, &statements, &body)
+                })
+                .collect();
+            // Late events, older than every other: they need the whole history.
             let late: Vec<(f64, usize)> = (0..5)
                 .map(|n| {
                     let body = event(&template, "sub_long", 1_000_000 + n, n as i64);
@@ -94,9 +105,10 @@ fn main() {
             drop_database(&target);
             let (first_ms, first_statements) = median(first);
             let (newest_ms, newest_statements) = median(newest);
+            let (near_ms, near_statements) = median(near);
             let (late_ms, late_statements) = median(late);
             println!(
-                "| {backend} | {} | {first_ms:.2} | {first_statements} | {newest_ms:.2} | {newest_statements} | {:.2}× | {late_ms:.1} | {late_statements} |",
+                "| {backend} | {} | {first_ms:.2} | {first_statements} | {newest_ms:.2} | {newest_statements} | {:.2}× | {near_ms:.1} | {near_statements} | {late_ms:.1} | {late_statements} |",
                 if shuffled { "shuffled" } else { "in order" },
                 newest_ms / first_ms,
             );

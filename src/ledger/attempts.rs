@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::json;
 use super::keys::listed;
 use super::Event;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
     /// The charge id, or for an error reported without one, the id of the event reporting it.
     pub charge_id: String,
@@ -33,22 +34,37 @@ fn is_final(status: &str) -> bool {
     matches!(status, "succeeded" | "failed")
 }
 
+/// The attempts seen so far, by charge id (or by the id of the event reporting a charge-less
+/// error): what a payment's fold carries between events.
+pub type Attempts = BTreeMap<String, Attempt>;
+
 /// The attempts the events describe, oldest first. `events` are in fold order, so a later
 /// snapshot of a charge overwrites an earlier one, except that a final status stays.
+#[cfg(test)]
 pub fn fold(events: &[Event]) -> Vec<Attempt> {
-    let mut attempts: BTreeMap<String, Attempt> = BTreeMap::new();
+    let mut attempts = Attempts::new();
     for event in events {
-        let o = &event.object;
-        if event.event_type.starts_with("charge.") && o["object"] == "charge" {
-            merge_charge(&mut attempts, o);
-        } else if event.event_type.starts_with("payment_intent.") {
-            for charge in listed(o, "charges") {
-                merge_charge(&mut attempts, charge);
-            }
-            merge_intent_error(&mut attempts, event);
-        }
+        step(&mut attempts, event);
     }
-    let mut list: Vec<Attempt> = attempts.into_values().collect();
+    finish(&attempts)
+}
+
+/// Takes one event, after every event that sorts before it.
+pub fn step(attempts: &mut Attempts, event: &Event) {
+    let o = &event.object;
+    if event.event_type.starts_with("charge.") && o["object"] == "charge" {
+        merge_charge(attempts, o);
+    } else if event.event_type.starts_with("payment_intent.") {
+        for charge in listed(o, "charges") {
+            merge_charge(attempts, charge);
+        }
+        merge_intent_error(attempts, event);
+    }
+}
+
+/// The attempts, oldest first.
+pub fn finish(attempts: &Attempts) -> Vec<Attempt> {
+    let mut list: Vec<Attempt> = attempts.values().cloned().collect();
     list.sort_by(|a, b| {
         a.created
             .cmp(&b.created)

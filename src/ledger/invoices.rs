@@ -2,11 +2,13 @@
 //! point at them. Status only moves forward: `draft` → `open` → `past_due` → `uncollectible` →
 //! `paid`, and `void`/`deleted` end it, so a late `invoice.updated` cannot reopen a paid invoice.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::apply::ApplyError;
+use super::fold::Fold;
 use super::json::{self, as_id, as_string, as_time, take};
-use super::keys::{listed, sort_for_fold};
+use super::keys::listed;
 use super::Event;
 use crate::domain::states::{InvoiceOrigin, InvoiceStatus};
 use crate::domain::time;
@@ -34,34 +36,33 @@ fn status_of(event: &Event) -> Option<InvoiceStatus> {
     })
 }
 
-/// What an invoice's events say, folded.
+/// What an invoice's events say, folded, with the payments pointing at it.
 #[derive(Debug)]
-pub struct Folded<'e> {
+pub struct Folded {
     pub fields: Fields,
     /// Our invoice's id, when our metadata names it (an invoice billmirror pushed).
     pub local_id: Option<String>,
-    lines: Option<Lines<'e>>,
+    lines: Option<KeptLines>,
     /// Stripe's PDF of the invoice, from the newest event that has one.
     pub pdf: Option<String>,
 }
 
-/// Rebuilds invoice `stripe_id` from all its events and writes it: into our row when it is one
-/// billmirror pushed, else into its mirrored row with Stripe's lines.
-pub fn rebuild(
+/// Writes what invoice `stripe_id`'s fold gives: into our row when it is one billmirror pushed,
+/// else into its mirrored row with Stripe's lines. `None` (only an invoice payment so far) writes
+/// nothing: the invoice itself will come, and fold this in then.
+pub fn write_folded(
     conn: &mut DbConnection,
     connection_id: &str,
     stripe_id: &str,
-    events: &mut [Event],
+    folded: Option<Folded>,
 ) -> Result<(), ApplyError> {
-    let linked = ledger_store::payments_of_invoice(conn, connection_id, stripe_id)?;
     let Some(Folded {
         fields,
         local_id,
         lines,
         pdf,
-    }) = fold(stripe_id, events, &linked)
+    }) = folded
     else {
-        // Only an invoice payment so far: the invoice itself will come, and fold this in then.
         return Ok(());
     };
     let currency = fields.currency.clone();
@@ -71,7 +72,7 @@ pub fn rebuild(
         store::set_pdf(conn, id, url)?;
     }
     if let (Some(lines), Written::Mirrored(id)) = (lines, &written) {
-        ledger_store::replace_lines(conn, id, &mirrored_lines(lines.items, &currency))?;
+        ledger_store::replace_lines(conn, id, &mirrored_lines(&lines.items, &currency))?;
         if lines.complete {
             store::mark_lines_complete(conn, id)?;
         } else {
@@ -84,26 +85,65 @@ pub fn rebuild(
 
 /// Invoice `stripe_id` from all its events, in any order, and the payments pointing at it; `None`
 /// while only invoice payments have been seen.
-pub fn fold<'e>(
-    stripe_id: &str,
-    events: &'e mut [Event],
-    linked: &[LinkedPayment],
-) -> Option<Folded<'e>> {
-    sort_for_fold(events, |e| status_of(e).map_or(0, InvoiceStatus::rank));
-    let events: &'e [Event] = events;
-    let now = time::now();
-    let mut f = Fields {
-        stripe_id: Some(stripe_id.to_owned()),
-        status: InvoiceStatus::Draft,
-        observed_at: now,
-        updated_at: now,
-        ..Fields::default()
-    };
-    let mut local_id = None;
-    let mut lines: Option<Lines> = None;
-    let mut seen_invoice = false;
-    let mut pdf = None;
-    for event in events {
+#[cfg(test)]
+pub fn fold(stripe_id: &str, events: &mut [Event], linked: &[LinkedPayment]) -> Option<Folded> {
+    let invoice = Invoice::new(stripe_id, linked.to_vec());
+    let folded = super::fold::fold_all(&invoice, events);
+    invoice.finish(&folded.state)
+}
+
+/// The invoice fold. What it reads from other rows is not part of its state: the payments
+/// pointing at the invoice are read afresh for each apply and folded in at finish, and the row's
+/// own fields (`keep_what_we_know`) when it is written.
+pub struct Invoice {
+    stripe_id: String,
+    linked: Vec<LinkedPayment>,
+}
+
+impl Invoice {
+    /// The fold of invoice `stripe_id`, with the payments now pointing at it (oldest first).
+    pub fn new(stripe_id: &str, linked: Vec<LinkedPayment>) -> Invoice {
+        Invoice {
+            stripe_id: stripe_id.to_owned(),
+            linked,
+        }
+    }
+}
+
+/// An invoice's fold state: what its events say so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    fields: Fields,
+    local_id: Option<String>,
+    lines: Option<KeptLines>,
+    seen_invoice: bool,
+    pdf: Option<String>,
+}
+
+impl Fold for Invoice {
+    type State = State;
+    type Fields = Option<Folded>;
+
+    fn start(&self) -> State {
+        State {
+            fields: Fields {
+                stripe_id: Some(self.stripe_id.clone()),
+                status: InvoiceStatus::Draft,
+                ..Fields::default()
+            },
+            local_id: None,
+            lines: None,
+            seen_invoice: false,
+            pdf: None,
+        }
+    }
+
+    fn rank(&self, event: &Event) -> u8 {
+        status_of(event).map_or(0, InvoiceStatus::rank)
+    }
+
+    fn step(&self, state: &mut State, event: &Event) {
+        let f = &mut state.fields;
         let o = &event.object;
         if let Some(status) = status_of(event) {
             if status.rank() >= f.status.rank() {
@@ -117,9 +157,9 @@ pub fn fold<'e>(
             f.paid_at = f
                 .paid_at
                 .or(json::time(o, &["status_transitions", "paid_at"]));
-            continue;
+            return;
         }
-        seen_invoice = true;
+        state.seen_invoice = true;
         take(&mut f.number, o, "number", as_string);
         take(&mut f.stripe_customer_id, o, "customer", as_id);
         take(&mut f.customer_email, o, "customer_email", as_string);
@@ -143,7 +183,7 @@ pub fn fold<'e>(
         );
         take(&mut f.stripe_created, o, "created", as_time);
         if let Some(url) = json::str(o, &["invoice_pdf"]) {
-            pdf = Some(url);
+            state.pdf = Some(url);
         }
         if let Some(currency) = json::str(o, &["currency"]) {
             f.currency = currency;
@@ -162,31 +202,64 @@ pub fn fold<'e>(
         f.paid_at = f.paid_at.or(transitions("paid_at"));
         f.voided_at = f.voided_at.or(transitions("voided_at"));
         if let Some(seen) = Lines::of(o) {
-            lines = Some(Lines::prefer(lines, seen));
+            let known = state.lines.as_ref().map(KeptLines::view);
+            if !Lines::keeps_known(known.as_ref(), &seen) {
+                // The state owns the lines it keeps: it outlives the event.
+                state.lines = Some(KeptLines {
+                    items: seen.items.to_vec(),
+                    complete: seen.complete,
+                });
+            }
         }
         if let Some(id) = json::str(o, &["metadata", "billmirror_invoice_id"]) {
-            local_id = Some(id);
+            state.local_id = Some(id);
         }
     }
-    if !seen_invoice {
-        return None;
+
+    fn finish(&self, state: &State) -> Option<Folded> {
+        if !state.seen_invoice {
+            return None;
+        }
+        let now = time::now();
+        let mut f = Fields {
+            observed_at: now,
+            updated_at: now,
+            ..state.fields.clone()
+        };
+        apply_payments(&self.linked, &mut f);
+        if f.status == InvoiceStatus::Paid {
+            f.amount_remaining = 0;
+            f.next_payment_attempt = None;
+            f.last_payment_error = None;
+        }
+        f.customer_email_normalized = f
+            .customer_email
+            .as_deref()
+            .map(crate::domain::email::normalize);
+        Some(Folded {
+            fields: f,
+            local_id: state.local_id.clone(),
+            lines: state.lines.clone(),
+            pdf: state.pdf.clone(),
+        })
     }
-    apply_payments(linked, &mut f);
-    if f.status == InvoiceStatus::Paid {
-        f.amount_remaining = 0;
-        f.next_payment_attempt = None;
-        f.last_payment_error = None;
+}
+
+/// The lines a fold keeps: the list the newest event worth keeping showed (see
+/// [`Lines::prefer`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeptLines {
+    items: Vec<Value>,
+    complete: bool,
+}
+
+impl KeptLines {
+    fn view(&self) -> Lines<'_> {
+        Lines {
+            items: &self.items,
+            complete: self.complete,
+        }
     }
-    f.customer_email_normalized = f
-        .customer_email
-        .as_deref()
-        .map(crate::domain::email::normalize);
-    Some(Folded {
-        fields: f,
-        local_id,
-        lines,
-        pdf,
-    })
 }
 
 /// The lines one event shows: Stripe's payloads carry the first page only, saying so with
@@ -209,11 +282,17 @@ impl<'e> Lines<'e> {
     /// The list to keep after seeing `seen`, events taken in fold order: a complete list is the
     /// truth of its moment; a truncated page replaces what is known only when it shows more, so
     /// a longer list is never shrunk to a first page.
+    #[cfg(test)]
     fn prefer(known: Option<Lines<'e>>, seen: Lines<'e>) -> Lines<'e> {
         match known {
-            Some(known) if !seen.complete && known.items.len() >= seen.items.len() => known,
+            Some(known) if Lines::keeps_known(Some(&known), &seen) => known,
             _ => seen,
         }
+    }
+
+    /// Whether [`Lines::prefer`] keeps `known` over `seen`.
+    fn keeps_known(known: Option<&Lines<'_>>, seen: &Lines<'_>) -> bool {
+        known.is_some_and(|known| !seen.complete && known.items.len() >= seen.items.len())
     }
 }
 

@@ -127,13 +127,6 @@ pub fn listed<'v>(object: &'v Value, field: &str) -> &'v [Value] {
         .unwrap_or(&[])
 }
 
-/// Sorts events into fold order: by `created`, then by how far along its lifecycle the event's
-/// type and the object's status are (`rank`), then by event id, so ties always break the same way.
-/// The order is [`Position`](super::fold::Position)'s, the one incremental folds keep.
-pub fn sort_for_fold(events: &mut [Event], rank: impl Fn(&Event) -> u8) {
-    events.sort_by_cached_key(|e| super::fold::Position::of(e, rank(e)));
-}
-
 /// Within one second, `created` events come first and `deleted` ones last.
 pub(super) fn action_rank(event: &Event) -> u8 {
     match event.action() {

@@ -1,11 +1,13 @@
 //! Payments, one per PaymentIntent (or per charge without one), folded from PaymentIntent, charge
 //! and invoice events. A payment that succeeded stays succeeded; `amount_refunded` only grows.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::attempts::Attempt;
+use super::attempts::{self, Attempt, Attempts};
+use super::fold::Fold;
 use super::json;
-use super::keys::{listed, sort_for_fold};
+use super::keys::listed;
 use super::Event;
 use crate::storage::attempts::AttemptRow;
 use crate::storage::ledger::PaymentFields as Fields;
@@ -38,18 +40,40 @@ fn status_of(event: &Event) -> Option<&'static str> {
     })
 }
 
-/// A payment and every attempt made for it, from all its events, in any order.
-pub fn fold(events: &mut [Event]) -> (Fields, Vec<Attempt>) {
-    sort_for_fold(events, |e| status_of(e).map_or(0, status_rank));
-    let now = crate::domain::time::now();
-    let mut f = Fields {
-        status: "pending".to_owned(),
-        observed_at: now,
-        updated_at: now,
-        ..Fields::default()
-    };
-    let mut amount_from_invoice = None;
-    for event in events.iter() {
+/// A payment's fold state: its fields before the last touches made at finish, the amount the
+/// invoice events state, and its attempts so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    fields: Fields,
+    amount_from_invoice: Option<i64>,
+    attempts: Attempts,
+}
+
+/// The payment fold: the payment and every attempt made for it.
+pub struct Payment;
+
+impl Fold for Payment {
+    type State = State;
+    type Fields = (Fields, Vec<Attempt>);
+
+    fn start(&self) -> State {
+        State {
+            fields: Fields {
+                status: "pending".to_owned(),
+                ..Fields::default()
+            },
+            amount_from_invoice: None,
+            attempts: Attempts::new(),
+        }
+    }
+
+    fn rank(&self, event: &Event) -> u8 {
+        status_of(event).map_or(0, status_rank)
+    }
+
+    fn step(&self, state: &mut State, event: &Event) {
+        let f = &mut state.fields;
+        let amount_from_invoice = &mut state.amount_from_invoice;
         if let Some(status) = status_of(event) {
             if status_rank(status) >= status_rank(&f.status) {
                 f.status = status.to_owned();
@@ -58,9 +82,9 @@ pub fn fold(events: &mut [Event]) -> (Fields, Vec<Attempt>) {
         let o = &event.object;
         let t = event.event_type.as_str();
         if t.starts_with("payment_intent.") {
-            read_payment_intent(&mut f, o);
+            read_payment_intent(f, o);
         } else if t.starts_with("charge.") {
-            read_charge(&mut f, o);
+            read_charge(f, o);
         } else if t.starts_with("invoice_payment.") {
             f.stripe_invoice_id = json::id(o, &["invoice"]).or(f.stripe_invoice_id.take());
             f.payment_intent_id = f
@@ -68,7 +92,7 @@ pub fn fold(events: &mut [Event]) -> (Fields, Vec<Attempt>) {
                 .take()
                 .or(json::id(o, &["payment", "payment_intent"]));
             f.charge_id = f.charge_id.take().or(json::id(o, &["payment", "charge"]));
-            amount_from_invoice = json::i64(o, &["amount_paid"]).or(amount_from_invoice);
+            *amount_from_invoice = json::i64(o, &["amount_paid"]).or(*amount_from_invoice);
             f.currency = json::str(o, &["currency"]).unwrap_or(std::mem::take(&mut f.currency));
         } else if t.starts_with("invoice.") {
             f.stripe_invoice_id = json::str(o, &["id"]).or(f.stripe_invoice_id.take());
@@ -78,30 +102,46 @@ pub fn fold(events: &mut [Event]) -> (Fields, Vec<Attempt>) {
                 .or(json::id(o, &["payment_intent"]));
             f.charge_id = f.charge_id.take().or(json::id(o, &["charge"]));
             f.stripe_customer_id = f.stripe_customer_id.take().or(json::id(o, &["customer"]));
-            amount_from_invoice = json::i64(o, &["amount_paid"]).or(amount_from_invoice);
+            *amount_from_invoice = json::i64(o, &["amount_paid"]).or(*amount_from_invoice);
             if f.currency.is_empty() {
                 f.currency = json::str(o, &["currency"]).unwrap_or_default();
             }
         }
+        attempts::step(&mut state.attempts, event);
     }
-    if f.amount == 0 {
-        f.amount = amount_from_invoice.unwrap_or(0);
-    }
-    if f.status == "succeeded" && f.amount_refunded > 0 {
-        f.status = if f.amount_refunded >= f.amount {
-            "refunded"
-        } else {
-            "partially_refunded"
+
+    fn finish(&self, state: &State) -> (Fields, Vec<Attempt>) {
+        let now = crate::domain::time::now();
+        let mut f = Fields {
+            observed_at: now,
+            updated_at: now,
+            ..state.fields.clone()
+        };
+        if f.amount == 0 {
+            f.amount = state.amount_from_invoice.unwrap_or(0);
         }
-        .to_owned();
+        if f.status == "succeeded" && f.amount_refunded > 0 {
+            f.status = if f.amount_refunded >= f.amount {
+                "refunded"
+            } else {
+                "partially_refunded"
+            }
+            .to_owned();
+        }
+        if f.status == "succeeded" || f.status.ends_with("refunded") {
+            // A failure before the successful attempt is history, not the payment's state.
+            f.failure_code = None;
+            f.failure_message = None;
+        }
+        (f, attempts::finish(&state.attempts))
     }
-    if f.status == "succeeded" || f.status.ends_with("refunded") {
-        // A failure before the successful attempt is history, not the payment's state.
-        f.failure_code = None;
-        f.failure_message = None;
-    }
-    let attempts = super::attempts::fold(events);
-    (f, attempts)
+}
+
+/// A payment and every attempt made for it, from all its events, in any order.
+#[cfg(test)]
+pub fn fold(events: &mut [Event]) -> (Fields, Vec<Attempt>) {
+    let folded = super::fold::fold_all(&Payment, events);
+    Payment.finish(&folded.state)
 }
 
 /// The stored rows of a payment's attempts; an attempt that named no currency is in the payment's.

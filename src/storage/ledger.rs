@@ -9,8 +9,8 @@ use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{
-    customers, disputes, invoice_lines, invoices, ledger_event_keys, ledger_folds, payments,
-    prices, products, refunds, subscriptions, webhook_events,
+    customers, disputes, invoice_lines, invoices, ledger_event_keys, ledger_fold_snapshots,
+    ledger_folds, payments, prices, products, refunds, subscriptions, webhook_events,
 };
 use super::{DbConnection, StorageError};
 use crate::domain::states::{InvoiceOrigin, InvoiceStatus, SyncState};
@@ -78,7 +78,7 @@ pub struct SubscriptionFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset, Insertable)]
+#[derive(Debug, Default, Clone, AsChangeset, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = payments, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct PaymentFields {
     pub payment_intent_id: Option<String>,
@@ -131,7 +131,7 @@ pub struct DisputeFields {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Default, Clone, AsChangeset)]
+#[derive(Debug, Default, Clone, AsChangeset, Serialize, Deserialize)]
 #[diesel(table_name = invoices, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct InvoiceFields {
     pub stripe_id: Option<String>,
@@ -285,20 +285,107 @@ pub fn record_key_and_lock(
 }
 
 /// The payloads of every event recorded for the ledger object `key`, but `except` (the event
-/// being applied, which the caller already holds parsed).
+/// being applied, which the caller already holds parsed); with `since` (Unix seconds), only those
+/// Stripe created in or after that second.
 pub fn payloads_of(
     conn: &mut DbConnection,
     key: &str,
     except: Option<&str>,
+    since: Option<i64>,
 ) -> Result<Vec<String>, StorageError> {
-    // `''` is no event id: one statement whether or not an event is left out.
+    // `''` is no event id, and no event predates 1970: one statement whatever is left out.
     let except = except.unwrap_or("");
+    // `stripe_created` is the event's `created` (`webhook::inbox_row`).
+    let since = since
+        .and_then(time::from_unix)
+        .or_else(|| time::from_unix(0))
+        .unwrap_or_default();
     Ok(crate::on_backend!(conn, c => ledger_event_keys::table
         .inner_join(webhook_events::table)
         .filter(ledger_event_keys::ledger_key.eq(key))
         .filter(ledger_event_keys::event_id.ne(except))
+        .filter(webhook_events::stripe_created.ge(since))
         .select(webhook_events::payload)
         .load(c)?))
+}
+
+/// The newest snapshots of the ledger object `key`'s fold whose newest event Stripe created at
+/// or before `created` (Unix seconds), newest first, at most `limit`: (events included, fold).
+pub fn snapshots_before(
+    conn: &mut DbConnection,
+    key: &str,
+    created: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, StorageError> {
+    Ok(ledger_fold_snapshots::table
+        .filter(ledger_fold_snapshots::ledger_key.eq(key))
+        .filter(ledger_fold_snapshots::created.le(created))
+        .order((
+            ledger_fold_snapshots::created.desc(),
+            ledger_fold_snapshots::events.desc(),
+        ))
+        .select((ledger_fold_snapshots::events, ledger_fold_snapshots::fold))
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Forgets the snapshots of `key`'s fold that may include an event created at or after `from`
+/// (Unix seconds; all of them when `None`): a late event from that second makes them wrong.
+pub fn drop_snapshots_from(
+    conn: &mut DbConnection,
+    key: &str,
+    from: Option<i64>,
+) -> Result<(), StorageError> {
+    let mut query = diesel::delete(ledger_fold_snapshots::table)
+        .filter(ledger_fold_snapshots::ledger_key.eq(key))
+        .into_boxed();
+    if let Some(from) = from {
+        query = query.filter(ledger_fold_snapshots::created.ge(from));
+    }
+    query.execute(conn)?;
+    Ok(())
+}
+
+/// Keeps a snapshot of `key`'s fold that includes `events` events, the newest created at
+/// `created` (Unix seconds), replacing one of the same count.
+pub fn keep_snapshot(
+    conn: &mut DbConnection,
+    key: &str,
+    events: i64,
+    created: i64,
+    fold: &str,
+) -> Result<(), StorageError> {
+    let row = (
+        ledger_fold_snapshots::ledger_key.eq(key),
+        ledger_fold_snapshots::events.eq(events),
+        ledger_fold_snapshots::created.eq(created),
+        ledger_fold_snapshots::fold.eq(fold),
+    );
+    let update = (
+        ledger_fold_snapshots::created.eq(created),
+        ledger_fold_snapshots::fold.eq(fold),
+    );
+    match conn {
+        DbConnection::Postgres(c) => diesel::insert_into(ledger_fold_snapshots::table)
+            .values(row)
+            .on_conflict((
+                ledger_fold_snapshots::ledger_key,
+                ledger_fold_snapshots::events,
+            ))
+            .do_update()
+            .set(update)
+            .execute(c)?,
+        DbConnection::Sqlite(c) => diesel::insert_into(ledger_fold_snapshots::table)
+            .values(row)
+            .on_conflict((
+                ledger_fold_snapshots::ledger_key,
+                ledger_fold_snapshots::events,
+            ))
+            .do_update()
+            .set(update)
+            .execute(c)?,
+    };
+    Ok(())
 }
 
 /// What is stored of the ledger object `key`'s fold.
@@ -362,7 +449,7 @@ struct Locked {
 }
 
 /// A payment pointing at an invoice, as the invoice's fold reads it.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct LinkedPayment {
     pub status: String,
     pub failure_message: Option<String>,

@@ -355,6 +355,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    ledger_fold_snapshots (ledger_key, events) {
+        ledger_key -> Text,
+        events -> BigInt,
+        created -> BigInt,
+        fold -> Text,
+    }
+}
+
+diesel::table! {
     ledger_event_keys (ledger_key, event_id) {
         ledger_key -> Text,
         event_id -> Text,
@@ -618,6 +627,7 @@ diesel::joinable!(notify_interactivity -> notify_channels (channel_id));
 diesel::allow_tables_to_appear_in_same_query!(
     ledger_event_keys,
     ledger_folds,
+    ledger_fold_snapshots,
     api_tokens,
     audit_log,
     connections,

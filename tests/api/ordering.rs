@@ -96,7 +96,69 @@ fn plan(events: usize) -> impl Strategy<Value = (Vec<usize>, Vec<bool>)> {
     })
 }
 
+/// Event `n` of one long-lived subscription, `created` seconds after a fixed moment.
+fn subscription_event(template: &Value, n: usize, created: i64, status: &str) -> String {
+    let mut event = template.clone();
+    event["id"] = Value::from(format!("evt_long_{n:06}"));
+    event["created"] = Value::from(1_700_000_000 + created);
+    let object = &mut event["data"]["object"];
+    object["id"] = Value::from("sub_long");
+    object["status"] = Value::from(status);
+    object["cancel_at_period_end"] = Value::from(n % 2 == 0);
+    serde_json::to_string_pretty(&event).unwrap()
+}
+
 on_both_backends! {
+    /// Late events on an object with more events than a snapshot's interval are re-folded from a
+    /// snapshot of its state, not its first event; the ledger is still the in-order one.
+    async fn late_events_folded_on_from_a_snapshot_give_the_in_order_ledger(backend: Backend) {
+        let db = TestDb::create(backend);
+        let pool = db.open_migrated();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.blocking().unwrap();
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/stripe/events/customer.subscription.updated__basil__stripe-openapi-fixtures3-2025-03-31.basil.json");
+            let template: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let history = 2 * ledger::fold::SNAPSHOT_EVERY as usize + 40;
+            let mut all: Vec<String> = (0..history)
+                .map(|n| subscription_event(&template, n, n as i64 * 2, "active"))
+                .collect();
+            // Late: one between the two snapshots, one just before the newest that cancels the
+            // subscription for good, one older than all.
+            let late = [
+                subscription_event(&template, 900_001, 700, "active"),
+                subscription_event(&template, 900_002, history as i64 * 2 - 3, "canceled"),
+                subscription_event(&template, 900_003, -5, "active"),
+            ];
+
+            let late_connection = new_connection(&mut conn);
+            for chunk in all.chunks(100) {
+                for body in chunk {
+                    deliver(&mut conn, &late_connection, body);
+                }
+                apply_all(&mut conn);
+            }
+            for body in &late {
+                deliver(&mut conn, &late_connection, body);
+                apply_all(&mut conn);
+            }
+
+            let in_order = new_connection(&mut conn);
+            all.extend(late.iter().cloned());
+            all.sort_by_key(|body| serde_json::from_str::<Value>(body).unwrap()["created"].as_i64());
+            for chunk in all.chunks(100) {
+                for body in chunk {
+                    deliver(&mut conn, &in_order, body);
+                }
+                apply_all(&mut conn);
+            }
+            let expected = snapshot(&mut conn, &in_order).unwrap();
+            assert_eq!(expected["subscriptions"][0]["status"], "canceled", "{expected}");
+            assert_eq!(snapshot(&mut conn, &late_connection).unwrap(), expected);
+        })
+        .await
+        .unwrap();
+    }
+
     /// A claim slower than the batch time (a large backlog) must still make progress.
     async fn a_pass_without_time_left_still_applies_an_event(backend: Backend) {
         let db = TestDb::create(backend);
