@@ -85,7 +85,7 @@ impl<S> Folded<S> {
 
     /// Whether this state is one to keep as a snapshot.
     pub fn snapshot_due(&self) -> bool {
-        self.events > 0 && self.events % SNAPSHOT_EVERY == 0
+        self.events > 0 && self.events.is_multiple_of(SNAPSHOT_EVERY)
     }
 }
 
@@ -220,7 +220,8 @@ mod tests {
     fn snapshots_are_the_folds_of_the_events_before_them_and_late_events_fold_on_from_them() {
         let count = 2 * SNAPSHOT_EVERY as usize + 90;
         let product = |n: usize, created: i64| {
-            let object = json!({"id": "prod_1", "name": format!("P{n}"), "active": n % 3 != 0});
+            let object =
+                json!({"id": "prod_1", "name": format!("P{n}"), "active": !n.is_multiple_of(3)});
             bare(&format!("evt_{n:04}"), "product.updated", created, object)
         };
         // Delivered out of order, several to a second.

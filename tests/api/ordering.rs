@@ -104,7 +104,7 @@ fn subscription_event(template: &Value, n: usize, created: i64, status: &str) ->
     let object = &mut event["data"]["object"];
     object["id"] = Value::from("sub_long");
     object["status"] = Value::from(status);
-    object["cancel_at_period_end"] = Value::from(n % 2 == 0);
+    object["cancel_at_period_end"] = Value::from(n.is_multiple_of(2));
     serde_json::to_string_pretty(&event).unwrap()
 }
 
